@@ -1,0 +1,254 @@
+"""Cluster connection settings: profiles, `-F` properties files, `-X` overrides.
+
+Precedence, lowest first: the profile from the TOML config file, then a
+properties file (`-F`, or a profile's `config_file`), then `-X` overrides, then
+`-b`. A command-line flag overrides the profile only when the user typed it
+(argparse defaults are `None`). librdkafka properties (SASL, SSL, ...) pass
+straight through; secret values are remembered for redaction the moment they
+are read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from collectors.errors import ConfigError, UsageError
+from collectors.paths import default_config_path
+from collectors.redact import is_secret_key, redact_mapping, remember_secret
+
+#: Java client properties librdkafka does not know; dropped from `-F` files.
+_JAVA_ONLY = re.compile(
+    r"^(key|value)\.(de)?serializer$|^ssl\.truststore\.|^ssl\.keystore\.type$|"
+    r"^sasl\.login\.callback\.handler\.class$|^sasl\.client\.callback\.handler\.class$|"
+    r"^ssl\.protocol$|^schema\.registry\.|^basic\.auth\.|^(default\.)?api\.timeout\.ms$"
+)
+_JAAS_CRED = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, repr=False)
+class ClusterConfig:
+    """How to reach one cluster. `repr()` is safe to log: secrets are redacted."""
+
+    properties: Mapping[str, str]
+    profile: str | None = None
+    read_only: bool = False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.properties.get("bootstrap.servers", "")
+
+    def redacted(self) -> dict[str, object]:
+        return redact_mapping(self.properties)
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterConfig(profile={self.profile!r}, read_only={self.read_only}, "
+            f"properties={self.redacted()!r})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The non-connection sections of the config file, for the feature that owns each.
+
+    `text` and `path` are kept so that validators can point at a file and line.
+    """
+
+    path: Path | None = None
+    text: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        value = self.data.get(name, {})
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def rules(self) -> list[Mapping[str, Any]]:
+        return list(self.data.get("rule", []))
+
+    @property
+    def sinks(self) -> list[Mapping[str, Any]]:
+        return list(self.data.get("sink", []))
+
+
+@dataclass(frozen=True)
+class LagdeckConfig:
+    cluster: ClusterConfig
+    settings: Settings
+
+
+def parse_properties(text: str, source: str = "<properties>") -> dict[str, str]:
+    """Parse Java `.properties` text (as kcat `-F` reads client.properties).
+
+    Supports `key=value`, `key: value`, `#`/`!` comments and backslash line
+    continuations. A line with no separator is an error naming file and line.
+    """
+    props: dict[str, str] = {}
+    pending = ""
+    start_line = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip() if not pending else raw.lstrip()
+        if not pending:
+            start_line = number
+            if not line or line[0] in "#!":
+                continue
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            pending += line[:-1]
+            continue
+        line, pending = pending + line, ""
+        match = re.match(r"^((?:[^=:\s\\]|\\.)+)\s*[=:]\s*(.*)$", line)
+        if not match:
+            raise ConfigError(
+                f"{source}:{start_line}: malformed property line {line[:60]!r} "
+                "(expected key=value)"
+            )
+        key = match.group(1).replace("\\", "")
+        props[key] = match.group(2).strip()
+    if pending:
+        raise ConfigError(f"{source}:{start_line}: unterminated line continuation")
+    return props
+
+
+def java_to_librdkafka(props: Mapping[str, str]) -> dict[str, str]:
+    """Map a Java client.properties onto librdkafka names, dropping Java-only keys.
+
+    `sasl.jaas.config` with a PLAIN/SCRAM login module becomes `sasl.username`
+    and `sasl.password`, which is what librdkafka understands.
+    """
+    out: dict[str, str] = {}
+    for key, value in props.items():
+        if _JAVA_ONLY.search(key):
+            continue
+        if key == "sasl.jaas.config":
+            creds = dict(_JAAS_CRED.findall(value))
+            if "username" in creds:
+                out.setdefault("sasl.username", creds["username"])
+            if "password" in creds:
+                remember_secret(creds["password"])
+                out.setdefault("sasl.password", creds["password"])
+            continue
+        out[key] = value
+    return out
+
+
+def load_properties_file(path: str | Path) -> dict[str, str]:
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"properties file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read properties file {path}: {exc}") from None
+    return java_to_librdkafka(parse_properties(text, str(path)))
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """`-X key=value` pairs; a pair without `=` is a usage error."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-X expects key=value, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the TOML config. A missing file is an error only when named explicitly."""
+    explicit = path is not None or bool(os.environ.get("LAGDECK_CONFIG"))
+    config_path = Path(path).expanduser() if path is not None else default_config_path()
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file not found: {config_path}") from None
+        return Settings(path=None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
+    return Settings(path=config_path, text=text, data=data)
+
+
+def _profile_section(settings: Settings, name: str | None) -> tuple[str | None, Mapping[str, Any]]:
+    profiles = settings.section("profiles")
+    chosen = name or settings.data.get("default_profile")
+    if chosen is None:
+        return None, {}
+    if chosen not in profiles:
+        where = settings.path or default_config_path()
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise ConfigError(f"unknown profile {chosen!r} in {where} (profiles: {known})")
+    section = profiles[chosen]
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"profile {chosen!r} must be a table")
+    return chosen, section
+
+
+def resolve(
+    *,
+    bootstrap_servers: str | None = None,
+    overrides: Iterable[str] = (),
+    properties_file: str | None = None,
+    profile: str | None = None,
+    config_path: str | None = None,
+    read_only: bool | None = None,
+) -> LagdeckConfig:
+    """Combine config file, profile, `-F`, `-X` and `-b` into one `LagdeckConfig`."""
+    settings = load_settings(config_path)
+    profile_name, section = _profile_section(settings, profile)
+
+    props: dict[str, str] = {}
+    if section.get("bootstrap_servers"):
+        props["bootstrap.servers"] = str(section["bootstrap_servers"])
+    extra = section.get("properties", {})
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"profile {profile_name!r}: 'properties' must be a table")
+    props.update({str(k): _stringify(v) for k, v in extra.items()})
+    if section.get("config_file"):
+        props.update(load_properties_file(str(section["config_file"])))
+    if properties_file:
+        props.update(load_properties_file(properties_file))
+    props.update(parse_overrides(overrides))
+    if bootstrap_servers:
+        props["bootstrap.servers"] = bootstrap_servers
+    if not props.get("bootstrap.servers") and os.environ.get("LAGDECK_BOOTSTRAP_SERVERS"):
+        props["bootstrap.servers"] = os.environ["LAGDECK_BOOTSTRAP_SERVERS"]
+
+    for key, value in props.items():
+        if is_secret_key(key):
+            remember_secret(value)
+
+    ro = bool(section.get("read_only", False)) if read_only is None else read_only
+    return LagdeckConfig(ClusterConfig(_freeze(props), profile_name, ro), settings)
+
+
+def _stringify(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def require_bootstrap(cluster: ClusterConfig) -> str:
+    """The bootstrap servers, or a usage error saying how to give them."""
+    if not cluster.bootstrap_servers:
+        raise UsageError(
+            "no cluster given: pass -b HOST:PORT, set LAGDECK_BOOTSTRAP_SERVERS, "
+            "or choose a profile with --profile"
+        )
+    return cluster.bootstrap_servers

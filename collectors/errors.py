@@ -1,0 +1,43 @@
+"""Typed errors: one clear line for the operator, details in the log.
+
+Every failure the user can act on is a `LagdeckError`; the command line prints
+`lagdeck: error: <message>` and exits with `exit_code`, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LagdeckError(Exception):
+    """A failure the operator should act on (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(LagdeckError):
+    """Bad usage: a flag, an argument or an input the user typed (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file, profile, properties file or client property is wrong."""
+
+
+class BrokerUnavailable(LagdeckError):
+    """The cluster cannot be reached (bad address, broker down, timeout)."""
+
+
+class KafkaOperationError(LagdeckError):
+    """A broker answered a request with an error."""
+
+
+class NotFoundError(LagdeckError):
+    """A topic, group or record the user named does not exist."""
+
+
+class ReadOnlyError(LagdeckError):
+    """A mutating action was attempted in read-only mode."""
+
+
+class EmbeddedBrokerError(LagdeckError):
+    """The embedded Tansu broker is missing, failed to start or panicked."""

@@ -1,0 +1,109 @@
+"""Immutable snapshots that flow one way: collectors -> tracing/dlq -> console.
+
+These are the contracts between layers. Collectors build them; everything
+else only reads them, so the TUI and the headless commands render the same
+data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Burrow-style status, ordered by severity (see `SEVERITY`)."""
+
+    OK = "OK"
+    WARN = "WARN"
+    REWIND = "REWIND"
+    STALL = "STALL"
+    STOP = "STOP"
+    ERR = "ERR"
+
+    @property
+    def severity(self) -> int:
+        return SEVERITY[self]
+
+
+#: Worst wins when a group's status is folded from its partitions.
+SEVERITY: dict[Status, int] = {
+    Status.OK: 0,
+    Status.WARN: 1,
+    Status.REWIND: 2,
+    Status.STALL: 3,
+    Status.STOP: 4,
+    Status.ERR: 5,
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    key: str
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as read from the wire; bytes stay bytes until decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header `name` (case-insensitive), or None."""
+        lowered = name.lower()
+        for header in reversed(self.headers):
+            if header.key.lower() == lowered:
+                return header.value
+        return None
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed_offset: int | None
+    end_offset: int | None
+    lag: int | None
+    lag_seconds: float | None
+    #: how lag_seconds was obtained: "exact", "interpolated", "extrapolated", "zero" or "unknown"
+    lag_seconds_method: str
+    status: Status
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    client_id: str
+    host: str
+    assignments: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    state: str
+    status: Status
+    total_lag: int
+    max_lag_seconds: float | None
+    partitions: tuple[PartitionLag, ...] = ()
+    #: None when the broker does not report members (Tansu), () when it reports none.
+    members: tuple[Member, ...] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LagSnapshot:
+    taken_at: float
+    groups: tuple[GroupLag, ...] = ()
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+    def group(self, name: str) -> GroupLag | None:
+        return next((g for g in self.groups if g.group == name), None)

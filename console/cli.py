@@ -1,0 +1,91 @@
+"""The `lagdeck` command line: global connection options, then one command.
+
+Each command lives in `console/commands/<name>.py` with `register(subparsers)`
+(adding its parser and `set_defaults(run=...)`) and `run(args, ctx) -> int`.
+Errors become one line on stderr with the exit codes of DESIGN.md: 0 success,
+1 a failure to act on, 2 bad usage; a traceback only ever reaches the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from collectors.errors import LagdeckError
+from collectors.logs import get_logger
+from collectors.redact import scrub
+from console.commands import COMMANDS
+from console.context import Context
+
+PROG = "lagdeck"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line instead of the full usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Operations console for Kafka event-driven systems: consumer lag, "
+        "order timelines, dead letters, replay and alerts. Without a command it opens the TUI.",
+    )
+    conn = parser.add_argument_group("connection (before the command)")
+    conn.add_argument("-b", "--bootstrap-servers", metavar="HOST:PORT",
+                      help="bootstrap servers (overrides the profile)")
+    conn.add_argument("-X", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="any librdkafka property; repeatable")
+    conn.add_argument("-F", "--config-file", dest="properties_file", metavar="FILE",
+                      help="Java-style client.properties (as kcat -F)")
+    conn.add_argument("--profile", metavar="NAME", help="profile from the TOML config file")
+    conn.add_argument("--config", dest="config_path", metavar="FILE",
+                      help="TOML config file (default: $LAGDECK_CONFIG or the user config dir)")
+    conn.add_argument("--read-only", action="store_true", default=None,
+                      help="block every mutating action (redrive, replay)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(args)
+    log = get_logger("cli")
+    run = getattr(args, "run", None)
+    if run is None:
+        from console.commands import tui
+
+        run = tui.run
+    try:
+        return int(run(args, ctx) or 0)
+    except LagdeckError as exc:
+        log.info("command failed: %s", exc, exc_info=True)
+        sys.stderr.write(f"{PROG}: error: {scrub(str(exc))}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        log.exception("unexpected error")
+        sys.stderr.write(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {scrub(str(exc))} "
+            "(details in the log: lagdeck.log under the state directory)\n"
+        )
+        return 1
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

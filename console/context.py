@@ -1,0 +1,55 @@
+"""What every command gets: the parsed global options, the resolved config, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from collectors.config import LagdeckConfig, resolve
+
+
+class Context:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    @cached_property
+    def config(self) -> LagdeckConfig:
+        """Resolved lazily, so `--help` and `broker` work without any config."""
+        a = self.args
+        return resolve(
+            bootstrap_servers=a.bootstrap_servers,
+            overrides=a.overrides,
+            properties_file=a.properties_file,
+            profile=a.profile,
+            config_path=a.config_path,
+            read_only=a.read_only,
+        )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, paths, bytes and tuples into plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout, as DESIGN.md promises for every `--json`."""
+    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
