@@ -1,16 +1,80 @@
-"""`lagdeck demo`: the embedded broker plus the simulated order pipeline."""
+"""`lagdeck demo`: the embedded broker plus the simulated order pipeline.
+
+Headless, it prints the bootstrap address and keeps the world running for
+`--duration` seconds (or until Ctrl-C / SIGTERM); interactively it opens the
+console against the demo world.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+import time
 
-from console.commands._pending import not_yet
+from collectors.errors import UsageError
+from console.context import Context
+from console.demo.world import DemoWorld
+from console.embedded import EmbeddedBroker
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="embedded broker + simulated order pipeline + console")
-    p.add_argument("--headless", action="store_true", help="no terminal UI")
+    p.add_argument("--headless", action="store_true",
+                   help="no terminal UI: print the bootstrap address and keep running")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--seed", type=int, metavar="N", help="reproducible world")
-    p.add_argument("--rate", type=float, default=5.0, metavar="R", help="orders per second")
-    p.set_defaults(run=not_yet("demo"))
+    p.add_argument("--seed", type=int, default=7, metavar="N", help="reproducible world (default 7)")
+    p.add_argument("--rate", type=float, default=5.0, metavar="R",
+                   help="orders per second (default 5)")
+    p.add_argument("--port", type=int, metavar="P", help="broker port (default: a free one)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be positive")
+    if args.rate <= 0:
+        raise UsageError("--rate must be positive")
+    stop = threading.Event()
+    with EmbeddedBroker(port=args.port) as broker:
+        world = DemoWorld(broker.cluster(), seed=args.seed, rate=args.rate)
+        with world:
+            if args.headless:
+                return _headless(args, broker, world, stop)
+            return run_interactive(args, broker, world)
+
+
+def _headless(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld,
+              stop: threading.Event) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"bootstrap: {broker.bootstrap}", flush=True)
+    print(f"try: lagdeck -b {broker.bootstrap} lag", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + args.duration if args.duration else None
+    while not stop.wait(0.5):
+        broker.check()
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    stats = world.stats()
+    print(f"demo stopped: {stats['orders']} orders placed", file=sys.stderr, flush=True)
+    return 0
+
+
+# --- interactive mode ------------------------------------------------------
+# Until the console lands, the interactive demo prints a live text summary.
+
+def run_interactive(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld) -> int:
+    print(f"lagdeck demo: broker at {broker.bootstrap} (Ctrl-C to stop)", flush=True)
+    print(f"in another terminal: lagdeck -b {broker.bootstrap} lag", flush=True)
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(2)
+            broker.check()
+            s = world.stats()
+            produced = ", ".join(f"{t}={n}" for t, n in sorted(s["produced"].items()))
+            print(f"orders={s['orders']}  {produced}  stopped={s['stopped']}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
