@@ -68,8 +68,9 @@ class Settings:
     """
 
     path: Path | None = None
-    text: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
+    #: raw file text and data hold secrets (profiles): never in repr
+    text: str = field(default="", repr=False)
+    data: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def section(self, name: str) -> Mapping[str, Any]:
         value = self.data.get(name, {})
