@@ -76,6 +76,8 @@ class PartitionLag:
     lag_seconds_method: str
     status: Status
     error: str | None = None
+    #: one line saying why `status` was given (which Burrow rule fired, or why none could)
+    status_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class GroupLag:
     #: None when the broker does not report members (Tansu), () when it reports none.
     members: tuple[Member, ...] | None = None
     error: str | None = None
+    #: the reason of the partition that decided the group status (or the group error)
+    status_reason: str | None = None
+    #: lag (messages) tolerated per partition before any status but OK (config `[lag.allowed_lag]`)
+    allowed_lag: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class LagSnapshot:
     taken_at: float
     groups: tuple[GroupLag, ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
+    #: groups the cluster listed before `--group` filtering (None when listing failed)
+    groups_on_cluster: int | None = None
 
     def group(self, name: str) -> GroupLag | None:
         return next((g for g in self.groups if g.group == name), None)

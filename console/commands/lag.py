@@ -1,18 +1,187 @@
-"""`lagdeck lag`: consumer-group lag, time lag and status."""
+"""`lagdeck lag`: consumer-group lag, time lag and status.
+
+Status is judged over the lag history kept between runs (SQLite under the
+state directory) plus the samples taken now (`--samples N --interval S`).
+Exit codes: 0 when the lag was read (whatever the statuses: `lagdeck watch`
+is the alerting command), 1 when the cluster cannot be read or `--group`
+matches nothing, 2 for bad usage (an invalid regex, a bad `[lag]` section).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from collections.abc import Sequence
 
-from console.commands._pending import not_yet
+from collectors.errors import NotFoundError, UsageError
+from collectors.history import LagHistory
+from collectors.kafka import check_reachable
+from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
+from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
+from collectors.timelag import EXACT, ZERO
+from console.context import Context, print_json
+
+#: how long `lagdeck lag` waits for the cluster before saying it cannot reach it
+REACH_TIMEOUT = 5.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lag", help="consumer-group lag in messages and seconds, with status")
-    p.add_argument("--group", metavar="REGEX", help="only groups matching this regex")
+    p.add_argument("--group", metavar="REGEX",
+                   help="only groups matching this regex (searched, like grep; anchor with ^$)")
     p.add_argument("--samples", type=int, default=1, metavar="N", help="samples to take now")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between samples")
     p.add_argument("-v", "--verbose", action="store_true", help="show partitions")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.set_defaults(run=not_yet("lag"))
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="timeout of each request to the cluster (default 10)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    compile_group_regex(args.group)
+    if args.samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {args.samples}")
+    if args.interval < 0:
+        raise UsageError(f"--interval must be zero or positive, got {args.interval:g}")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+    config = ctx.config
+    options = LagSettings.from_settings(config.settings)
+    check_reachable(config.cluster, timeout=min(REACH_TIMEOUT, args.timeout))
+
+    history = LagHistory(retention_seconds=options.history_retention_seconds)
+    try:
+        with LagCollector(config.cluster, history, timeout=args.timeout,
+                          lag_settings=options) as collector:
+            snapshot = collector.refresh(args.group)
+            for _ in range(args.samples - 1):
+                time.sleep(args.interval)
+                snapshot = collector.refresh(args.group)
+    finally:
+        history.close()
+
+    if args.group is not None and not snapshot.groups:
+        listed = snapshot.groups_on_cluster
+        on_cluster = "" if listed is None else f" ({listed} groups with committed offsets)"
+        raise NotFoundError(f"no consumer group matches {args.group!r}{on_cluster}")
+    for line in warnings(snapshot):
+        sys.stderr.write(f"lagdeck: warning: {line}\n")
+    if args.json:
+        print_json(snapshot)
+    else:
+        sys.stdout.write(render(snapshot, partitions=args.verbose or args.group is not None,
+                                min_samples=options.policy.min_samples))
+    return 0
+
+
+def warnings(snapshot: LagSnapshot) -> list[str]:
+    """One line per group and deleted topic, and per snapshot error."""
+    out = list(snapshot.errors)
+    for g in snapshot.groups:
+        deleted = sorted({p.topic for p in g.partitions if p.error == TOPIC_DELETED})
+        for topic in deleted:
+            out.append(f"group {g.group!r} has offsets on topic {topic!r}, which no longer "
+                       "exists")
+        if g.error:
+            out.append(f"group {g.group!r}: {g.error}")
+    return out
+
+
+# ---------------------------------------------------------------- table
+
+
+def duration(seconds: float | None, method: str = EXACT) -> str:
+    """`4.2s`, `3m12s`, `2h05m`, `3d04h`; `~` marks an estimate, `-` unknown."""
+    if seconds is None:
+        return "-"
+    mark = "" if method in (EXACT, ZERO) else "~"
+    if seconds < 10:
+        text = f"{seconds:.1f}s" if seconds else "0s"
+    elif seconds < 60:
+        text = f"{seconds:.0f}s"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    elif seconds < 86400:
+        text = f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    else:
+        text = f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+    return mark + text
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int],
+           indent: str = "") -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return (indent + "  ".join(parts)).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def _max_method(g: GroupLag) -> str:
+    known = [p for p in g.partitions if p.lag_seconds is not None]
+    if not known:
+        return EXACT
+    return max(known, key=lambda p: p.lag_seconds or 0.0).lag_seconds_method
+
+
+def _partition_row(p: PartitionLag) -> list[str]:
+    return [
+        p.topic, str(p.partition), _count(p.committed_offset), _count(p.end_offset),
+        _count(p.lag), duration(p.lag_seconds, p.lag_seconds_method), p.lag_seconds_method,
+        p.status.value, p.error or p.status_reason or "",
+    ]
+
+
+def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int = 2) -> str:
+    """The human table: one line per group, then its partitions when asked."""
+    if not snapshot.groups:
+        return "no consumer groups with committed offsets on this cluster\n"
+    header = ["GROUP", "STATE", "STATUS", "TOTAL LAG", "MAX LAG TIME", "WHY"]
+    groups = sorted(snapshot.groups, key=lambda g: (-g.status.severity, g.group))
+    rows = [[g.group, g.state, g.status.value, str(g.total_lag),
+             duration(g.max_lag_seconds, _max_method(g)), g.status_reason or ""]
+            for g in groups]
+    lines = _table(header, rows, right={3, 4})
+    if partitions:
+        for g in groups:
+            lines.append("")
+            lines.append(f"{g.group}  (state {g.state}, members: {_members(g)})")
+            if not g.partitions:
+                lines.append("  no partitions with committed offsets")
+                continue
+            lines += _table(
+                ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG TIME", "METHOD",
+                 "STATUS", "NOTE"],
+                [_partition_row(p) for p in g.partitions],
+                right={1, 2, 3, 4, 5}, indent="  ",
+            )
+    lines.append("")
+    lines.append("lag time: age of the oldest unconsumed record; ~ = estimated from the lag "
+                 "history (see METHOD with -v)")
+    if any("status needs" in (p.status_reason or "") for g in groups for p in g.partitions):
+        lines.append(f"status needs {min_samples} samples per partition: run again, or use "
+                     "--samples N --interval S")
+    return "\n".join(lines) + "\n"
+
+
+def _members(g: GroupLag) -> str:
+    if g.members is None:
+        return "not reported by broker"
+    if not g.members:
+        return "none"
+    parts = []
+    for m in g.members:
+        assigned = ",".join(f"{t}[{p}]" for t, p in m.assignments) or "nothing assigned"
+        parts.append(f"{m.client_id}@{m.host} ({assigned})")
+    return "; ".join(parts)

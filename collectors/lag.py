@@ -1,0 +1,755 @@
+"""Consumer lag for every group: messages, seconds, Burrow status, in one batched refresh.
+
+One refresh asks the cluster as little as it can, and everything in flight
+together: list groups; describe them and fetch every group's committed
+offsets at once (the Python client takes one group per OffsetFetch call, so
+the futures are all issued before any is awaited); metadata; then the end
+offsets of every partition in one `list_offsets` call. The naive loop a user
+would write (per group: committed offsets, then watermarks) pays a round trip
+per group and per partition instead; `bench/lag_refresh.py` measures both.
+
+Lag in seconds is exact (the record at the committed offset, read within a
+per-refresh time budget and cached: a record's timestamp never changes) or
+estimated from the history (`collectors.timelag`). Status comes from Burrow's
+rules over the history window (`collectors.status`). Nothing a single group
+or partition does (no commit, deleted topic, unknown partition, an error)
+fails the refresh: it is reported on that group or partition.
+
+The collector keeps its clients open between refreshes, so the TUI and
+`lagdeck watch` can call `refresh()` in a loop; `close()` releases them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import OffsetSpec
+
+from collectors import kafka, timelag
+from collectors.config import ClusterConfig, Settings
+from collectors.errors import BrokerUnavailable, ConfigError, UsageError
+from collectors.history import GroupTotal, LagHistory, PartitionSample
+from collectors.logs import get_logger
+from collectors.rules import parse_duration
+from collectors.snapshots import GroupLag, LagSnapshot, Member, PartitionLag, Status
+from collectors.status import (
+    Sample,
+    StatusPolicy,
+    Verdict,
+    allowed_lag_for,
+    evaluate_group,
+    evaluate_partition,
+)
+from collectors.timelag import Point, ReadRequest, ReadRun, TimeLag
+
+_log = get_logger("lag")
+
+#: group states in which the group has live members (it commits, or it holds its offsets)
+ACTIVE_STATES = frozenset({"STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING"})
+#: samples handed to the status rules: commit times look back past the window (Burrow
+#: judges the last N commits, and a stopped group's last commit can be many samples old)
+LOOKBACK = 32
+MAX_WINDOW = 30
+#: a group partition seen this recently whose topic is gone is shown as "topic deleted"
+VANISHED_HORIZON = 3600.0
+TOPIC_DELETED = "topic deleted"
+PARTITION_UNKNOWN = "partition does not exist"
+_TS_CACHE = 50_000
+#: seconds before an offset whose record could not be read in time is tried again
+UNREADABLE_RETRY = 60.0
+
+TP = tuple[str, int]
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class LagSettings:
+    """The `[lag]` section of the config file.
+
+    ```toml
+    [lag]
+    window = 10               # commits per partition the status is judged over (<= 30)
+    min_samples = 2           # fewer: status OK, "not enough history"
+    grace = "10s"             # STOP/STALL need at least this much evidence
+    exact_budget = "500ms"    # time per refresh for exact lag-in-seconds reads
+    exact_max_reads = 1000    # records read per refresh at most
+    history_retention = "7d"  # lag history kept this long
+
+    [lag.allowed_lag]         # regex on the whole group name -> messages tolerated
+    "batch-.*" = 5000
+    "notification-service" = 100
+    ```
+    The first `allowed_lag` entry whose regex matches the whole group name wins.
+    """
+
+    policy: StatusPolicy = field(default_factory=StatusPolicy)
+    allowed_lag: tuple[tuple[re.Pattern[str], int], ...] = ()
+    exact_budget_seconds: float = 0.5
+    exact_max_reads: int = 1000
+    history_retention_seconds: float = 7 * 86400.0
+
+    KEYS = ("window", "min_samples", "grace", "exact_budget", "exact_max_reads",
+            "history_retention", "allowed_lag")
+
+    def allowed_lag_for(self, group: str) -> int:
+        return allowed_lag_for(group, self.allowed_lag)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> LagSettings:
+        if settings is None:
+            return cls()
+        section = settings.section("lag")
+        where = f"{settings.path or 'config'}: [lag]"
+        unknown = sorted(set(section) - set(cls.KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r} (known: {', '.join(cls.KEYS)})"
+            )
+
+        def integer(key: str, default: int, minimum: int, maximum: int = 10**9) -> int:
+            value = section.get(key, default)
+            if (isinstance(value, bool) or not isinstance(value, int)
+                    or not minimum <= value <= maximum):
+                raise ConfigError(f"{where}: {key} must be an integer from {minimum} to "
+                                  f"{maximum}, got {value!r}")
+            return value
+
+        def duration(key: str, default: float) -> float:
+            if key not in section:
+                return default
+            try:
+                return parse_duration(section[key])
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {key}: {exc}") from None
+
+        allowed_raw = section.get("allowed_lag", {})
+        if not isinstance(allowed_raw, Mapping):
+            raise ConfigError(f"{where}: allowed_lag must be a table of \"group regex\" = "
+                              "messages")
+        allowed: list[tuple[re.Pattern[str], int]] = []
+        for pattern, value in allowed_raw.items():
+            try:
+                regex = re.compile(str(pattern))
+            except re.error as exc:
+                raise ConfigError(f"{where}.allowed_lag: invalid regex {pattern!r}: {exc}") \
+                    from None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}.allowed_lag: {pattern!r} must be a number of "
+                                  f"messages >= 0, got {value!r}")
+            allowed.append((regex, value))
+        window = integer("window", StatusPolicy.window, 1, MAX_WINDOW)
+        policy = StatusPolicy(
+            window=window,
+            min_samples=min(window, integer("min_samples", StatusPolicy.min_samples, 1)),
+            grace_seconds=duration("grace", StatusPolicy.grace_seconds),
+        )
+        return cls(
+            policy=policy,
+            allowed_lag=tuple(allowed),
+            exact_budget_seconds=duration("exact_budget", cls.exact_budget_seconds),
+            exact_max_reads=integer("exact_max_reads", cls.exact_max_reads, 0),
+            history_retention_seconds=duration("history_retention",
+                                               cls.history_retention_seconds),
+        )
+
+
+def cluster_key(cluster: ClusterConfig) -> str:
+    """How the history names a cluster: its bootstrap servers, normalised."""
+    servers = (s.strip().lower() for s in cluster.bootstrap_servers.split(","))
+    return ",".join(sorted(s for s in servers if s))
+
+
+def compile_group_regex(pattern: str | None) -> re.Pattern[str] | None:
+    """`--group` is searched like grep (anchor with ^...$); a bad regex is a usage error."""
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"invalid group regex {pattern!r}: {exc}") from None
+
+
+# ---------------------------------------------------------------- raw broker view
+
+
+@dataclass(frozen=True)
+class GroupData:
+    """What the broker said about one group, before any evaluation."""
+
+    group: str
+    state: str
+    members: tuple[Member, ...] | None
+    #: committed offset per partition; None = assigned but never committed
+    committed: Mapping[TP, int | None]
+    #: per-partition errors from OffsetFetch
+    partition_errors: Mapping[TP, str] = field(default_factory=dict)
+    error: str | None = None
+    #: partitions known only from the history: their topic is gone
+    vanished: Mapping[TP, int | None] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool | None:
+        if self.members:
+            return True
+        if self.state in ACTIVE_STATES:
+            return True
+        if self.state in ("EMPTY", "DEAD"):
+            return False
+        return None
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    taken_at: float
+    groups: tuple[GroupData, ...]
+    #: partition count per existing topic
+    topics: Mapping[str, int]
+    ends: Mapping[TP, int]
+    end_errors: Mapping[TP, str]
+    listed: int | None
+    errors: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- the collector
+
+
+class LagCollector:
+    """Refreshes lag for every group of one cluster; reusable, keeps its clients open."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        history: LagHistory | None = None,
+        *,
+        timeout: float = 10.0,
+        settings: Settings | None = None,
+        lag_settings: LagSettings | None = None,
+        client_overrides: Mapping[str, Any] | None = None,
+        connections: int = 4,
+    ) -> None:
+        self.cluster = cluster
+        self.timeout = float(timeout)
+        self.options = lag_settings or LagSettings.from_settings(settings)
+        self._own_history = history is None
+        self.history = history if history is not None else LagHistory.in_memory(
+            retention_seconds=self.options.history_retention_seconds
+        )
+        self.key = cluster_key(cluster)
+        self._overrides = dict(client_overrides or {})
+        #: per-group requests are spread over this many admin clients (connections):
+        #: librdkafka runs one FindCoordinator + OffsetFetch chain per group, and a
+        #: broker answers one connection's requests in order
+        self.connections = max(1, int(connections))
+        self._admins: list[Any] = []
+        self._reader = None
+        self._lock = threading.Lock()
+        self._timestamps: OrderedDict[tuple[str, int, int], tuple[int, float]] = OrderedDict()
+        self._last_end: dict[TP, int] = {}
+        #: offsets a read could not resolve in time, and when: not retried for a while, so
+        #: one missing record does not spend the whole budget of every refresh
+        self._unreadable: dict[tuple[str, int, int], float] = {}
+        #: counts of the last refresh, for `-v` and the bench
+        self.last_stats: dict[str, float] = {}
+
+    # ---------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> LagCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._reader is not None:
+                with contextlib.suppress(KafkaException, RuntimeError):
+                    self._reader.close()
+                self._reader = None
+            self._admins = []
+            if self._own_history:
+                self.history.close()
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve the clients' librdkafka callbacks (errors to the log, `stats_cb` overrides)."""
+        with self._lock:
+            for admin in self._admins:
+                admin.poll(timeout)
+            if self._reader is not None:
+                self._reader.poll(0)
+
+    def _admin_pool(self) -> list[Any]:
+        if not self._admins:
+            self._admins = [kafka.admin(self.cluster, **{"client.id": f"lagdeck-lag-{i}",
+                                                          **self._overrides})
+                            for i in range(self.connections)]
+        return self._admins
+
+    def _reader_client(self):
+        if self._reader is None:
+            self._reader = kafka.consumer(
+                self.cluster,
+                **{
+                    "isolation.level": "read_uncommitted",
+                    "fetch.wait.max.ms": 10,
+                    "queued.min.messages": 1000,
+                    "client.id": "lagdeck-lag",
+                    **self._overrides,
+                },
+            )
+        return self._reader
+
+    # ---------------------------------------------------------- refresh
+
+    def refresh(self, group_regex: str | None = None) -> LagSnapshot:
+        """One refresh of every group (matching `group_regex`, searched like grep)."""
+        regex = compile_group_regex(group_regex)
+        with self._lock:
+            started = time.monotonic()
+            view = self.fetch(regex)
+            fetched = time.monotonic()
+            snapshot = self._evaluate(view)
+            for admin in self._admins:
+                admin.poll(0)  # error_cb: broker trouble reaches the log
+            self.last_stats.update(
+                fetch_seconds=fetched - started,
+                total_seconds=time.monotonic() - started,
+                groups=len(snapshot.groups),
+                partitions=sum(len(g.partitions) for g in snapshot.groups),
+            )
+            return snapshot
+
+    def fetch(self, regex: re.Pattern[str] | None = None) -> BrokerView:
+        """Everything one refresh asks the cluster, batched (see the module docstring)."""
+        pool = self._admin_pool()
+        admin = pool[0]
+        t = self.timeout
+        try:
+            listing_future = admin.list_consumer_groups(request_timeout=t)
+            metadata = admin.list_topics(timeout=t)
+            listing = listing_future.result(timeout=t + 5)
+        except concurrent.futures.TimeoutError:
+            raise BrokerUnavailable(
+                f"listing consumer groups: no answer within {t:g}s from "
+                f"{self.cluster.bootstrap_servers}"
+            ) from None
+        except KafkaException as exc:
+            raise kafka.translate(exc, "listing consumer groups") from None
+        topics = {name: len(tm.partitions) for name, tm in metadata.topics.items()
+                  if tm.error is None or tm.partitions}
+        errors = [f"listing groups: {kafka.describe(e)}" for e in listing.errors or ()]
+        listed = sorted({g.group_id for g in listing.valid})
+        wanted = [g for g in listed if regex is None or regex.search(g)]
+        # groups seen recently whose topics may have been deleted (Tansu drops their offsets)
+        recent: dict[str, dict[TP, Sample]] = {}
+        for (g, topic, partition), sample in self.history.last_seen(
+                self.key, time.time() - VANISHED_HORIZON).items():
+            recent.setdefault(g, {})[(topic, partition)] = sample
+        listed_set = set(listed)
+        ghosts = sorted(g for g in recent if g not in listed_set
+                        and (regex is None or regex.search(g)))
+        ids = wanted + ghosts
+
+        # everything in flight together, spread over the pool's connections
+        n = len(pool)
+        describe: dict[str, concurrent.futures.Future] = {}
+        for i in range(min(n, len(ids))):
+            describe.update(pool[i].describe_consumer_groups(ids[i::n], request_timeout=t))
+        offsets: dict[str, concurrent.futures.Future] = {}
+        for i, g in enumerate(ids):
+            offsets.update(pool[i % n].list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(g)], request_timeout=t))
+        concurrent.futures.wait([*describe.values(), *offsets.values()], timeout=t + 5)
+
+        raw: list[GroupData] = []
+        ghost_set = set(ghosts)
+        for g in ids:
+            data = _group_data(g, describe.get(g), offsets.get(g))
+            seen = recent.get(g, {})
+            if g in ghost_set:
+                data = _ghost(data, seen, topics)
+                if data is None:
+                    continue
+            elif seen:
+                data = _with_vanished(data, seen, topics)
+            raw.append(data)
+
+        wanted_tps = sorted({tp for d in raw for tp in d.committed
+                             if tp[0] in topics and tp[1] < topics[tp[0]]})
+        ends, end_errors = self._end_offsets(wanted_tps)
+        return BrokerView(
+            taken_at=time.time(), groups=tuple(raw), topics=topics, ends=ends,
+            end_errors=end_errors, listed=len(listed), errors=tuple(errors),
+        )
+
+    def _end_offsets(self, tps: list[TP]) -> tuple[dict[TP, int], dict[TP, str]]:
+        ends: dict[TP, int] = {}
+        errors: dict[TP, str] = {}
+        if not tps:
+            return ends, errors
+        t = self.timeout
+        try:
+            futures = self._admin_pool()[0].list_offsets(
+                {TopicPartition(topic, p): OffsetSpec.latest() for topic, p in tps},
+                isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=t,
+            )
+        except KafkaException as exc:
+            text = kafka.describe(exc)
+            return ends, dict.fromkeys(tps, text)
+        concurrent.futures.wait(futures.values(), timeout=t + 5)
+        for tp, future in futures.items():
+            key = (tp.topic, tp.partition)
+            try:
+                ends[key] = int(future.result(timeout=0).offset)
+            except (KafkaException, concurrent.futures.TimeoutError) as exc:
+                errors[key] = kafka.describe(_as_kafka(exc))
+        return ends, errors
+
+    # ---------------------------------------------------------- evaluation
+
+    def evaluate(self, view: BrokerView) -> LagSnapshot:
+        """Lag, lag in seconds and status from one broker view, recorded into the history."""
+        with self._lock:
+            return self._evaluate(view)
+
+    def _evaluate(self, view: BrokerView) -> LagSnapshot:
+        now = view.taken_at
+        opts = self.options
+        # partitions whose end offset went down were recreated: forget cached record times
+        for tp, end in view.ends.items():
+            if tp in self._last_end and end < self._last_end[tp]:
+                for key in [k for k in self._timestamps if k[:2] == tp]:
+                    del self._timestamps[key]
+            self._last_end[tp] = end
+
+        # exact reads go to the broker in a thread while statuses are judged here
+        estimates, lagging, rounds = self._plan_time_lags(view)
+        reads: dict[tuple[str, int, int], tuple[int, float]] = {}
+        tried: set[tuple[str, int, int]] = set()
+        reader = None
+        if rounds:
+            reader = threading.Thread(
+                target=lambda: reads.update(self._read_timestamps(
+                    rounds, opts.exact_budget_seconds, tried)),
+                name="lagdeck-exact-reads", daemon=True,
+            )
+            reader.start()
+
+        samples = [PartitionSample(d.group, tp[0], tp[1], committed, view.ends[tp], d.active)
+                   for d in view.groups for tp, committed in d.committed.items()
+                   if tp in view.ends]
+        windows = self.history.windows(
+            self.key, [(s.group, s.topic, s.partition) for s in samples], LOOKBACK
+        )
+        verdicts: dict[tuple[str, str, int], Verdict] = {}
+        allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
+        for s in samples:
+            if s.committed is None:
+                continue
+            key = (s.group, s.topic, s.partition)
+            current = Sample(now, s.committed, s.end, s.active)
+            window = windows.get(key, [])
+            if not window or window[-1].time < now:
+                window = [*window, current]
+            verdicts[key] = evaluate_partition(window, policy=opts.policy,
+                                               allowed_lag=allowed_by_group[s.group])
+
+        if reader is not None:
+            reader.join(opts.exact_budget_seconds + self.timeout)
+            unresolved = tried - set(reads)
+            self._unreadable = {k: t for k, t in self._unreadable.items()
+                                if now - t < UNREADABLE_RETRY}
+            self._unreadable.update(dict.fromkeys(unresolved, now))
+        lags = dict(estimates)
+        for key, committed in lagging.items():
+            hit = reads.get((key[1], key[2], committed))
+            if hit is not None:
+                lags[key] = timelag.exact(hit[1], now)
+        self.last_stats.update(
+            lagging=len(lagging), exact_reads=len(reads),
+            exact=sum(1 for v in lags.values() if v.method == timelag.EXACT),
+            exact_planned=sum(len(run.offsets) for r in rounds for run in r),
+        )
+
+        groups: list[GroupLag] = []
+        for d in view.groups:
+            allowed = allowed_by_group[d.group]
+            parts = [self._partition(d, tp, view, lags.get((d.group, *tp)),
+                                     verdicts.get((d.group, *tp)))
+                     for tp in sorted(d.committed)]
+            parts += [_vanished_partition(tp, committed) for tp, committed
+                      in sorted(d.vanished.items())]
+            groups.append(_group(d, parts, allowed))
+
+        points = [(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()]
+        points += [(t, p, timelag.record_point(actual, ts), "record")
+                   for (t, p, _asked), (actual, ts) in reads.items()]
+        self.history.record(
+            self.key, now, samples=samples, points=points,
+            groups=[GroupTotal(g.group, g.total_lag, g.status.value) for g in groups
+                    if g.error is None],
+        )
+        return LagSnapshot(taken_at=now, groups=tuple(groups), errors=view.errors,
+                           groups_on_cluster=view.listed)
+
+    @staticmethod
+    def _partition(d: GroupData, tp: TP, view: BrokerView, lag_s: TimeLag | None,
+                   verdict: Verdict | None) -> PartitionLag:
+        committed = d.committed[tp]
+        topic, partition = tp
+        end = view.ends.get(tp)
+        error: str | None = d.partition_errors.get(tp)
+        if error is None:
+            if topic not in view.topics:
+                error = TOPIC_DELETED
+            elif partition >= view.topics[topic]:
+                error = PARTITION_UNKNOWN
+            elif end is None:
+                error = f"end offset unknown: {view.end_errors.get(tp, 'no answer')}"
+        if error is not None or end is None:
+            error = error or "end offset unknown"
+            return PartitionLag(topic, partition, committed, end, None, None, timelag.UNKNOWN,
+                                Status.ERR, error=error, status_reason=error)
+        if committed is None or verdict is None:
+            return PartitionLag(topic, partition, None, end, None, None, timelag.UNKNOWN,
+                                Status.OK, status_reason="no committed offset")
+        lag = max(0, end - committed)
+        if lag_s is None:
+            lag_s = TimeLag(0.0, timelag.ZERO) if lag == 0 else TimeLag(None, timelag.UNKNOWN)
+        return PartitionLag(topic, partition, committed, end, lag, lag_s.seconds, lag_s.method,
+                            verdict.status, status_reason=verdict.reason)
+
+    # ---------------------------------------------------------- lag in seconds
+
+    def _plan_time_lags(
+        self, view: BrokerView
+    ) -> tuple[dict[tuple, TimeLag], dict[tuple, int], list[list[ReadRun]]]:
+        """Estimates (or cached exact values) for every lagging group partition, and the
+        exact reads worth doing this refresh, in rounds."""
+        now = view.taken_at
+        lagging: dict[tuple[str, str, int], int] = {}
+        for d in view.groups:
+            for tp, committed in d.committed.items():
+                end = view.ends.get(tp)
+                if committed is not None and end is not None and end > committed:
+                    lagging[(d.group, *tp)] = committed
+        if not lagging:
+            return {}, {}, []
+        tps = {k[1:] for k in lagging}
+        history = self.history.points(self.key, tps)
+        tables = {tp: timelag.build_table(history.get(tp, []), view.ends[tp], now)
+                  for tp in tps}
+        out: dict[tuple, TimeLag] = {}
+        requests: list[ReadRequest] = []
+        for key, committed in lagging.items():
+            tp = key[1:]
+            end = view.ends[tp]
+            cached = self._timestamps.get((*tp, committed))
+            if cached is not None:
+                self._timestamps.move_to_end((*tp, committed))
+                out[key] = timelag.exact(cached[1], now)
+                continue
+            estimate = timelag.estimate_from_table(committed, end, tables[tp], now)
+            out[key] = estimate
+            failed_at = self._unreadable.get((*tp, committed))
+            if failed_at is not None and now - failed_at < UNREADABLE_RETRY:
+                continue
+            blind = estimate.method in (timelag.EXTRAPOLATED, timelag.UNKNOWN)
+            requests.append(ReadRequest(tp[0], tp[1], committed, end - committed, blind))
+        rounds = timelag.plan_reads(requests, self.options.exact_max_reads)
+        return out, lagging, rounds
+
+    def _read_timestamps(
+        self, rounds: list[list[ReadRun]], budget: float,
+        tried: set[tuple[str, int, int]] | None = None,
+    ) -> dict[tuple[str, int, int], tuple[int, float]]:
+        """Timestamp of the first record at or after each planned offset, within `budget` s.
+
+        Returns {(topic, partition, offset asked): (offset read, timestamp)}. The
+        record read can be later than the one asked when the asked one is gone
+        (retention, compaction, a transaction marker): it is then the oldest
+        record the group has not consumed, which is what lag in seconds means.
+        """
+        found: dict[tuple[str, int, int], tuple[int, float]] = {}
+        if not rounds or budget <= 0:
+            return found
+        deadline = time.monotonic() + budget
+        reader = self._reader_client()
+        try:
+            for batch in rounds:
+                if time.monotonic() >= deadline:
+                    break
+                todo = {(r.topic, r.partition): list(r.offsets) for r in batch}
+                if tried is not None:
+                    tried.update((r.topic, r.partition, o) for r in batch for o in r.offsets)
+                paused: list[TopicPartition] = []
+                reader.assign([TopicPartition(t, p, offs[0]) for (t, p), offs in todo.items()])
+                while todo and time.monotonic() < deadline:
+                    timeout = min(0.05, max(0.0, deadline - time.monotonic()))
+                    for msg in reader.consume(5000, timeout=timeout):
+                        tp = (msg.topic(), msg.partition())
+                        waiting = todo.get(tp)
+                        if msg.error() or not waiting or msg.offset() < waiting[0]:
+                            continue
+                        ts_type, ts_ms = msg.timestamp()
+                        while waiting and waiting[0] <= msg.offset():
+                            asked = waiting.pop(0)
+                            if ts_type != 0 and ts_ms >= 0:
+                                entry = (msg.offset(), ts_ms / 1000.0)
+                                found[(*tp, asked)] = entry
+                                self._timestamps[(*tp, asked)] = entry
+                        if not waiting:
+                            del todo[tp]
+                            paused.append(TopicPartition(*tp))
+                            reader.pause(paused[-1:])
+                # a paused partition stays paused across assignments: resume before leaving
+                if paused:
+                    reader.resume(paused)
+                reader.unassign()
+        except KafkaException as exc:
+            _log.warning("exact lag read stopped: %s", kafka.describe(exc))
+        while len(self._timestamps) > _TS_CACHE:
+            self._timestamps.popitem(last=False)
+        return found
+
+
+def collect_lag(
+    cluster: ClusterConfig,
+    group_regex: str | None = None,
+    history: LagHistory | None = None,
+    settings: Settings | None = None,
+) -> LagSnapshot:
+    """One refresh with a throw-away collector (status needs `history` to judge a window)."""
+    with LagCollector(cluster, history, settings=settings) as collector:
+        return collector.refresh(group_regex)
+
+
+# ---------------------------------------------------------------- assembly helpers
+
+
+def _as_kafka(exc: BaseException) -> BaseException:
+    """Future timeouts carry no text; say what happened."""
+    if isinstance(exc, concurrent.futures.TimeoutError):
+        return TimeoutError("no answer from the broker in time")
+    return exc
+
+
+def _state_name(state: Any) -> str:
+    if isinstance(state, ConsumerGroupState):
+        return state.name
+    return str(state or "UNKNOWN").upper()
+
+
+def _members(description: Any) -> tuple[Member, ...] | None:
+    members = tuple(
+        Member(
+            member_id=m.member_id,
+            client_id=m.client_id,
+            host=m.host,
+            assignments=tuple(
+                (tp.topic, tp.partition)
+                for tp in (m.assignment.topic_partitions if m.assignment else ()) or ()
+            ),
+        )
+        for m in description.members or ()
+    )
+    state = _state_name(description.state)
+    if not members and state in ACTIVE_STATES:
+        return None  # a live group with no member list: the broker does not report them
+    return members
+
+
+def _group_data(group: str, describe: concurrent.futures.Future | None,
+                offsets: concurrent.futures.Future | None) -> GroupData:
+    state, members, errors = "UNKNOWN", None, []
+    if describe is not None:
+        try:
+            description = describe.result(timeout=0)
+            state = _state_name(description.state)
+            members = _members(description)
+        except (KafkaException, concurrent.futures.TimeoutError) as exc:
+            errors.append(f"describe: {kafka.describe(_as_kafka(exc))}")
+    committed: dict[TP, int | None] = {}
+    partition_errors: dict[TP, str] = {}
+    if offsets is not None:
+        try:
+            result = offsets.result(timeout=0)
+            for tp in result.topic_partitions or ():
+                key = (tp.topic, tp.partition)
+                if tp.error is not None:
+                    partition_errors[key] = kafka.describe(KafkaException(tp.error))
+                    committed[key] = None
+                else:
+                    committed[key] = tp.offset if tp.offset >= 0 else None
+        except (KafkaException, concurrent.futures.TimeoutError) as exc:
+            errors.append(f"committed offsets: {kafka.describe(_as_kafka(exc))}")
+    for m in members or ():
+        for key in m.assignments:
+            committed.setdefault(key, None)
+    return GroupData(group, state, members, committed, partition_errors,
+                     "; ".join(errors) or None)
+
+
+def _with_vanished(data: GroupData, seen: Mapping[TP, Sample],
+                   topics: Mapping[str, int]) -> GroupData:
+    """Add partitions the history knows (for this group) on topics that no longer exist."""
+    vanished = {tp: s.committed for tp, s in seen.items()
+                if tp[0] not in topics and tp not in data.committed}
+    if not vanished:
+        return data
+    return GroupData(data.group, data.state, data.members, data.committed,
+                     data.partition_errors, data.error, vanished)
+
+
+def _ghost(data: GroupData, seen: Mapping[TP, Sample],
+           topics: Mapping[str, int]) -> GroupData | None:
+    """A group no longer listed: shown only when every topic it consumed is gone."""
+    if data.committed or not seen or any(t in topics for t, _ in seen):
+        return None
+    return GroupData(data.group, data.state, data.members, {}, {}, data.error,
+                     {tp: s.committed for tp, s in seen.items()})
+
+
+def _vanished_partition(tp: TP, committed: int | None) -> PartitionLag:
+    return PartitionLag(tp[0], tp[1], committed, None, None, None, timelag.UNKNOWN, Status.ERR,
+                        error=TOPIC_DELETED,
+                        status_reason=f"{TOPIC_DELETED}: the group had offsets on it")
+
+
+def _group(d: GroupData, parts: Iterable[PartitionLag], allowed: int) -> GroupLag:
+    parts = tuple(parts)
+    status = evaluate_group((p.status for p in parts), d.error)
+    if d.error is not None:
+        reason = d.error
+    else:
+        worst = max(parts, key=lambda p: (p.status.severity, p.lag or 0), default=None)
+        reason = worst.status_reason if worst is not None else "no committed offsets"
+    seconds = [p.lag_seconds for p in parts if p.lag_seconds is not None]
+    return GroupLag(
+        group=d.group,
+        state=d.state,
+        status=status,
+        total_lag=sum(p.lag for p in parts if p.lag is not None),
+        max_lag_seconds=max(seconds) if seconds else None,
+        partitions=parts,
+        members=d.members,
+        error=d.error,
+        status_reason=reason,
+        allowed_lag=allowed,
+    )
