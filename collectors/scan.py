@@ -3,27 +3,65 @@
 A scan never chases a moving end (AKHQ's copy-forever bug, #1377): the end
 offsets are read once when the scan starts, and each partition stops there.
 Records are fetched in batches with `consume(n)`, which is several times
-faster than `poll()` one by one, and converted to immutable `Record`s.
+faster than `poll()` one by one. `read_messages` hands out the raw
+confluent-kafka messages (the correlation index decodes millions of them and
+cannot afford an object per record); `read_ranges` converts them to
+immutable `Record`s for everyone else.
+
+Also here: the offset and metadata reads a scan plans with (partitions,
+watermarks, offsets for a time, topic ids, committed offsets of groups).
+Every call has an explicit timeout and turns broker errors into typed errors.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
+from itertools import groupby
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.config import ClusterConfig
-from collectors.kafka import consumer, translate
+from collectors.errors import LagdeckError
+from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, describe, translate
+from collectors.logs import get_logger
 from collectors.snapshots import Header, Record
 
 BATCH = 5000
+#: Consumer settings for bulk reads: big fetches; an end-of-partition event so a
+#: range that ends in a gap (compaction, transaction markers) finishes without
+#: waiting; and a short broker-side wait, so a fetch parked at the end of a
+#: partition does not hold up the next read of a reused consumer for 500 ms.
+SCAN_CONFIG = {
+    "fetch.max.bytes": 52428800,
+    "max.partition.fetch.bytes": 4194304,
+    "enable.partition.eof": True,
+    "fetch.wait.max.ms": 20,
+}
+
+Consumer = _Consumer
+TP = tuple[str, int]
+
+_log = get_logger("scan")
 
 
 @dataclass(frozen=True)
 class PartitionRange:
-    """Read `[start, end)` of one partition."""
+    """Read `[start, end)` of one partition (a negative start means the beginning)."""
 
     topic: str
     partition: int
@@ -32,10 +70,10 @@ class PartitionRange:
 
     @property
     def size(self) -> int:
-        return max(0, self.end - self.start)
+        return max(0, self.end - max(self.start, 0))
 
 
-def to_record(msg) -> Record:
+def to_record(msg: Message) -> Record:
     """Convert a confluent-kafka Message into a `Record` (headers keep raw bytes)."""
     ts_type, ts = msg.timestamp()
     raw_headers = msg.headers() or ()
@@ -51,13 +89,18 @@ def to_record(msg) -> Record:
     )
 
 
+def scan_consumer(cluster: ClusterConfig, **overrides: object) -> Consumer:
+    """A throw-away-group consumer tuned for `read_messages` (pass it as `client=` to reuse)."""
+    return consumer(cluster, **{**SCAN_CONFIG, **overrides})
+
+
 def watermarks(
     cluster: ClusterConfig, partitions: Iterable[tuple[str, int]], timeout: float = 10.0,
     client: Consumer | None = None,
 ) -> dict[tuple[str, int], tuple[int, int]]:
-    """Low and high watermarks per (topic, partition)."""
+    """Low and high watermarks per (topic, partition), one request per partition."""
     own = client is None
-    c = client or consumer(cluster)
+    c = client if client is not None else consumer(cluster)
     try:
         out = {}
         for topic, partition in partitions:
@@ -73,6 +116,324 @@ def watermarks(
             c.close()
 
 
+def _result(future: Future, timeout: float, doing: str):
+    try:
+        return future.result(timeout=timeout)
+    except KafkaException as exc:
+        raise translate(exc, doing) from None
+    except TimeoutError:
+        from collectors.errors import BrokerUnavailable
+
+        raise BrokerUnavailable(f"{doing}: no answer within {timeout:g}s") from None
+
+
+def list_partitions(cluster: ClusterConfig, *, timeout: float = DEFAULT_TIMEOUT,
+                    client: AdminClient | None = None,
+                    include_internal: bool = False) -> dict[str, int]:
+    """Topic name -> partition count (internal `__*` topics hidden unless asked)."""
+    c = client if client is not None else admin(cluster)
+    try:
+        meta = c.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise translate(exc, "listing topics") from None
+    return {
+        name: len(t.partitions)
+        for name, t in meta.topics.items()
+        if t.error is None and (include_internal or not name.startswith("__"))
+    }
+
+
+def offset_bounds(cluster: ClusterConfig, partitions: Iterable[TP], *,
+                  timeout: float = DEFAULT_TIMEOUT,
+                  client: AdminClient | None = None) -> dict[TP, tuple[int, int]]:
+    """(earliest, end) offsets of many partitions in two ListOffsets requests."""
+    tps = [TopicPartition(t, p) for t, p in dict.fromkeys(partitions)]
+    if not tps:
+        return {}
+    c = client if client is not None else admin(cluster)
+    bounds: dict[TP, list[int]] = {}
+    try:
+        early = c.list_offsets({tp: OffsetSpec.earliest() for tp in tps},
+                               request_timeout=timeout)
+        late = c.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=timeout)
+    except KafkaException as exc:
+        raise translate(exc, "reading partition offsets") from None
+    for which, futures in enumerate((early, late)):
+        for tp, future in futures.items():
+            info = _result(future, timeout + 1, f"reading offsets of {tp.topic}[{tp.partition}]")
+            bounds.setdefault((tp.topic, tp.partition), [0, 0])[which] = max(0, info.offset)
+    return {k: (v[0], v[1]) for k, v in bounds.items()}
+
+
+def offsets_for_times(cluster: ClusterConfig, times: Mapping[TP, int], *,
+                      timeout: float = DEFAULT_TIMEOUT,
+                      client: AdminClient | None = None) -> dict[TP, int | None]:
+    """The first offset at or after a time (ms) per partition; None when there is none.
+
+    One ListOffsets request through the admin client. (A consumer's
+    `offsets_for_times` crashes librdkafka 2.16 when the topic was deleted and
+    recreated under the consumer's cached metadata.) Brokers answer from
+    their time index (Tansu: the append time of each batch), which is exact
+    enough for "since 24h" bounds.
+    """
+    if not times:
+        return {}
+    c = client if client is not None else admin(cluster)
+    try:
+        futures = c.list_offsets({TopicPartition(t, p): OffsetSpec.for_timestamp(ms)
+                                  for (t, p), ms in times.items()}, request_timeout=timeout)
+    except KafkaException as exc:
+        raise translate(exc, "looking up offsets by time") from None
+    out: dict[TP, int | None] = {}
+    for tp, future in futures.items():
+        info = _result(future, timeout + 1, f"looking up offsets by time in {tp.topic}")
+        out[(tp.topic, tp.partition)] = info.offset if info.offset >= 0 else None
+    return out
+
+
+def topic_ids(cluster: ClusterConfig, topics: Iterable[str], *,
+              timeout: float = DEFAULT_TIMEOUT,
+              client: AdminClient | None = None) -> dict[str, str | None]:
+    """Topic -> the broker's topic id (changes when a topic is deleted and recreated).
+
+    None for a topic whose id the broker does not report (older brokers).
+    """
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    c = client if client is not None else admin(cluster)
+    try:
+        futures = c.describe_topics(TopicCollection(names), request_timeout=timeout)
+    except KafkaException as exc:
+        raise translate(exc, "describing topics") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # an old client or broker
+        _log.info("topic ids not available: %s", describe(exc))
+        return dict.fromkeys(names)
+    out: dict[str, str | None] = {}
+    for name, future in futures.items():
+        try:
+            desc = future.result(timeout=timeout + 1)
+        except (KafkaException, TimeoutError) as exc:
+            _log.info("no topic id for %s: %s", name, describe(exc))
+            out[name] = None
+            continue
+        tid = str(desc.topic_id) if getattr(desc, "topic_id", None) is not None else None
+        out[name] = None if tid in (None, "", "AAAAAAAAAAAAAAAAAAAAAA") else tid
+    return out
+
+
+@dataclass(frozen=True)
+class GroupOffsets:
+    """Committed offsets of every group on some topics, and the groups that could not be read."""
+
+    offsets: Mapping[str, Mapping[TP, int]]
+    errors: tuple[str, ...] = ()
+
+
+def group_offsets(cluster: ClusterConfig, topics: Iterable[str] | None = None, *,
+                  timeout: float = DEFAULT_TIMEOUT,
+                  client: AdminClient | None = None) -> GroupOffsets:
+    """group -> {(topic, partition): committed offset} for groups with commits on `topics`.
+
+    One OffsetFetch per group (the Python client takes one group per call),
+    all issued at once. A group that fails is reported in `errors` and left out.
+    """
+    wanted = set(topics) if topics is not None else None
+    c = client if client is not None else admin(cluster)
+    listed = _result(c.list_consumer_groups(request_timeout=timeout), timeout + 1,
+                     "listing consumer groups")
+    names = sorted({g.group_id for g in listed.valid})
+    futures = {}
+    errors: list[str] = []
+    for name in names:
+        try:
+            futures.update(c.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(name)], request_timeout=timeout))
+        except KafkaException as exc:
+            errors.append(f"{name}: {describe(exc)}")
+    out: dict[str, dict[TP, int]] = {}
+    for name, future in futures.items():
+        try:
+            result = _result(future, timeout + 1, f"reading committed offsets of {name}")
+        except LagdeckError as exc:
+            errors.append(str(exc))
+            continue
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in result.topic_partitions or ()
+            if tp.offset >= 0 and tp.error is None and (wanted is None or tp.topic in wanted)
+        }
+        if committed:
+            out[name] = committed
+    return GroupOffsets(out, tuple(errors))
+
+
+def plan_ranges(ranges: Iterable[PartitionRange],
+                merge_gap: int = 0) -> dict[TP, deque[PartitionRange]]:
+    """Per partition, non-empty ranges in offset order, merging overlaps and gaps <= merge_gap."""
+    by_tp: dict[TP, list[PartitionRange]] = defaultdict(list)
+    for r in ranges:
+        start = max(r.start, 0)
+        if r.end > start:
+            by_tp[(r.topic, r.partition)].append(PartitionRange(r.topic, r.partition, start, r.end))
+    out: dict[TP, deque[PartitionRange]] = {}
+    for tp, items in by_tp.items():
+        items.sort(key=lambda r: r.start)
+        merged: list[PartitionRange] = [items[0]]
+        for r in items[1:]:
+            prev = merged[-1]
+            if r.start <= prev.end + merge_gap:
+                merged[-1] = PartitionRange(prev.topic, prev.partition, prev.start,
+                                            max(prev.end, r.end))
+            else:
+                merged.append(r)
+        out[tp] = deque(merged)
+    return out
+
+
+_topic_of = Message.topic
+_partition_of = Message.partition
+_offset_of = Message.offset
+_error_of = Message.error
+
+
+def read_messages(
+    cluster: ClusterConfig,
+    ranges: Iterable[PartitionRange],
+    *,
+    batch: int = BATCH,
+    idle_timeout: float = 10.0,
+    client: Consumer | None = None,
+    merge_gap: int = 0,
+    on_done: Callable[[PartitionRange], None] | None = None,
+) -> Iterator[list[Message]]:
+    """Yield batches of raw messages inside `ranges`, each partition stopping at its end.
+
+    Several ranges of one partition are read one after the other (ranges
+    closer than `merge_gap` offsets are read as one, extra records included).
+    `on_done(range)` is called once a range has been read to its end. Stops
+    with what it has if nothing arrives for `idle_timeout` seconds, so a
+    partition whose records were deleted under it cannot hang a scan. A
+    client passed in is left unassigned, ready for reuse.
+    """
+    pending = plan_ranges(ranges, merge_gap)
+    if not pending:
+        return
+    own = client is None
+    c = client if client is not None else scan_consumer(cluster)
+    current: dict[TP, PartitionRange] = {tp: q.popleft() for tp, q in pending.items()}
+    position: dict[TP, int] = {}  # next offset expected per partition
+
+    def finish(tp: TP, completed: bool = True) -> None:
+        r = current.pop(tp)
+        if completed and on_done is not None:
+            on_done(r)
+        c.incremental_unassign([TopicPartition(*tp)])
+        queue = pending.get(tp)
+        if queue:
+            nxt = queue.popleft()
+            current[tp] = nxt
+            c.incremental_assign([TopicPartition(nxt.topic, nxt.partition, nxt.start)])
+
+    try:
+        c.assign([TopicPartition(t, p, r.start if r.start > 0 else OFFSET_BEGINNING)
+                  for (t, p), r in current.items()])
+        last_progress = time.monotonic()
+        while current:
+            # consume(n) waits for n messages or the timeout: ask for no more than
+            # the ranges still hold (plus end-of-partition events), so a small read
+            # returns as soon as its records are in.
+            left = sum(max(0, r.end - max(r.start, position.get(tp, 0)))
+                       for tp, r in current.items())
+            want = max(1, min(batch, left + len(current)))
+            try:
+                msgs = c.consume(want, timeout=0.5)
+            except KafkaException as exc:
+                raise translate(exc, "reading records") from None
+            if not msgs:
+                if time.monotonic() - last_progress > idle_timeout:
+                    _log.info("scan idle for %.0fs with %d range(s) unfinished",
+                              idle_timeout, len(current))
+                    return
+                continue
+            last_progress = time.monotonic()
+            errors = list(map(_error_of, msgs))
+            has_errors = any(errors)
+            if has_errors:
+                keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs),
+                                map(bool, errors), strict=True))
+            else:
+                keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs), strict=True))
+            out: list[Message] = []
+            # Runs in batch order: once a range finishes, the rest of its partition's
+            # messages in this batch belong to the old assignment and are skipped
+            # (librdkafka drops outdated ones from later batches itself).
+            done_here: set[TP] = set()
+            start = 0
+            for key, run in groupby(keys):
+                size = sum(1 for _ in run)
+                part = msgs[start:start + size]
+                start += size
+                tp = (key[0], key[1])
+                if tp in done_here:
+                    continue
+                if has_errors and key[2]:
+                    ended = _handle_errors(part, current, tp)
+                    if ended:
+                        done_here.add(tp)
+                        finish(tp, completed=ended == "eof")
+                    continue
+                r = current.get(tp)
+                if r is None:
+                    continue
+                first, lastoff = part[0].offset(), part[-1].offset()
+                if first >= r.start and lastoff < r.end:
+                    out.extend(part)
+                else:
+                    offsets = list(map(_offset_of, part))
+                    out.extend(part[bisect_left(offsets, r.start):bisect_left(offsets, r.end)])
+                position[tp] = lastoff + 1
+                if lastoff >= r.end - 1:
+                    done_here.add(tp)
+                    finish(tp)
+            if out:
+                yield out
+    finally:
+        if own:
+            c.close()
+        else:
+            try:
+                c.unassign()
+            except KafkaException:
+                _log.debug("unassigning a reused scan consumer", exc_info=True)
+
+
+def _handle_errors(events: list[Message], current: dict[TP, PartitionRange],
+                   tp: TP) -> str | None:
+    """Error events of one partition: "eof" or "gone" when they end its current range.
+
+    End-of-partition at or past the range's start means everything there is
+    has been read ("eof"); a partition that vanished (topic deleted) ends
+    unread ("gone").
+    """
+    r = current.get(tp)
+    if r is None:
+        return None
+    ended: str | None = None
+    for m in events:
+        err = m.error()
+        if err.code() == KafkaError._PARTITION_EOF:
+            if m.offset() >= r.start:
+                ended = ended or "eof"
+        elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+                            KafkaError._UNKNOWN_TOPIC):
+            _log.info("partition %s[%s] vanished during a scan", *tp)
+            ended = "gone"
+        else:
+            _log.info("scan error on %s[%s]: %s", tp[0], tp[1], err)
+    return ended
+
+
 def read_ranges(
     cluster: ClusterConfig,
     ranges: Iterable[PartitionRange],
@@ -81,48 +442,11 @@ def read_ranges(
     idle_timeout: float = 10.0,
     client: Consumer | None = None,
 ) -> Iterator[list[Record]]:
-    """Yield batches of records of every range, stopping each partition at its end.
+    """Yield batches of `Record`s of every range, stopping each partition at its end.
 
     Stops with what it has if nothing arrives for `idle_timeout` seconds
     (a partition whose records were deleted under it cannot hang a scan).
     """
-    todo = {(r.topic, r.partition): r for r in ranges if r.size > 0}
-    if not todo:
-        return
-    own = client is None
-    c = client or consumer(cluster, **{"fetch.max.bytes": 52428800})
-    try:
-        c.assign([TopicPartition(t, p, r.start if r.start >= 0 else OFFSET_BEGINNING)
-                  for (t, p), r in todo.items()])
-        last_progress = time.monotonic()
-        while todo:
-            try:
-                msgs = c.consume(batch, timeout=0.5)
-            except KafkaException as exc:
-                raise translate(exc, "reading records") from None
-            out: list[Record] = []
-            finished: list[tuple[str, int]] = []
-            for msg in msgs:
-                if msg.error():
-                    continue
-                key = (msg.topic(), msg.partition())
-                r = todo.get(key)
-                if r is None or msg.offset() >= r.end:
-                    if r is not None:
-                        finished.append(key)
-                    continue
-                out.append(to_record(msg))
-                if msg.offset() >= r.end - 1:
-                    finished.append(key)
-            for key in finished:
-                if key in todo:
-                    del todo[key]
-                    c.incremental_unassign([TopicPartition(*key)])
-            if out:
-                last_progress = time.monotonic()
-                yield out
-            elif time.monotonic() - last_progress > idle_timeout:
-                return
-    finally:
-        if own:
-            c.close()
+    for msgs in read_messages(cluster, ranges, batch=batch, idle_timeout=idle_timeout,
+                              client=client):
+        yield [to_record(m) for m in msgs]

@@ -62,19 +62,12 @@ def _headless(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld
 
 
 # --- interactive mode ------------------------------------------------------
-# Until the console lands, the interactive demo prints a live text summary.
+# The console (console/app.py) against the demo world.
 
 def run_interactive(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld) -> int:
-    print(f"lagdeck demo: broker at {broker.bootstrap} (Ctrl-C to stop)", flush=True)
-    print(f"in another terminal: lagdeck -b {broker.bootstrap} lag", flush=True)
-    deadline = time.monotonic() + args.duration if args.duration else None
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(2)
-            broker.check()
-            s = world.stats()
-            produced = ", ".join(f"{t}={n}" for t, n in sorted(s["produced"].items()))
-            print(f"orders={s['orders']}  {produced}  stopped={s['stopped']}", flush=True)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    from dataclasses import replace
+
+    from console.app import run_demo
+
+    cluster = replace(broker.cluster(), read_only=bool(args.read_only))
+    return run_demo(cluster, duration=args.duration)

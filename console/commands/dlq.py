@@ -1,10 +1,30 @@
-"""`lagdeck dlq list|show|redrive`: dead-letter topics."""
+"""`lagdeck dlq list|show|redrive`: dead-letter topics.
+
+The command line is a thin shell over `dlq.discovery`, `dlq.browse` and
+`dlq.redrive`; the TUI calls the same functions. Redrive asks for
+confirmation unless `--yes`, shows a progress bar on stderr (rich on a
+terminal, a plain line every few seconds otherwise) and stops cleanly on
+Ctrl-C with a summary of what was committed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
 
-from console.commands._pending import not_yet
+from collectors.errors import UsageError
+from console.context import Context, print_json
+from dlq.browse import DeadLetter, read_page
+from dlq.discovery import list_dead_letter_topics
+from dlq.guard import ensure_writable
+from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
+from dlq.select import display_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,19 +32,286 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     ls = dsub.add_parser("list", help="dead-letter topics with depth and top errors")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(run=not_yet("dlq list"))
+    ls.set_defaults(run=run_list)
     show = dsub.add_parser("show", help="decoded dead letters of a topic")
     show.add_argument("topic", metavar="TOPIC")
     show.add_argument("--limit", type=int, default=20, metavar="N")
+    show.add_argument("--offset", type=int, metavar="N",
+                      help="start at this offset in every partition (default: the oldest)")
     show.add_argument("--json", action="store_true")
-    show.set_defaults(run=not_yet("dlq show"))
+    show.set_defaults(run=run_show)
     rd = dsub.add_parser("redrive", help="move dead letters back to their original topic")
     rd.add_argument("topic", metavar="TOPIC")
     rd.add_argument("--to", metavar="TOPIC", help="target topic instead of the original")
     rd.add_argument("--where", action="append", default=[], metavar="EXPR",
-                    help="FIELD=VALUE or FIELD~TEXT; repeatable, all must hold")
+                    help="FIELD=VALUE or FIELD~TEXT (also != and !~); FIELD is error_class, "
+                    "error_message, key, original_topic, original_group or header.NAME; "
+                    "repeatable, all must hold")
     rd.add_argument("--rate", type=float, metavar="N", help="records per second at most")
-    rd.add_argument("--dry-run", action="store_true")
+    rd.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
+                    help="refuse records lagdeck already redrove N times "
+                    f"(loop protection; default {DEFAULT_MAX_ATTEMPTS})")
+    rd.add_argument("--group", metavar="NAME",
+                    help="progress consumer group (default lagdeck-redrive.TOPIC[.selection])")
+    rd.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
+                    help=f"records per transaction (default {DEFAULT_BATCH})")
+    rd.add_argument("--dry-run", action="store_true",
+                    help="count per target and show the first records; change nothing")
     rd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rd.add_argument("--json", action="store_true")
-    rd.set_defaults(run=not_yet("dlq redrive"))
+    rd.set_defaults(run=run_redrive)
+
+
+# -- formatting ------------------------------------------------------------------------
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+# -- list -------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace, ctx: Context) -> int:
+    summaries = list_dead_letter_topics(ctx.config.cluster, ctx.config.settings)
+    if args.json:
+        print_json({"topics": [{
+            "topic": s.topic, "depth": s.depth, "partitions": s.partitions,
+            "oldest_ms": s.oldest_ms, "newest_ms": s.newest_ms,
+            "top_errors": [{"error_class": e.error_class, "count": e.count}
+                           for e in s.top_errors],
+            "sampled": s.sampled, "matched_by": s.matched_by, "layouts": list(s.layouts),
+        } for s in summaries]})
+        return 0
+    if not summaries:
+        _out("no dead-letter topics found")
+        return 0
+    width = max(len("TOPIC"), *(len(s.topic) for s in summaries))
+    _out(f"{'TOPIC':<{width}}  {'DEPTH':>8}  {'OLDEST':<20}  {'NEWEST':<20}  TOP ERRORS")
+    for s in summaries:
+        errors = ", ".join(f"{e.error_class} ({e.count})" for e in s.top_errors) or "-"
+        if s.sampled and s.sampled < s.depth:
+            errors += f"  [newest {s.sampled}]"
+        _out(f"{s.topic:<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
+             f"{_when(s.newest_ms):<20}  {errors}")
+    return 0
+
+
+# -- show -------------------------------------------------------------------------------
+
+
+def _message_json(d: DeadLetter) -> dict[str, Any]:
+    r, e = d.record, d.envelope
+    return {
+        "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp_ms,
+        "key": display_text(r.key), "layout": e.layout,
+        "original_topic": e.original_topic, "original_partition": e.original_partition,
+        "original_offset": e.original_offset, "original_timestamp": e.original_timestamp_ms,
+        "original_group": e.original_group, "error_class": e.error_class,
+        "error_message": e.error_message, "attempts": e.attempts,
+        "redrive_count": e.redrive_count, "problems": list(e.problems),
+        "headers": [{"key": h.key, "value": display_text(h.value)} for h in r.headers],
+    }
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    page = read_page(ctx.config.cluster, args.topic, start=args.offset, limit=args.limit)
+    if args.json:
+        print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
+                    "next": None if page.next is None
+                    else {str(p): o for p, o in page.next.positions},
+                    "messages": [_message_json(d) for d in page.entries]})
+        return 0
+    if not page.entries:
+        _out(f"{page.topic}: no dead letters from there (depth {page.depth})")
+        return 0
+    for d in page.entries:
+        r, e = d.record, d.envelope
+        key = display_text(r.key)
+        _out(f"{r.topic}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
+        origin = e.original_topic or "?"
+        if e.original_partition is not None:
+            origin += f"[{e.original_partition}]"
+        if e.original_offset is not None:
+            origin += f"@{e.original_offset}"
+        extra = f"  group {e.original_group}" if e.original_group else ""
+        _out(f"  from {origin}{extra}  ({e.layout})")
+        if e.error_class or e.error_message:
+            _out(f"  error: {e.error_class or '?'}: {e.error_message or ''}".rstrip())
+        if e.attempts is not None or e.redrive_count:
+            _out(f"  attempts: {e.attempts if e.attempts is not None else '-'}"
+                 f"  redriven: {e.redrive_count or 0}")
+        for problem in e.problems:
+            _out(f"  malformed: {problem}")
+        if e.layout == "none":
+            for h in r.headers:
+                _out(f"  header {h.key}: {display_text(h.value)}")
+    shown = len(page.entries)
+    tail = ""
+    if page.next is not None:
+        offsets = ",".join(f"{p}:{o}" for p, o in page.next.positions)
+        tail = f"; next page starts at {offsets}"
+    _out(f"-- {shown} shown, {page.remaining} after these (depth {page.depth}){tail}")
+    return 0
+
+
+# -- redrive ----------------------------------------------------------------------------
+
+
+class ProgressLine:
+    """A progress bar on stderr: rich on a terminal, a plain line every few seconds otherwise.
+
+    It is a plain callable taking `RedriveProgress`, the same contract the TUI uses.
+    """
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._rich = None
+        self._task = None
+        self._last = 0.0
+
+    def __enter__(self) -> ProgressLine:
+        if self.enabled and self.tty:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                                  TimeRemainingColumn(), console=Console(stderr=True),
+                                  transient=True)
+            self._rich.start()
+            self._task = self._rich.add_task(self.label, total=None, counts="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+
+    def __call__(self, p: RedriveProgress) -> None:
+        if not self.enabled:
+            return
+        counts = f"redriven {p.redriven} skipped {p.skipped} failed {p.failed}"
+        if p.dry_run:
+            counts = f"selected {p.selected}"
+        if self._rich is not None:
+            self._rich.update(self._task, total=p.total, completed=p.scanned, counts=counts)
+            return
+        now = time.monotonic()
+        if now - self._last < 2.0 and p.scanned < p.total:
+            return
+        self._last = now
+        eta = f" eta {p.eta_s:.0f}s" if p.eta_s is not None and p.scanned < p.total else ""
+        sys.stderr.write(f"{self.label}: {p.scanned}/{p.total} scanned, {counts}{eta}\n")
+        sys.stderr.flush()
+
+
+@contextmanager
+def _ctrl_c_sets(event: threading.Event):
+    """Ctrl-C sets `event` (the redrive finishes its batch and stops) instead of raising."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame) -> None:
+        if event.is_set():  # a second Ctrl-C: give up waiting
+            raise KeyboardInterrupt
+        event.set()
+        sys.stderr.write("lagdeck: stopping after the current batch (Ctrl-C again to abort)\n")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_result(r: RedriveResult) -> None:
+    if r.dry_run:
+        _out(f"dry run: {r.selected} of {r.scanned} dead letters in {r.topic} selected "
+             f"({r.selection}); nothing changed")
+        for target, n in r.targets:
+            _out(f"  would redrive {n} to {target}")
+        if r.skipped:
+            _out(f"  would skip {r.skipped}")
+        if r.failed:
+            _out(f"  would fail {r.failed}")
+    else:
+        verb = "stopped after redriving" if r.cancelled else "redrove"
+        _out(f"{verb} {r.redriven} of {r.selected} selected dead letters from {r.topic} "
+             f"(skipped {r.skipped}, failed {r.failed}, not selected {r.unmatched}) "
+             f"in {r.elapsed_s:.1f}s")
+        for target, n in r.targets:
+            _out(f"  {n} -> {target}")
+    for reason, n in r.reasons:
+        _out(f"  {n} x {reason}")
+    for err in r.errors[:5]:
+        _out(f"  {err}")
+    if r.samples and r.dry_run:
+        _out("first records:")
+        for s in r.samples:
+            what = f"-> {s.target}" if s.action == "redrive" else f"{s.action}: {s.reason}"
+            _out(f"  [{s.partition}]@{s.offset} key={s.key} {s.error_class or '-'} {what}")
+    _out(f"progress group: {r.group}" + ("" if r.dry_run or r.cancelled or r.failed
+                                          else " (a rerun moves nothing more)"))
+
+
+def _confirm(redrive: Redrive, json_out: bool) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("redrive changes topics: pass --yes to confirm when not running "
+                         "interactively (or --dry-run to preview)")
+    preview = redrive.plan()
+    if not json_out:
+        _print_result(preview)
+    if preview.selected == 0:
+        return True
+    sys.stderr.write(f"Redrive {preview.selected} dead letters from {redrive.topic}? "
+                     "Type 'yes' to proceed: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() == "yes"
+
+
+def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
+    cluster = ctx.config.cluster
+    redrive = Redrive(cluster, args.topic, to=args.to, where=args.where, rate=args.rate,
+                      max_attempts=args.max_attempts, group=args.group,
+                      batch_size=args.batch_size)
+    if args.dry_run:
+        with ProgressLine(f"scanning {args.topic}", enabled=not args.json) as bar:
+            result = redrive.plan(progress=bar)
+        if args.json:
+            print_json(result.to_json())
+        else:
+            _print_result(result)
+        return 0
+    ensure_writable(cluster, f"redrive of {args.topic}")
+    if not args.yes and not _confirm(redrive, args.json):
+        sys.stderr.write("lagdeck: redrive not confirmed; nothing changed\n")
+        return 1
+    cancel = threading.Event()
+    with _ctrl_c_sets(cancel), ProgressLine(f"redriving {args.topic}") as bar:
+        result = redrive.run(progress=bar, cancel=cancel)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        _print_result(result)
+    if result.cancelled:
+        return 130
+    return 1 if result.failed else 0

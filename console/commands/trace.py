@@ -1,10 +1,23 @@
-"""`lagdeck trace ID`: the timeline of one order / correlation id / trace id."""
+"""`lagdeck trace ID`: the timeline of one order / correlation id / trace id.
+
+Prints the order's events oldest first, one block per event: time, topic
+and position, event type, then one mark per consumer group reading that
+topic (processed, pending, dead-lettered) and STUCK where a group has left
+it pending longer than `--stuck-after`. `--json` prints the DESIGN.md
+document instead. Exit code 0 when events were found, 1 when none were.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
-from console.commands._pending import not_yet
+from collectors.errors import UsageError
+from console.context import Context, print_json
+from tracing.search import find_timeline, parse_duration
+from tracing.settings import from_settings
+from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED, Timeline, TimelineEvent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,4 +28,129 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stuck-after", default="5m", metavar="DURATION",
                    help="pending longer than this is stuck (default 5m)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.set_defaults(run=not_yet("trace"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    since = parse_duration(args.since, "--since")
+    stuck_after = parse_duration(args.stuck_after, "--stuck-after")
+    if since <= 0:
+        raise UsageError("--since must be longer than zero")
+    config = ctx.config
+    settings = from_settings(config.settings)
+    progress = _progress() if sys.stderr.isatty() else None
+    try:
+        timeline = find_timeline(config.cluster, args.id, since_seconds=since,
+                                 topics_regex=args.topics, stuck_after_seconds=stuck_after,
+                                 settings=settings, progress=progress)
+    finally:
+        if progress is not None:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+    if args.json:
+        print_json(timeline.to_json())
+    else:
+        marks = _marks(sys.stdout)
+        text = render(timeline, marks=marks)
+        if marks is ASCII_MARKS:  # e.g. LANG=C under cron: never die on an encoding error
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            text = text.replace("│", "|").replace("·", "-")
+            text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0 if timeline.events else 1
+
+
+def _progress() -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        if total >= 50_000:
+            sys.stderr.write(f"\rscanning {done:,}/{total:,} records")
+            sys.stderr.flush()
+
+    return show
+
+
+UNICODE_MARKS = {PROCESSED: "✓", PENDING: "…", DEAD_LETTERED: "✗"}
+ASCII_MARKS = {PROCESSED: "+", PENDING: ".", DEAD_LETTERED: "x"}
+
+
+def _marks(stream) -> dict[str, str]:
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        "".join(UNICODE_MARKS.values()).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_MARKS
+    return UNICODE_MARKS
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> list[str]:
+    stamp = e.timestamp or "no timestamp"
+    date, _, clock = stamp.partition("T")
+    when = clock.rstrip("Z") if clock and date == day else stamp.replace("T", " ").rstrip("Z")
+    kind = e.event_type or "(no event type)"
+    if e.dead_letter is not None:
+        kind = f"DEAD LETTER ({e.event_type})" if e.event_type else "DEAD LETTER"
+    lines = [f"{when:<23}  {e.topic}[{e.partition}]@{e.offset}  {kind}"
+             + ("  STUCK" if e.stuck else "")]
+    ids = []
+    if e.key is not None:
+        ids.append(f"key {e.key}")
+    if e.correlation_id and e.correlation_id != e.key:
+        ids.append(f"correlation {e.correlation_id}")
+    if e.trace_id:
+        ids.append(f"trace {e.trace_id}")
+    if ids:
+        lines.append("│  " + " · ".join(ids))
+    if e.consumers:
+        lines.append("│  " + "   ".join(f"{marks[s]} {g} ({s})" for g, s in
+                                        sorted(e.consumers.items())))
+    else:
+        lines.append("│  (no consumer group has committed offsets on this topic)")
+    dl = e.dead_letter
+    if dl is not None:
+        origin = (f"{dl.original_topic}[{dl.original_partition}]@{dl.original_offset}"
+                  if dl.original_topic else "unknown origin")
+        group = f" by {dl.original_group}" if dl.original_group else ""
+        lines.append(f"│  from {origin}{group}: {dl.error_class or 'unknown error'}"
+                     + (f": {dl.error_message}" if dl.error_message else ""))
+    for span in e.spans:
+        lines.append(f"│  span {span.service} {span.operation} {span.duration_ms:g} ms")
+    if e.trace_url:
+        lines.append(f"│  {e.trace_url}")
+    return lines
+
+
+def render(timeline: Timeline, marks: dict[str, str] = UNICODE_MARKS) -> str:
+    """The human timeline: a header line, then one block per event, oldest first."""
+    n = len(timeline.events)
+    stats = timeline.stats
+    head = (f"{timeline.query}: {n} event{'s' if n != 1 else ''} in the last "
+            f"{_duration(timeline.since_seconds)} (times UTC; stuck after "
+            f"{_duration(timeline.stuck_after_seconds)})")
+    out = [head, ""]
+    day = None
+    for e in timeline.events:
+        out += _event_lines(e, marks, day)
+        out.append("│")
+        if e.timestamp:
+            day = e.timestamp.partition("T")[0]
+    if timeline.events:
+        out.pop()
+        stuck = len(timeline.stuck)
+        legend = "   ".join(f"{m} {s}" for s, m in marks.items())
+        out += ["", legend + (f"   ({stuck} stuck)" if stuck else "")]
+    else:
+        out.append(f"no events found ({stats.topics} topics, {stats.scanned_records:,} records "
+                   "scanned, the rest from the correlation index)")
+    for note in timeline.notes:
+        out.append(f"note: {note}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,373 @@
+"""The worker side of the console: fetch functions that return snapshots.
+
+Dolphie splits each panel into `fetch_data` (worker thread) and
+`create_panel` (main thread); this module is the fetch half for every screen.
+Everything here runs in a Textual thread worker and calls collectors/,
+tracing/ and dlq/ (never confluent_kafka, never a widget) and returns
+immutable snapshots that the screens render. `Source` is the interface the
+screens depend on; `KafkaSource` implements it against a real cluster.
+
+Clients are created lazily and dropped after a failure, so the next poll
+reconnects from scratch (the app backs off between attempts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from collectors.alerts import AlertBook, AlertEvent, AlertState, EventKind, evaluate
+from collectors.config import ClusterConfig, Settings
+from collectors.errors import LagdeckError, UsageError
+from collectors.logs import get_logger
+from collectors.rules import RuleSet, from_settings
+from collectors.snapshots import LagSnapshot, Record
+from dlq.browse import DeadLetter, PageCursor, read_page
+from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
+from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
+from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
+from dlq.select import FIELDS, Selector, parse_where
+from tracing.deadletter import DeadLetterEnvelope
+from tracing.headers import correlation_id, header_map, id_text
+from tracing.settings import from_settings as trace_settings
+from tracing.timeline import Timeline
+
+_log = get_logger("tui.data")
+
+#: Points of lag history per group in the overview's sparkline.
+TREND_POINTS = 16
+#: Resolved alerts kept for the alerts screen.
+RESOLVED_KEPT = 20
+
+
+@dataclass(frozen=True)
+class AlertsView:
+    """Alert states after one evaluation, for the alerts screen and the overview banner."""
+
+    rules: int = 0
+    source: str | None = None
+    states: tuple[AlertState, ...] = ()
+    #: most recent first
+    resolved: tuple[AlertEvent, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LagView:
+    """One lag poll as the console shows it: the snapshot, trends and alert states."""
+
+    snapshot: LagSnapshot
+    #: group -> recent total lag values, oldest first (from the lag history)
+    trends: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    alerts: AlertsView | None = None
+
+
+@dataclass(frozen=True)
+class DlqPageView:
+    """One page of a dead-letter topic as the browser shows it (filtered or not)."""
+
+    topic: str
+    entries: tuple[DeadLetter, ...]
+    start: PageCursor | None
+    next: PageCursor | None
+    depth: int
+    remaining: int
+    #: records read to fill this page (more than `entries` when a filter is set)
+    scanned: int = 0
+    selection: str = "all records"
+
+
+@dataclass(frozen=True)
+class PickedRecords:
+    """A selection condition: the records the operator ticked, by (partition, offset).
+
+    It has the shape of a `dlq.select.Condition` (field, op, `matches`, `str`), so a
+    plain `Selector` holding it makes `dlq.redrive.Redrive` move exactly the
+    snapshot the operator saw, nothing that arrived since.
+    """
+
+    picked: frozenset[tuple[int, int]]
+    field: str = "position"
+    op: str = "in"
+
+    @property
+    def value(self) -> str:
+        return ",".join(f"{p}@{o}" for p, o in sorted(self.picked))
+
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
+        return (record.partition, record.offset) in self.picked
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{p}@{o}" for p, o in sorted(self.picked)[:5])
+        more = f" +{len(self.picked) - 5}" if len(self.picked) > 5 else ""
+        return f"{len(self.picked)} picked records ({shown}{more})"
+
+
+def picked_selector(picked: frozenset[tuple[int, int]]) -> Selector:
+    return Selector((PickedRecords(frozenset(picked)),))  # type: ignore[arg-type]
+
+
+def picked_group(topic: str, picked: frozenset[tuple[int, int]]) -> str:
+    """A progress group of its own per picked set, so picking never advances the
+    topic-wide redrive group past records nobody picked."""
+    digest = hashlib.sha1(repr(sorted(picked)).encode()).hexdigest()[:10]
+    return f"{GROUP_PREFIX}{topic}.picked-{digest}"
+
+
+_WHERE_START = re.compile(
+    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+)\s*(?:!=|!~|=|~)", re.IGNORECASE)
+
+
+def parse_filter(text: str) -> list[str]:
+    """The browser's filter line as `--where` expressions.
+
+    `error_class~Timeout key~ord-1` is two conditions; a word that does not
+    start a new condition belongs to the previous value, so
+    `error_message~did not answer` needs no quotes. Raises `UsageError`.
+    """
+    exprs: list[str] = []
+    for word in text.split():
+        if _WHERE_START.match(word) or not exprs:
+            exprs.append(word)
+        else:
+            exprs[-1] += " " + word
+    parse_where(exprs)  # validate now: one clear line for a typo
+    return exprs
+
+
+def follow_id(record: Record, settings: Settings | None = None) -> str | None:
+    """The id to follow a dead letter's order by: its correlation header (the names of
+    the `[trace]` section), else its key when that is a printable id."""
+    try:
+        names = trace_settings(settings).correlation_headers
+    except LagdeckError:
+        names = trace_settings(None).correlation_headers
+    found = correlation_id(header_map(record.headers), names)
+    return found or id_text(record.key)
+
+
+class Source(Protocol):
+    """What the console needs from a cluster; every method runs in a worker thread."""
+
+    cluster: ClusterConfig
+    settings: Settings
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+    def poll_lag(self) -> LagView: ...
+
+    def dead_letter_topics(self) -> list[DlqTopicSummary]: ...
+
+    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+                         where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
+
+    def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
+                where: Sequence[str] = (), dry_run: bool,
+                progress: Callable[[RedriveProgress], None] | None = None,
+                cancel: threading.Event | None = None) -> RedriveResult: ...
+
+    def plan_replay(self, group: str, topic: str, spec: ResetSpec) -> ReplayPlan: ...
+
+    def execute_replay(self, plan: ReplayPlan) -> ReplayResult: ...
+
+    def timeline(self, query: str) -> Timeline: ...
+
+    def close(self) -> None: ...
+
+
+class AlertTracker:
+    """Carries the alert book from one poll to the next (pure evaluation inside)."""
+
+    def __init__(self, ruleset: RuleSet | None, error: str | None = None) -> None:
+        self.ruleset = ruleset or RuleSet()
+        self.error = error
+        self.book = AlertBook()
+        self.resolved: deque[AlertEvent] = deque(maxlen=RESOLVED_KEPT)
+
+    def update(self, snapshot: LagSnapshot) -> AlertsView:
+        source = str(self.ruleset.path) if self.ruleset.path else None
+        if not self.ruleset.rules:
+            return AlertsView(0, source, error=self.error)
+        result = evaluate(self.ruleset.rules, snapshot, self.book)
+        self.book = result.book
+        for event in result.events:
+            if event.kind is EventKind.RESOLVED:
+                self.resolved.appendleft(event)
+        return AlertsView(len(self.ruleset.rules), source, result.book.states,
+                          tuple(self.resolved), self.error)
+
+
+def rules_from_settings(settings: Settings) -> tuple[RuleSet | None, str | None]:
+    """The config file's rules; a broken rule is reported on the alerts screen, not fatal."""
+    try:
+        return from_settings(settings), None
+    except LagdeckError as exc:
+        return None, str(exc)
+
+
+class KafkaSource:
+    """A real cluster, through collectors/, tracing/ and dlq/."""
+
+    def __init__(self, cluster: ClusterConfig, settings: Settings | None = None, *,
+                 rules: RuleSet | None = None, timeout: float = 10.0,
+                 label: str | None = None, since_seconds: float = 86400.0,
+                 stuck_after_seconds: float = 300.0) -> None:
+        self.cluster = cluster
+        self.settings = settings or Settings()
+        self.timeout = timeout
+        self.since_seconds = since_seconds
+        self.stuck_after_seconds = stuck_after_seconds
+        self._label = label
+        self._lock = threading.Lock()
+        self._trace_lock = threading.Lock()
+        self._collector: Any = None
+        self._history: Any = None
+        self._tracer: Any = None
+        if rules is None:
+            rules, error = rules_from_settings(self.settings)
+        else:
+            error = None
+        self.alerts = AlertTracker(rules, error)
+
+    @property
+    def label(self) -> str:
+        if self._label:
+            return self._label
+        name = self.cluster.bootstrap_servers or "no cluster"
+        return f"{self.cluster.profile}: {name}" if self.cluster.profile else name
+
+    @property
+    def read_only(self) -> bool:
+        return self.cluster.read_only
+
+    # -- lag -------------------------------------------------------------
+
+    def _lag_collector(self) -> Any:
+        from collectors.history import LagHistory
+        from collectors.lag import LagCollector
+
+        if self._history is None:
+            self._history = LagHistory()
+        if self._collector is None:
+            self._collector = LagCollector(self.cluster, self._history, timeout=self.timeout,
+                                           settings=self.settings)
+        return self._collector
+
+    def poll_lag(self) -> LagView:
+        with self._lock:
+            try:
+                snapshot = self._lag_collector().refresh()
+            except BaseException:
+                self._drop_collector()
+                raise
+            trends = {}
+            for g in snapshot.groups:
+                points = self._history.group_trend(g.group, limit=TREND_POINTS)
+                trends[g.group] = tuple(int(lag) for _, lag in points)
+        return LagView(snapshot, trends, self.alerts.update(snapshot))
+
+    # -- dead letters --------------------------------------------------
+
+    def dead_letter_topics(self) -> list[DlqTopicSummary]:
+        return list_dead_letter_topics(self.cluster, self.settings, timeout=self.timeout)
+
+    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+                         where: Sequence[str] = (), limit: int = 50,
+                         scan_cap: int = 5000) -> DlqPageView:
+        """A page of dead letters; with `where`, pages are read until `limit` match
+        or `scan_cap` records were read (the page then says how far it got)."""
+        selector = parse_where(where)
+        entries: list[DeadLetter] = []
+        scanned = 0
+        first = read_page(self.cluster, topic, start=start, limit=limit, timeout=self.timeout)
+        page = first
+        while True:
+            scanned += len(page.entries)
+            entries += [e for e in page.entries if selector.matches(e.record, e.envelope)]
+            if not selector.conditions or len(entries) >= limit or page.next is None \
+                    or scanned >= scan_cap:
+                break
+            page = read_page(self.cluster, topic, start=page.next, limit=limit,
+                             timeout=self.timeout)
+        return DlqPageView(topic, tuple(entries[:limit]), first.start, page.next, page.depth,
+                           page.remaining, scanned, selector.describe())
+
+    def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
+                where: Sequence[str] = (), dry_run: bool,
+                progress: Callable[[RedriveProgress], None] | None = None,
+                cancel: threading.Event | None = None) -> RedriveResult:
+        """Preview (`dry_run`) or run a redrive of the picked records or of a filter."""
+        if picked:
+            task = Redrive(self.cluster, topic, where=picked_selector(frozenset(picked)),
+                           group=picked_group(topic, frozenset(picked)), timeout=self.timeout)
+        elif where:
+            task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout)
+        else:
+            raise UsageError("nothing to redrive: select records (space) or set a filter (/)")
+        if dry_run:
+            return task.plan(progress=progress, cancel=cancel)
+        return task.run(progress=progress, cancel=cancel)
+
+    # -- timeline --------------------------------------------------------
+
+    def timeline(self, query: str) -> Timeline:
+        """The order's events; the tracer (clients, correlation index) is kept between
+        lookups so following an order re-reads only what arrived since."""
+        from tracing.search import Tracer  # loaded on first use: the scanner is heavy
+
+        with self._trace_lock:
+            if self._tracer is None:
+                self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
+            try:
+                return self._tracer.find(query, since_seconds=self.since_seconds,
+                                         stuck_after_seconds=self.stuck_after_seconds)
+            except LagdeckError:
+                raise
+            except BaseException:
+                tracer, self._tracer = self._tracer, None
+                tracer.close()
+                raise
+
+    # -- replay ----------------------------------------------------------
+
+    def plan_replay(self, group: str, topic: str, spec: ResetSpec) -> ReplayPlan:
+        return plan_reset(self.cluster, group, topic, spec, timeout=self.timeout)
+
+    def execute_replay(self, plan: ReplayPlan) -> ReplayResult:
+        return execute_reset(self.cluster, plan, timeout=self.timeout)
+
+    def _drop_collector(self) -> None:
+        collector, self._collector = self._collector, None
+        if collector is not None:
+            try:
+                collector.close()
+            except Exception:
+                _log.debug("closing the lag collector", exc_info=True)
+
+    def close(self) -> None:
+        """Close clients that are idle; one still busy in a worker is left to the
+        process exit rather than blocking the UI while it quits."""
+        if self._trace_lock.acquire(timeout=0.5):
+            try:
+                if self._tracer is not None:
+                    self._tracer.close()
+                    self._tracer = None
+            finally:
+                self._trace_lock.release()
+        if self._lock.acquire(timeout=0.5):
+            try:
+                self._drop_collector()
+                if self._history is not None:
+                    self._history.close()
+                    self._history = None
+            finally:
+                self._lock.release()

@@ -1,0 +1,1 @@
+"""One module per screen; each renders snapshots and starts its own workers."""

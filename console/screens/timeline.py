@@ -1,0 +1,352 @@
+"""Order timeline: type an order / correlation / trace id and follow it.
+
+The events come from `tracing.search` in time order, each with a mark per
+consumer group reading its topic (✓ processed, … pending, ✗ dead-lettered);
+stuck events are highlighted, dead letters appear inline (enter opens the
+record in the dead-letters screen, R opens its redrive), and the trace link
+is shown when the `[trace]` section configures one. While the screen is on
+top the lookup is repeated every few seconds (the correlation index makes
+that cheap), so the marks move as the consumers catch up.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Input, Static
+from textual.worker import Worker
+
+from console import keymap as km
+from console.messages import Loaded
+from console.palette import TimelineCommands
+from console.screens.base import BaseScreen
+from console.widgets import format as fmt
+from console.widgets.inputs import LineInput
+from console.widgets.keyed_table import Column, KeyedTable, Row
+from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED, Timeline, TimelineEvent
+
+#: Seconds between lookups while following an order.
+FOLLOW_INTERVAL = 5.0
+
+MARKS = {PROCESSED: ("✓", "green"), PENDING: ("…", "yellow"), DEAD_LETTERED: ("✗", "bold red")}
+
+
+#: lagdeck's redrive progress groups: a ✓ from one means "redriven", not "processed".
+REDRIVE_GROUP = "lagdeck-redrive."
+
+
+def redriven_copy(e: TimelineEvent) -> bool:
+    """A record back in its own original topic that still carries dead-letter headers
+    is a redriven copy (redrive keeps the headers), not a new dead letter."""
+    return e.dead_letter is not None and e.dead_letter.original_topic == e.topic
+
+
+def event_key(e: TimelineEvent) -> str:
+    return f"{e.topic}[{e.partition}]@{e.offset}"
+
+
+def render_time(value: tuple[int | None, bool]) -> Text:
+    ms, stuck = value
+    text = fmt.timestamp_ms(ms)[11:] if ms is not None else "—"
+    return Text(text, style="bold red" if stuck else "")
+
+
+def render_event(value: tuple[str, str | None, bool]) -> Text:
+    kind, error, stuck = value
+    if error == "":
+        return Text(f"↻ {kind} (redriven)", style="bold cyan")
+    if error is not None:
+        return Text(f"✗ DEAD LETTER {error}", style="bold red")
+    return Text(kind, style="bold red" if stuck else "")
+
+
+def render_marks(value: tuple[tuple[str, str], ...]) -> Text:
+    text = Text()
+    for i, (group, status) in enumerate(value):
+        mark, style = MARKS.get(status, ("?", "dim"))
+        if i:
+            text.append("  ")
+        if group.startswith(REDRIVE_GROUP):
+            text.append("↻ redriven by lagdeck" if status == PROCESSED
+                        else "… lagdeck redrive pending", style="cyan")
+            continue
+        text.append(f"{mark} ", style=style)
+        text.append(group, style=style if status != PROCESSED else "")
+    return text or Text("no group commits on this topic", style="dim")
+
+
+def render_flag(flag: str) -> Text:
+    return Text(flag, style="bold white on red" if flag else "")
+
+
+COLUMNS = (
+    Column("time", "Time", 12, render_time),
+    Column("where", "Where (topic[partition]@offset)"),
+    Column("event", "Event", None, render_event),
+    Column("flag", "", 7, render_flag),
+    Column("consumers", "Consumer groups", None, render_marks),
+)
+
+
+def event_row(e: TimelineEvent) -> Row:
+    error = None
+    if redriven_copy(e):
+        error = ""  # shown as redriven
+    elif e.dead_letter is not None:
+        error = (e.dead_letter.error_class or "").rsplit(".", 1)[-1] or "(no error class)"
+    marks = tuple(sorted(e.consumers.items()))
+    return Row(event_key(e), ((e.timestamp_ms, e.stuck), event_key(e),
+                              (e.event_type or "(no event type)", error, e.stuck),
+                              " STUCK " if e.stuck else "", marks))
+
+
+def summary(t: Timeline) -> Text:
+    text = Text()
+    text.append(t.query, style="bold")
+    if not t.events:
+        text.append(": no events found", style="yellow")
+        if t.since_seconds:
+            text.append(f" in the last {fmt.seconds(t.since_seconds)}", style="yellow")
+        return text
+    dead = [e for e in t.events if e.dead_letter is not None and not redriven_copy(e)]
+    pending = {g for e in t.events for g, s in e.consumers.items() if s == PENDING}
+    text.append(f" · {len(t.events)} events")
+    if dead:
+        text.append(f" · {len(dead)} dead-lettered", style="bold red")
+    if t.stuck:
+        text.append(f" · {len(t.stuck)} stuck", style="bold red")
+    if pending:
+        text.append(f" · pending in {', '.join(sorted(pending))}", style="yellow")
+    trace = next((e.trace_id for e in t.events if e.trace_id), None)
+    if trace:
+        text.append(f" · trace {trace}", style="dim")
+    url = next((e.trace_url for e in t.events if e.trace_url), None)
+    if url:
+        text.append("\n")
+        text.append(url, style=f"underline link {url}")
+    for note in t.notes:
+        text.append(f"\n⚠ {note}", style="yellow")
+    return text
+
+
+def event_detail(e: TimelineEvent) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("event", f"{e.event_type or '(no event type)'} on {event_key(e)} at "
+                          f"{fmt.timestamp_ms(e.timestamp_ms)}")
+    ids = []
+    if e.key is not None:
+        ids.append(f"key {e.key}")
+    if e.correlation_id:
+        ids.append(f"correlation {e.correlation_id}")
+    if e.trace_id:
+        ids.append(f"trace {e.trace_id}")
+    if ids:
+        grid.add_row("ids", " · ".join(ids))
+    for group, status in sorted(e.consumers.items()):
+        mark, style = MARKS.get(status, ("?", "dim"))
+        extra = "  — stuck" if e.stuck and status == PENDING else ""
+        grid.add_row(Text(mark, style=style), Text(f"{group}: {status}{extra}", style=style))
+    dl = e.dead_letter
+    if dl is not None and redriven_copy(e):
+        grid.add_row(Text("redriven", style="bold cyan"),
+                     f"a copy of a dead letter put back on {e.topic} by lagdeck's redrive "
+                     f"(first failed with {dl.error_class or '?'})")
+    elif dl is not None:
+        origin = f"{dl.original_topic}[{dl.original_partition}]@{dl.original_offset}"
+        grid.add_row(Text("dead letter", style="bold red"),
+                     Text(f"{dl.error_class or '?'}: {dl.error_message or ''}", style="red"))
+        grid.add_row("from", f"{origin} (group {dl.original_group or '?'}, "
+                             f"attempts {dl.attempts if dl.attempts is not None else '?'})")
+        grid.add_row("", Text("enter: open it in Dead letters · R: redrive it",
+                              style="bold cyan"))
+    if e.trace_url:
+        grid.add_row("trace", Text(e.trace_url, style=f"underline link {e.trace_url}"))
+    return grid
+
+
+class TimelineScreen(BaseScreen):
+    TITLE_TEXT = "Order timeline"
+    MODE = "timeline"
+    KEYS = km.TIMELINE
+    BINDINGS: ClassVar = km.bindings(km.TIMELINE)
+    COMMANDS: ClassVar = {TimelineCommands}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_text: str | None = None
+        self.timeline: Timeline | None = None
+        self.recent: list[str] = []
+        self._follow_timer = None
+        self._search_before_mount: str | None = None
+
+    def body(self) -> ComposeResult:
+        yield LineInput(placeholder="order id, correlation id or trace id — enter to follow",
+                        id="timeline-query")
+        yield Static(Text("Type an order id, correlation id or trace id and press enter. "
+                          "Events appear in time order with a mark per consumer group: "
+                          "✓ processed  … pending  ✗ dead-lettered.\nNo id at hand? In Dead "
+                          "letters (2), put the cursor on a record and press t.",
+                          style="dim"), id="timeline-info", classes="header-line")
+        yield KeyedTable(COLUMNS, id="timeline-events")
+        with VerticalScroll(id="timeline-detail"):
+            yield Static("", id="timeline-detail-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#timeline-query", Input).focus()
+        if self._search_before_mount:
+            query, self._search_before_mount = self._search_before_mount, None
+            self.search(query)
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self.query_text and self.timeline is not None:
+            self._schedule(0.1)
+
+    def on_screen_suspend(self) -> None:
+        self._stop_follow()
+
+    # -- searching -------------------------------------------------------
+
+    def search(self, query: str) -> None:
+        """Follow `query` (also used by `:trace ID` and the palette)."""
+        query = query.strip()
+        if not query:
+            return
+        if not self.is_mounted:  # first visit (e.g. `:trace ID`): run once built
+            self._search_before_mount = query
+            return
+        box = self.query_one("#timeline-query", Input)
+        if box.value != query:
+            box.value = query
+        if query != self.query_text:
+            self.timeline = None
+            self.query_one("#timeline-events", KeyedTable).clear_rows()
+            self.query_one("#timeline-detail-text", Static).update("")
+        self.query_text = query
+        if query in self.recent:
+            self.recent.remove(query)
+        self.recent.append(query)
+        self.query_one("#timeline-info", Static).update(
+            Text(f"looking for {query} in every topic…", style="yellow"))
+        self._stop_follow()
+        self._lookup(query)
+        self.query_one("#timeline-events", KeyedTable).focus()
+
+    def reload(self) -> None:
+        if self.query_text:
+            self._stop_follow()
+            self._lookup(self.query_text)
+
+    @on(Input.Changed, "#timeline-query")
+    def _typed(self, event: Input.Changed) -> None:
+        # `/` is the search key everywhere; pressed in the (already focused) empty box it
+        # means "search", not a slash in the id.
+        if event.value == "/":
+            event.input.value = ""
+
+    @on(Input.Submitted, "#timeline-query")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.search(event.value)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="timeline",
+          name="order timeline")
+    def _lookup(self, query: str) -> None:
+        timeline = self.lagdeck.source.timeline(query)
+        self.post_message(Loaded("timeline", timeline, token=query))
+
+    def worker_failed(self, worker: Worker, line: str) -> bool:
+        self.query_one("#timeline-info", Static).update(Text(f"✗ {line}", style="bold red"))
+        if self.query_text:
+            self._schedule(FOLLOW_INTERVAL * 2)
+        return True
+
+    def _schedule(self, delay: float) -> None:
+        self._stop_follow()
+        if self.is_current:
+            self._follow_timer = self.set_timer(delay, self.reload)
+
+    def _stop_follow(self) -> None:
+        if self._follow_timer is not None:
+            self._follow_timer.stop()
+            self._follow_timer = None
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.what != "timeline" or message.token != self.query_text:
+            return
+        timeline: Timeline = message.data
+        self.timeline = timeline
+        info = summary(timeline)
+        info.append(f"\nfollowing: refreshed {fmt.clock(timeline.generated_at_ms / 1000)}"
+                    if timeline.generated_at_ms else "\nfollowing", style="dim")
+        info.append(f" · read {timeline.stats.scanned_records:,} records, "
+                    f"{timeline.stats.indexed_hits:,} from the index", style="dim")
+        with self.app.batch_update():
+            self.query_one("#timeline-info", Static).update(info)
+            self.query_one("#timeline-events", KeyedTable).sync(
+                [event_row(e) for e in timeline.events])
+            self._show_detail()
+        self._schedule(FOLLOW_INTERVAL)
+
+    # -- the event under the cursor --------------------------------------
+
+    def current_event(self) -> TimelineEvent | None:
+        if self.timeline is None:
+            return None
+        key = self.query_one("#timeline-events", KeyedTable).current_key
+        return next((e for e in self.timeline.events if event_key(e) == key), None)
+
+    @on(KeyedTable.RowHighlighted, "#timeline-events")
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        e = self.current_event()
+        self.query_one("#timeline-detail-text", Static).update(
+            event_detail(e) if e else "")
+
+    @on(KeyedTable.RowSelected, "#timeline-events")
+    def _selected(self, event: KeyedTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_event()
+
+    def action_open_event(self) -> None:
+        e = self.current_event()
+        if e is None:
+            return
+        if e.dead_letter is None or redriven_copy(e):
+            self.notify("not a dead letter: enter opens dead letters (✗ rows)", timeout=3)
+            return
+        self.lagdeck.show_dead_letters(e.topic, partition=e.partition, offset=e.offset)
+
+    def action_redrive(self) -> None:
+        e = self.current_event()
+        if e is None or e.dead_letter is None or redriven_copy(e):
+            dead = [x for x in (self.timeline.events if self.timeline else ())
+                    if x.dead_letter is not None and not redriven_copy(x)]
+            if len(dead) != 1:
+                self.notify("move the cursor to a dead letter (✗ row) to redrive it",
+                            severity="warning")
+                return
+            e = dead[0]
+        self.lagdeck.show_dead_letters(e.topic, partition=e.partition, offset=e.offset,
+                                       redrive=True)
+
+    def action_search(self) -> None:
+        box = self.query_one("#timeline-query", Input)
+        box.focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#timeline-query", Input)
+        if box.has_focus and self.query_text:
+            self.query_one("#timeline-events", KeyedTable).focus()
+            return
+        super().action_back()

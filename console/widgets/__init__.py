@@ -1,0 +1,1 @@
+"""Reusable widgets of the console: keyed tables, the status bar, banners, formatters."""

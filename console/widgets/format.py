@@ -1,0 +1,126 @@
+"""How numbers, times and statuses look in the console (pure functions, easy to test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from collectors.snapshots import Status
+
+#: Status badge colours: green is fine, yellow is worth a look, red needs action.
+STATUS_STYLE: dict[Status, str] = {
+    Status.OK: "bold green",
+    Status.WARN: "bold yellow",
+    Status.REWIND: "bold magenta",
+    Status.STALL: "bold red",
+    Status.STOP: "bold white on red",
+    Status.ERR: "bold white on dark_red",
+}
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def status_badge(status: Status | str | None) -> Text:
+    if status is None:
+        return Text("?", style="dim")
+    try:
+        status = Status(status)
+    except ValueError:
+        return Text(str(status), style="dim")
+    return Text(f" {status.value:<6}", style=STATUS_STYLE[status])
+
+
+def count(value: int | None) -> str:
+    """Thousands separators; a dash for unknown (None), never a misleading 0."""
+    return "—" if value is None else f"{value:,}"
+
+
+def seconds(value: float | None) -> str:
+    """Lag in seconds the way an operator reads it: 850ms, 42s, 3m 05s, 2h 10m."""
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value * 1000:.0f}ms" if value > 0 else "0s"
+    if value < 60:
+        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24:02d}h"
+
+
+def sparkline(values: Sequence[float | int | None], width: int = 16) -> str:
+    """A unicode sparkline of the last `width` values, scaled to their own range."""
+    points = [v for v in values if v is not None][-width:]
+    if not points:
+        return ""
+    # Bars start at zero (not at the minimum) and the scale at 10 messages, so a
+    # steady small lag looks small instead of filling the cell.
+    low, high = min(0, min(points)), max(max(points), 10)
+    if high == low:
+        return _BLOCKS[0] * len(points)
+    span = high - low
+    return "".join(_BLOCKS[min(7, int((v - low) / span * 7 + 0.5))] for v in points)
+
+
+def clock(epoch_seconds: float | None) -> str:
+    """Local wall-clock time of an epoch, HH:MM:SS."""
+    if epoch_seconds is None:
+        return "--:--:--"
+    return time.strftime("%H:%M:%S", time.localtime(epoch_seconds))
+
+
+def timestamp_ms(value: int | None) -> str:
+    """A record timestamp with milliseconds, local time."""
+    if value is None:
+        return "—"
+    whole, ms = divmod(int(value), 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)) + f".{ms:03d}"
+
+
+def header_value(data: bytes | None, limit: int = 120) -> str:
+    """A header value: text when it is printable UTF-8, else hex with its length
+    (Spring writes partitions and offsets as big-endian binary ints)."""
+    if data is None:
+        return "∅"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\t\n" for ch in text):
+        return printable(text, limit)
+    shown = data[: limit // 2].hex()
+    return f"0x{shown}{'…' if len(data) > limit // 2 else ''} ({len(data)} bytes)"
+
+
+def printable(data: bytes | str | None, limit: int = 60) -> str:
+    """Bytes shown safely: UTF-8 when it is, escaped otherwise; cut to `limit` chars."""
+    if data is None:
+        return "∅"
+    text = data if isinstance(data, str) else data.decode("utf-8", errors="backslashreplace")
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- column renderers for KeyedTable (value -> cell) ----------------------------------
+
+
+def render_count(value: int | None) -> Text:
+    return Text(count(value), justify="right")
+
+
+def render_seconds(value: float | None) -> Text:
+    return Text(seconds(value), justify="right")
+
+
+def render_spark(values: Sequence[float | int | None]) -> Text:
+    return Text(sparkline(values), style="cyan")
+
+
+def render_dim(value: object) -> Text:
+    return Text("" if value is None else str(value), style="dim")

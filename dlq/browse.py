@@ -1,0 +1,217 @@
+"""Paged reading of dead-letter topics: a page at a time, never the whole topic.
+
+`read_page` is what `lagdeck dlq show` and the TUI's DLQ browser call: it
+reads at most `limit` records from each partition starting at a cursor,
+merges them in time order (keeping each partition's own order), decodes
+their envelopes and returns the cursor of the next page. Memory is bounded by
+`limit x partitions` records whatever the depth of the topic.
+
+`iter_bounded` is the raw bounded reader shared with discovery and redrive:
+it stops each partition at an end offset snapshotted by the caller and also
+finishes a partition whose last offsets are transaction markers (which are
+never delivered as messages), by watching the consumer position.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from collectors.config import ClusterConfig
+from collectors.errors import NotFoundError, UsageError
+from collectors.kafka import DEFAULT_TIMEOUT, consumer, translate
+from collectors.scan import to_record, watermarks
+from collectors.snapshots import Record
+from collectors.topics import list_topics
+from tracing.deadletter import DeadLetterEnvelope, decode_envelope
+
+#: Big fetches: scans are throughput-bound, not latency-bound.
+READER_CONF = {"fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One record of a dead-letter topic with its decoded envelope."""
+
+    record: Record
+    envelope: DeadLetterEnvelope
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Next offset to read per partition: an opaque bookmark for the next page."""
+
+    positions: tuple[tuple[int, int], ...]
+
+    def as_dict(self) -> dict[int, int]:
+        return dict(self.positions)
+
+
+@dataclass(frozen=True)
+class DlqPage:
+    """One page of decoded dead letters, oldest first.
+
+    `next` is None when the page reached the end offsets snapshotted when it
+    was read; `depth` is the number of offsets in the topic, `remaining`
+    those after this page.
+    """
+
+    topic: str
+    entries: tuple[DeadLetter, ...]
+    start: PageCursor
+    next: PageCursor | None
+    depth: int
+    remaining: int
+
+
+def topic_partitions(cluster: ClusterConfig, topic: str,
+                     timeout: float = DEFAULT_TIMEOUT) -> int:
+    """The partition count of `topic`, or `NotFoundError` (never auto-creates it)."""
+    count = list_topics(cluster, timeout=timeout, include_internal=True).get(topic)
+    if not count:
+        raise NotFoundError(f"topic {topic!r} does not exist")
+    return count
+
+
+def iter_bounded(
+    client: Consumer,
+    ends: Mapping[tuple[str, int], int],
+    starts: Mapping[tuple[str, int], int],
+    *,
+    batch: int = 5000,
+    idle_timeout: float = 10.0,
+    poll_timeout: float = 0.2,
+    done: set[tuple[str, int]] | None = None,
+    unfiltered: bool = False,
+) -> Iterator[list[Message]]:
+    """Yield batches of raw messages of `[start, end)` per partition, then stop.
+
+    Assigns `client` itself. A partition is done when a message at or past
+    `end - 1` arrives or the consumer position reaches `end` (trailing
+    transaction markers), or when the caller adds it to `done`. Gives up
+    after `idle_timeout` seconds without progress rather than hanging on a
+    partition whose data vanished.
+
+    With `unfiltered`, batches are yielded as consumed (error events and
+    records past `end` included) and the caller, which looks at every record
+    anyway, drops those and adds finished partitions to `done`: one pass over
+    the records instead of two, for redrive's hot loop.
+    """
+    todo = {k: end for k, end in ends.items() if end > starts.get(k, 0)}
+    if not todo:
+        return
+    client.assign([TopicPartition(t, p, starts[(t, p)]) for (t, p) in todo])
+    last_progress = time.monotonic()
+    while todo:
+        try:
+            msgs = client.consume(batch, timeout=poll_timeout)
+        except KafkaException as exc:
+            raise translate(exc, "reading records") from None
+        if unfiltered:
+            finished_now = set(_caught_up(client, todo)) if not msgs else set()
+            finished_now.update(k for k in done or () if k in todo)
+            for key in finished_now:
+                del todo[key]
+                client.incremental_unassign([TopicPartition(*key)])
+            if msgs or finished_now:
+                last_progress = time.monotonic()
+            if msgs:
+                yield msgs
+            elif todo and time.monotonic() - last_progress > idle_timeout:
+                return
+            continue
+        out: list[Message] = []
+        finished: set[tuple[str, int]] = set()
+        for msg in msgs:
+            if msg.error():
+                continue
+            key = (msg.topic(), msg.partition())
+            end = todo.get(key)
+            if end is None or msg.offset() >= end:
+                if end is not None:
+                    finished.add(key)
+                continue
+            out.append(msg)
+            if msg.offset() >= end - 1:
+                finished.add(key)
+        if not msgs or not out:
+            finished.update(_caught_up(client, todo))
+        if done:
+            finished.update(k for k in done if k in todo)
+        for key in finished:
+            if todo.pop(key, None) is not None:
+                client.incremental_unassign([TopicPartition(*key)])
+        if out or finished:
+            last_progress = time.monotonic()
+        if out:
+            yield out
+        elif todo and time.monotonic() - last_progress > idle_timeout:
+            return
+
+
+def _caught_up(client: Consumer, todo: Mapping[tuple[str, int], int]) -> list[tuple[str, int]]:
+    try:
+        positions = client.position([TopicPartition(t, p) for (t, p) in todo])
+    except KafkaException:
+        return []
+    return [(tp.topic, tp.partition) for tp in positions
+            if tp.offset >= 0 and tp.offset >= todo[(tp.topic, tp.partition)]]
+
+
+def read_page(cluster: ClusterConfig, topic: str, *,
+              start: PageCursor | Mapping[int, int] | int | None = None,
+              limit: int = 50, timeout: float = DEFAULT_TIMEOUT) -> DlqPage:
+    """One page of `topic` from `start` (a cursor, {partition: offset}, one offset for
+    every partition, or None for the beginning), at most `limit` dead letters."""
+    if limit < 1:
+        raise UsageError(f"page size must be at least 1, got {limit}")
+    partitions = topic_partitions(cluster, topic, timeout)
+    client = consumer(cluster, **READER_CONF)
+    try:
+        marks = watermarks(cluster, [(topic, p) for p in range(partitions)], timeout, client)
+        if isinstance(start, PageCursor):
+            wanted = start.as_dict()
+        elif isinstance(start, Mapping):
+            wanted = {int(p): int(o) for p, o in start.items()}
+        elif isinstance(start, int):
+            wanted = dict.fromkeys(range(partitions), start)
+        else:
+            wanted = {}
+        pos = {p: min(max(wanted.get(p, lo), lo), hi) for (_, p), (lo, hi) in marks.items()}
+        ends = {(topic, p): min(pos[p] + limit, marks[(topic, p)][1]) for p in pos}
+        per_partition: dict[int, list[Record]] = {p: [] for p in pos}
+        for msgs in iter_bounded(client, ends, {(topic, p): o for p, o in pos.items()},
+                                 batch=limit * max(1, len(pos)), idle_timeout=timeout):
+            for msg in msgs:
+                per_partition[msg.partition()].append(to_record(msg))
+    finally:
+        client.close()
+    merged = heapq.merge(*(sorted(rs, key=lambda r: r.offset) for rs in per_partition.values()),
+                         key=lambda r: (r.timestamp_ms or 0, r.partition))
+    entries = []
+    next_pos = dict(pos)
+    for record in merged:
+        if len(entries) >= limit:
+            break
+        entries.append(DeadLetter(record, decode_envelope(record)))
+        next_pos[record.partition] = record.offset + 1
+    for p, records in per_partition.items():
+        # a partition whose whole read window made it onto the page moves to the window end
+        # (this also steps over trailing transaction markers)
+        if all(next_pos[p] > r.offset for r in records):
+            next_pos[p] = max(next_pos[p], ends[(topic, p)])
+    depth = sum(hi - lo for lo, hi in marks.values())
+    remaining = sum(max(0, marks[(topic, p)][1] - o) for p, o in next_pos.items())
+    done = all(o >= marks[(topic, p)][1] for p, o in next_pos.items())
+    return DlqPage(
+        topic=topic,
+        entries=tuple(entries),
+        start=PageCursor(tuple(sorted(pos.items()))),
+        next=None if done else PageCursor(tuple(sorted(next_pos.items()))),
+        depth=depth,
+        remaining=remaining,
+    )

@@ -1,0 +1,117 @@
+"""The `--where` selection language for dead letters (pure, no broker).
+
+An expression is ``FIELD OP VALUE``; several expressions must all hold.
+
+- FIELD: ``error_class``, ``error_message``, ``key``, ``original_topic``,
+  ``original_group`` or ``header.NAME`` (header names match case-insensitively,
+  the last value wins, as `Record.header`).
+- OP: ``=`` equal (exact, case-sensitive), ``~`` contains (case-insensitive),
+  ``!=`` and ``!~`` their negations.
+- VALUE: the rest of the expression, optionally in single or double quotes.
+  ``FIELD=`` (empty) matches a missing or empty field, so
+  ``original_topic!=`` selects records that do say where they came from.
+
+Values are compared as text: keys and headers that are printable UTF-8 as
+that text, anything else as ``0x`` + hex (exactly what `dlq show` prints), so
+a binary key can still be matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from collectors.errors import UsageError
+from collectors.snapshots import Record
+from tracing.deadletter import DeadLetterEnvelope
+
+FIELDS = ("error_class", "error_message", "key", "original_topic", "original_group")
+_HEADER = "header."
+_OPS = ("!~", "!=", "~", "=")
+
+
+def display_text(value: bytes | None) -> str | None:
+    """Bytes as operators see them: printable UTF-8 as text, anything else as 0x-hex.
+
+    `dlq show` prints keys and headers this way and `--where` matches on the
+    same text, so what is on screen can be typed into a selection.
+    """
+    if value is None:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + value.hex()
+    if any(not ch.isprintable() and ch not in "\n\t\r" for ch in text):
+        return "0x" + value.hex()
+    return text
+
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: str
+
+    def field_value(self, record: Record, envelope: DeadLetterEnvelope | None) -> str | None:
+        if self.field == "key":
+            return display_text(record.key)
+        if self.field.startswith(_HEADER):
+            return display_text(record.header(self.field[len(_HEADER):]))
+        return None if envelope is None else getattr(envelope, self.field)
+
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
+        """`envelope` may be None when no condition reads it (see `needs_envelope`)."""
+        actual = self.field_value(record, envelope)
+        if self.op in ("=", "!="):
+            hit = (actual or "") == self.value if self.value == "" else actual == self.value
+        else:
+            hit = actual is not None and self.value.lower() in actual.lower()
+        return hit if self.op in ("=", "~") else not hit
+
+    def __str__(self) -> str:
+        return f"{self.field}{self.op}{self.value}"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """All conditions must hold; no conditions selects everything."""
+
+    conditions: tuple[Condition, ...] = ()
+
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
+        return all(c.matches(record, envelope) for c in self.conditions)
+
+    @property
+    def needs_envelope(self) -> bool:
+        return any(c.field in FIELDS and c.field != "key" for c in self.conditions)
+
+    def describe(self) -> str:
+        return " and ".join(str(c) for c in self.conditions) or "all records"
+
+
+def parse_condition(expr: str) -> Condition:
+    """One ``FIELD OP VALUE`` expression, or a `UsageError` saying what is wrong."""
+    positions = [(expr.find(op), -len(op), op) for op in _OPS if op in expr]
+    if not positions:
+        raise UsageError(
+            f"--where {expr!r}: expected FIELD=VALUE or FIELD~TEXT (also != and !~)")
+    index, _, op = min(positions)
+    name = expr[:index].strip()
+    value = expr[index + len(op):].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    if name.startswith(_HEADER):
+        if not name[len(_HEADER):]:
+            raise UsageError(f"--where {expr!r}: header.NAME needs a header name")
+    elif name not in FIELDS:
+        known = ", ".join((*FIELDS, "header.NAME"))
+        raise UsageError(f"--where {expr!r}: unknown field {name!r} (fields: {known})")
+    if op in ("~", "!~") and not value:
+        raise UsageError(f"--where {expr!r}: {op} needs some text to look for")
+    return Condition(name, op, value)
+
+
+def parse_where(exprs: Iterable[str]) -> Selector:
+    return Selector(tuple(parse_condition(e) for e in exprs))

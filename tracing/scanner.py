@@ -1,0 +1,413 @@
+"""The bulk half of a lookup: read ranges once, index every record, keep the matches.
+
+`Scanner` turns batches of raw messages into index postings (with `FastIds`)
+and remembers the records carrying the wanted ids. Its hot loop works on
+confluent-kafka messages directly: a `Record` per message would cost more
+than the decoding.
+
+A big cold scan is CPU-bound in Python, so it is split across processes by
+partition (`Workers`): each worker process runs its own consumer and
+`Scanner` over its share and writes its postings, rows and coverage to the
+same SQLite index; the caller scans a share itself meanwhile. Workers are
+only worth their start-up (~0.3 s) for scans of several hundred thousand
+records.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import select
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+from confluent_kafka import Message
+
+from collectors.config import ClusterConfig
+from collectors.errors import LagdeckError
+from collectors.logs import get_logger
+from collectors.redact import is_secret_key, remember_secret, scrub
+from collectors.scan import PartitionRange, read_messages
+from tracing.extract import FastDecoder
+from tracing.index import TP_BITS, CorrelationIndex
+from tracing.settings import TraceSettings
+
+#: Records decoded between two writes to the index (bounds memory on big scans).
+FLUSH_EVERY = 100_000
+#: Below this many records a scan runs in the calling process only.
+PARALLEL_MIN = 300_000
+#: Worker processes never exceed this (SQLite has one writer at a time anyway).
+MAX_PROCESSES = 4
+
+TP = tuple[str, int]
+#: progress(records_done, records_total); may raise to abort the lookup
+Progress = Callable[[int, int], object]
+
+_log = get_logger("trace.scanner")
+
+_topic_of = Message.topic
+_partition_of = Message.partition
+_offset_of = Message.offset
+_key_of = Message.key
+_value_of = Message.value
+_headers_of = Message.headers
+_timestamp_of = Message.timestamp
+
+
+@dataclass
+class PartitionPlan:
+    """One partition in one lookup: what the index covered before, what is read now."""
+
+    tp_id: int
+    cov_start: int  # covered [cov_start, cov_end) before this lookup
+    cov_end: int
+    head_start: int | None  # also scan [head_start, cov_start)
+    high: int  # end offset snapshot
+    since_ms: int
+    head_done: bool = False
+    tail_done: bool = False
+    tail_progress: int = 0
+
+    def __post_init__(self) -> None:
+        self.tail_progress = max(self.tail_progress, self.cov_end)
+
+    @property
+    def scanning(self) -> bool:
+        return self.head_start is not None or self.high > self.cov_end
+
+    def ranges(self, topic: str, partition: int) -> list[PartitionRange]:
+        out = []
+        if self.head_start is not None:
+            out.append(PartitionRange(topic, partition, self.head_start, self.cov_start))
+        if self.high > self.cov_end:
+            out.append(PartitionRange(topic, partition, self.cov_end, self.high))
+        return out
+
+    def coverage(self, cutoff_ms: int) -> tuple[int, int, int]:
+        """(start, end, since_ms) the index may claim after this lookup's progress."""
+        start, since = self.cov_start, self.since_ms
+        if self.head_start is not None and self.head_done:
+            start, since = self.head_start, min(since, cutoff_ms)
+        end = self.high if self.tail_done else max(self.cov_end, self.tail_progress)
+        return start, end, since
+
+
+@dataclass
+class Scanner:
+    """Indexes the records it is fed and keeps those carrying the wanted ids.
+
+    `plans` must hold every partition whose messages are fed; `owned` are the
+    partitions whose coverage this scanner writes (default: all of `plans`).
+    """
+
+    index: CorrelationIndex
+    decoder: FastDecoder
+    wanted: frozenset[bytes]
+    plans: Mapping[TP, PartitionPlan]
+    cutoff_ms: int
+    owned: frozenset[TP] | None = None
+    progress: Callable[[int], object] | None = None
+    done: int = 0
+    #: (topic, partition, row) of the records carrying a wanted id
+    matches: list[tuple[str, int, tuple]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pending: defaultdict[bytes, list[int]] = defaultdict(list)
+        self.rows: defaultdict[int, list[tuple]] = defaultdict(list)
+        self.unflushed = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future | None = None
+
+    def on_done(self, r: PartitionRange) -> None:
+        plan = self.plans.get((r.topic, r.partition))
+        if plan is None:
+            return
+        if plan.head_start is not None and r.start <= plan.head_start and r.end >= plan.cov_start:
+            plan.head_done = True
+        if r.start <= plan.cov_end and r.end >= plan.high:
+            plan.tail_done = True
+
+    def feed(self, msgs: list[Message]) -> None:
+        keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs), strict=True))
+        start = 0
+        for tp, run in groupby(keys):
+            size = sum(1 for _ in run)
+            part = msgs[start:start + size]
+            start += size
+            plan = self.plans[tp]
+            last = self._index(tp, part, plan.tp_id)
+            if last >= plan.cov_end:
+                plan.tail_progress = max(plan.tail_progress, last + 1)
+        self.done += len(msgs)
+        if self.unflushed >= FLUSH_EVERY:
+            self.flush()
+        if self.progress is not None:
+            self.progress(self.done)
+
+    def _index(self, tp: TP, msgs: list[Message], tp_id: int) -> int:
+        decode = self.decoder.decode
+        pending = self.pending
+        rows = self.rows[tp_id]
+        wanted = self.wanted
+        matches = self.matches
+        offset = -1
+        for offset, stamp, key, value, headers in zip(
+                map(_offset_of, msgs), map(_timestamp_of, msgs), map(_key_of, msgs),
+                map(_value_of, msgs), map(_headers_of, msgs), strict=True):
+            ts_type, ts = stamp
+            ids, row = decode(offset, ts if ts_type and ts >= 0 else None, key, value, headers)
+            rows.append(row)
+            pos = (offset << TP_BITS) | tp_id
+            for ident in ids:
+                pending[ident].append(pos)
+            if not wanted.isdisjoint(ids):
+                matches.append((tp[0], tp[1], row))
+        self.unflushed += len(msgs)
+        return offset
+
+    @property
+    def scanned(self) -> int:
+        return self.done
+
+    def flush(self) -> None:
+        """Hand postings, rows and the coverage they justify to the writer thread.
+
+        The write (one transaction) compresses and stores in a background
+        thread: zlib and SQLite release the GIL, so decoding goes on meanwhile.
+        At most one write is outstanding, which bounds memory to two batches.
+        """
+        coverage = {p.tp_id: p.coverage(self.cutoff_ms) for tp, p in self.plans.items()
+                    if p.scanning and (self.owned is None or tp in self.owned)}
+        batch = (self.pending, coverage, self.rows)
+        self.pending = defaultdict(list)
+        self.rows = defaultdict(list)
+        self.unflushed = 0
+        self.wait()
+        if batch[0] or batch[1] or batch[2]:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="lagdeck-index")
+            self._writing = self._writer.submit(self.index.write, *batch)
+
+    def wait(self) -> None:
+        """Wait for the outstanding write; its error, if any, is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.shutdown(wait=True)
+
+    def run(self, cluster: ClusterConfig, ranges: Sequence[PartitionRange],
+            client=None) -> None:
+        """Read `ranges` to their ends; the cyclic GC is paused meanwhile.
+
+        A scan allocates millions of small objects that all live until the
+        next flush; the collector would walk them over and over for nothing.
+        """
+        collect = gc.isenabled()
+        gc.disable()
+        try:
+            for msgs in read_messages(cluster, ranges, batch=10_000, client=client,
+                                      on_done=self.on_done):
+                self.feed(msgs)
+        finally:
+            try:
+                self.flush()
+                self.close()
+            finally:
+                if collect:
+                    gc.enable()
+
+
+# -- parallel scans ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShareJob:
+    """What a worker process needs (picklable: no clients, no open files)."""
+
+    properties: dict[str, str]
+    index_path: str
+    fingerprint: str
+    settings: TraceSettings
+    wanted: frozenset[bytes]
+    cutoff_ms: int
+    plans: dict[TP, PartitionPlan]
+
+
+@dataclass(frozen=True)
+class ShareResult:
+    scanned: int = 0
+    matches: tuple[tuple[str, int, tuple], ...] = ()
+    error: str | None = None
+    error_type: str | None = None
+
+
+def run_share(job: ShareJob, send: Callable[[str, object], None]) -> None:
+    """The body of a scan worker process: scan one share, report progress and the result."""
+    try:
+        for key, value in job.properties.items():
+            if is_secret_key(key):
+                remember_secret(value)
+        cluster = ClusterConfig(job.properties)
+        last = [0.0]
+
+        def report(done: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2:
+                last[0] = now
+                send("progress", done)
+
+        with CorrelationIndex(Path(job.index_path), job.fingerprint) as index:
+            scanner = Scanner(index, FastDecoder(job.settings), job.wanted, job.plans,
+                              job.cutoff_ms, progress=report)
+            ranges = [r for tp, plan in job.plans.items() for r in plan.ranges(*tp)]
+            scanner.run(cluster, ranges)
+        send("progress", scanner.done)
+        result = ShareResult(scanner.scanned, tuple(scanner.matches))
+    except BaseException as exc:  # reported to the parent, which raises it
+        _log.info("scan worker failed", exc_info=True)
+        result = ShareResult(error=scrub(str(exc)) or type(exc).__name__,
+                             error_type=type(exc).__name__)
+    send("result", result)
+
+
+class _Worker:
+    """One `python -m tracing.scanworker` process: the job in on stdin, framed pickles out."""
+
+    def __init__(self, job: ShareJob) -> None:
+        # No preexec_fn (unsafe next to librdkafka's threads): a worker whose parent
+        # died stops at its next progress report, on the broken pipe.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracing.scanworker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            close_fds=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.out = self.proc.stdout
+        self.buffer = b""
+        self.done = 0
+        self.result: ShareResult | None = None
+        try:
+            self.proc.stdin.write(pickle.dumps(job))
+            self.proc.stdin.close()
+        except OSError:
+            self.result = ShareResult(error="a scan worker did not start")
+
+    def read(self) -> None:
+        chunk = os.read(self.out.fileno(), 1 << 20)
+        if not chunk:
+            if self.result is None:
+                code = self.proc.wait(timeout=5)
+                self.result = ShareResult(error=f"a scan worker exited with code {code}")
+            return
+        self.buffer += chunk
+        while len(self.buffer) >= 4:
+            size = int.from_bytes(self.buffer[:4], "big")
+            if len(self.buffer) < 4 + size:
+                break
+            kind, payload = pickle.loads(self.buffer[4:4 + size])
+            self.buffer = self.buffer[4 + size:]
+            if kind == "progress":
+                self.done = payload
+            else:
+                self.result = payload
+
+
+def split(plans: Mapping[TP, PartitionPlan], shares: int) -> list[dict[TP, PartitionPlan]]:
+    """Partitions into `shares` groups of about equal record counts (largest first)."""
+    groups: list[dict[TP, PartitionPlan]] = [{} for _ in range(shares)]
+    loads = [0] * shares
+    sized = sorted(((sum(r.size for r in p.ranges(*tp)), tp) for tp, p in plans.items()
+                    if p.scanning), reverse=True)
+    for size, tp in sized:
+        i = loads.index(min(loads))
+        groups[i][tp] = plans[tp]
+        loads[i] += size
+    return [g for g in groups if g]
+
+
+def processes_for(records: int, configured: int | None) -> int:
+    """How many processes a scan of `records` should use (1: no workers)."""
+    if configured is not None:
+        return max(1, min(configured, MAX_PROCESSES))
+    if records < PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_PROCESSES))
+
+
+class Workers:
+    """Worker processes scanning shares of a lookup, started before the caller scans its own.
+
+    They run `python -m tracing.scanworker` (not `multiprocessing`, whose
+    `spawn` re-imports the caller's main module and whose `fork` is unsafe
+    next to librdkafka's threads).
+    """
+
+    def __init__(self, cluster: ClusterConfig, index: CorrelationIndex, settings: TraceSettings,
+                 wanted: frozenset[bytes], cutoff_ms: int,
+                 shares: Iterable[dict[TP, PartitionPlan]]) -> None:
+        self.workers: list[_Worker] = []
+        try:
+            for share in shares:
+                job = ShareJob(dict(cluster.properties), str(index.path), index.fingerprint,
+                               settings, wanted, cutoff_ms, share)
+                self.workers.append(_Worker(job))
+        except OSError as exc:
+            self.stop()
+            raise LagdeckError(f"cannot start a scan worker process: {exc}") from None
+
+    @property
+    def progress(self) -> int:
+        return sum(w.done for w in self.workers)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Take in the progress reports and results that have arrived."""
+        waiting = {w.out.fileno(): w for w in self.workers if w.result is None}
+        if not waiting:
+            return
+        ready, _, _ = select.select(list(waiting), [], [], timeout)
+        for fd in ready:
+            waiting[fd].read()
+
+    def join(self, progress: Callable[[int], object] | None = None) -> list[ShareResult]:
+        while any(w.result is None for w in self.workers):
+            self.poll(0.2)
+            if progress is not None:
+                progress(self.progress)
+        for w in self.workers:
+            try:
+                w.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=5)
+            w.out.close()
+        results = [w.result for w in self.workers if w.result is not None]
+        failed = [r for r in results if r.error]
+        if failed:
+            raise LagdeckError(f"scanning topics failed: {failed[0].error}")
+        return results
+
+    def stop(self) -> None:
+        """Terminate the workers this object started (after an abort or an error)."""
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.terminate()
+            try:
+                w.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=5)
+            w.out.close()

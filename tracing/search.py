@@ -1,0 +1,372 @@
+"""Find every event of one order and build its timeline: bounded scan + correlation index.
+
+    timeline = find_timeline(cluster, "ord_8x92k", since_seconds=3600)
+    for event in timeline.events:
+        print(event.timestamp, event.topic, event.event_type, event.consumers, event.stuck)
+
+How a lookup runs:
+
+1. List the topics (regex, default all non-internal) and snapshot their
+   earliest/end offsets and topic ids; retire index parts whose topic was
+   deleted and recreated.
+2. Read, with one consumer in `consume(n)` batches, the new tail of every
+   partition since the last lookup and (the first time, or for a longer
+   `--since`) the range from `--since` up to what is covered. Every record
+   read is decoded with `FastDecoder` and added to the index, so the next
+   lookup of *any* id there needs no scan. A big scan is split across
+   processes (`tracing.scanner`).
+3. Answer from the index: the rows of the records carrying the id, then one
+   hop to records sharing their trace or correlation ids (an event with
+   only a `traceparent` joins its order this way), then dead letters that
+   point at any of them. Old records are never fetched again.
+4. Read the consumer groups' committed offsets and build the timeline
+   (pure, `tracing.timeline`).
+
+`Tracer` keeps its clients and the index open between lookups (the TUI holds
+one); `find_timeline` is the one-shot form the CLI uses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from collectors.config import ClusterConfig, Settings
+from collectors.errors import LagdeckError, NotFoundError, UsageError
+from collectors.kafka import DEFAULT_TIMEOUT, admin
+from collectors.logs import get_logger
+from collectors.scan import (
+    group_offsets,
+    list_partitions,
+    offset_bounds,
+    offsets_for_times,
+    scan_consumer,
+    topic_ids,
+)
+from tracing.extract import EventInfo, FastDecoder, event_from_row, reference_id
+from tracing.headers import MAX_ID_BYTES, normalise_query, trace_id_forms
+from tracing.index import CorrelationIndex, Coverage, index_path
+from tracing.jaeger import fetch_spans
+from tracing.scanner import PartitionPlan, Scanner, Workers, processes_for, split
+from tracing.settings import TraceSettings, from_settings
+from tracing.timeline import ScanStats, Timeline, build_timeline
+
+DAY = 86400.0
+#: Ids of the matched events followed to related events (one hop).
+MAX_RELATED_IDS = 32
+#: Events in one timeline; an id shared by more (a batch id?) keeps the most recent.
+MAX_EVENTS = 5000
+
+#: progress(records_done, records_total); may raise to abort the lookup
+Progress = Callable[[int, int], object]
+
+_log = get_logger("trace.search")
+
+
+def parse_duration(text: str, flag: str = "duration") -> float:
+    """`90`, `90s`, `15m`, `24h`, `7d`, `1h30m` -> seconds; a bad value is a usage error."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"{flag}: {text!r} is not a duration (examples: 90s, 15m, 24h, 7d)")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def query_ids(query: str) -> tuple[str, ...]:
+    """The id as typed plus the trace ids it may stand for (see `trace_id_forms`)."""
+    q = normalise_query(query)
+    if not q:
+        raise UsageError("the id to trace is empty")
+    if len(q.encode("utf-8", errors="replace")) > MAX_ID_BYTES:
+        raise UsageError(f"the id to trace is longer than {MAX_ID_BYTES} bytes")
+    return (q, *trace_id_forms(q))
+
+
+@dataclass(frozen=True)
+class _ScanResult:
+    scanned: int
+    #: (topic, partition, row) of the records carrying the id
+    matches: list[tuple[str, int, tuple]]
+
+
+class Tracer:
+    """Order lookups against one cluster, keeping clients and the index open between them.
+
+    Not thread-safe: give each worker thread its own, or serialise calls.
+    """
+
+    def __init__(self, cluster: ClusterConfig, settings: TraceSettings | Settings | None = None,
+                 *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.cluster = cluster
+        self.settings = (settings if isinstance(settings, TraceSettings)
+                         else from_settings(settings))
+        self.timeout = timeout
+        self.decoder = FastDecoder(self.settings)
+        self._admin = None
+        self._consumer = None
+        self._index: CorrelationIndex | None = None
+
+    @property
+    def index(self) -> CorrelationIndex:
+        if self._index is None:
+            self._index = CorrelationIndex(index_path(self.cluster), self.settings.fingerprint())
+        return self._index
+
+    def _clients(self):
+        if self._admin is None:
+            self._admin = admin(self.cluster)
+        if self._consumer is None:
+            self._consumer = scan_consumer(self.cluster)
+        return self._admin, self._consumer
+
+    def close(self) -> None:
+        self._drop_clients()
+        index, self._index = self._index, None
+        if index is not None:
+            index.close()
+
+    def __enter__(self) -> Tracer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the lookup -------------------------------------------------------------
+
+    def find(self, query: str, *, since_seconds: float = DAY, topics_regex: str | None = None,
+             stuck_after_seconds: float = 300.0, progress: Progress | None = None,
+             now_ms: int | None = None) -> Timeline:
+        """The timeline of `query` (an order id, correlation id or trace id)."""
+        try:
+            return self._find(query, since_seconds, topics_regex, stuck_after_seconds,
+                              progress, now_ms)
+        except LagdeckError:
+            raise
+        except BaseException:
+            self._drop_clients()
+            raise
+
+    def _drop_clients(self) -> None:
+        consumer, self._consumer, self._admin = self._consumer, None, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception:
+                _log.debug("closing the trace consumer", exc_info=True)
+
+    def _find(self, query: str, since_seconds: float, topics_regex: str | None,
+              stuck_after_seconds: float, progress: Progress | None,
+              now_ms: int | None) -> Timeline:
+        started = time.monotonic()
+        forms = query_ids(query)
+        wanted = {f.encode("utf-8") for f in forms}
+        if since_seconds <= 0:
+            raise UsageError("--since must be positive")
+        if stuck_after_seconds < 0:
+            raise UsageError("--stuck-after must not be negative")
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff_ms = now_ms - int(since_seconds * 1000)
+        admin_client, consumer = self._clients()
+        index = self.index
+
+        topics = self._topics(topics_regex, admin_client)
+        tps = [(t, p) for t, n in sorted(topics.items()) for p in range(n)]
+        bounds = offset_bounds(self.cluster, tps, timeout=self.timeout, client=admin_client)
+        ids = topic_ids(self.cluster, topics, timeout=self.timeout, client=admin_client)
+        notes = index.reconcile(bounds, ids, topics)
+
+        if notes:  # a topic was recreated: librdkafka's cached metadata of it is stale
+            self._drop_clients()
+            admin_client, consumer = self._clients()
+        plans = self._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
+        scanner = self._scan(plans, frozenset(wanted), cutoff_ms, consumer, progress)
+
+        live = {tp: bounds[tp][0] for tp in tps}  # earliest offset still on the broker
+        found = self._rows(index.lookup(wanted), live)
+        found.update({(t, p, row[0]): (t, p, row) for t, p, row in scanner.matches
+                      if (t, p) in live})
+        events = self._events(found.values(), cutoff_ms)
+        related, note = self._related(events, set(forms), live, cutoff_ms)
+        events += related
+        notes += [note] if note else []
+        events += self._dead_letters_of(events, live, cutoff_ms)
+        if len(events) > MAX_EVENTS:
+            notes.append(f"{len(events)} events carry this id; showing the {MAX_EVENTS} "
+                         "most recent")
+            events = sorted(events, key=lambda e: e.timestamp_ms or 0)[-MAX_EVENTS:]
+        committed: dict[str, dict] = {}
+        if events:
+            groups = group_offsets(self.cluster, {e.topic for e in events},
+                                   timeout=self.timeout, client=admin_client)
+            committed = {g: dict(o) for g, o in groups.offsets.items()}
+            notes += [f"committed offsets unavailable for {e}" for e in groups.errors]
+
+        spans = None
+        if self.settings.jaeger_url and events:
+            fetched = fetch_spans(self.settings.jaeger_url,
+                                  [e.trace_id for e in events if e.trace_id],
+                                  timeout=self.settings.jaeger_timeout)
+            spans, notes = fetched.spans, notes + list(fetched.notes)
+
+        stats = ScanStats(topics=len(topics), partitions=len(tps),
+                          scanned_records=scanner.scanned,
+                          indexed_hits=len({e.position for e in events}
+                                           - {(t, p, row[0]) for t, p, row in scanner.matches}),
+                          elapsed_seconds=time.monotonic() - started)
+        _log.info("trace %r: %d events, scanned %d records, %d from the index, %.2fs",
+                  forms[0], len(events), stats.scanned_records, stats.indexed_hits,
+                  stats.elapsed_seconds)
+        return build_timeline(forms[0], events, committed, now_ms=now_ms,
+                              stuck_after_ms=int(stuck_after_seconds * 1000),
+                              url_for=self.settings.url_for, spans=spans,
+                              since_seconds=since_seconds, notes=notes, stats=stats)
+
+    def _topics(self, regex: str | None, client) -> dict[str, int]:
+        topics = list_partitions(self.cluster, timeout=self.timeout, client=client)
+        if regex is None:
+            return topics
+        try:
+            pattern = re.compile(regex)
+        except re.error as exc:
+            raise UsageError(f"--topics: invalid regex {regex!r} ({exc})") from None
+        chosen = {t: n for t, n in topics.items() if pattern.search(t)}
+        if not chosen:
+            raise NotFoundError(f"no topic matches --topics {regex!r} "
+                                f"({len(topics)} topics on the cluster)")
+        return chosen
+
+    def _plan(self, tps: Sequence[tuple[str, int]], bounds, ids, coverage: dict[tuple, Coverage],
+              cutoff_ms: int, admin_client) -> dict[tuple[str, int], PartitionPlan]:
+        """Per partition: what the index covers, and the head/tail still to read."""
+        need_time = [tp for tp in tps if tp not in coverage
+                     or (cutoff_ms < coverage[tp].since_ms
+                         and coverage[tp].start > bounds[tp][0])]
+        starts = offsets_for_times(self.cluster, dict.fromkeys(need_time, max(cutoff_ms, 0)),
+                                   timeout=self.timeout, client=admin_client)
+        plans: dict[tuple[str, int], PartitionPlan] = {}
+        for tp in tps:
+            low, high = bounds[tp]
+            cov = coverage.get(tp)
+            # First offset written at or after the cutoff (none: everything is older).
+            found = starts.get(tp)
+            since_start = high if found is None else min(max(low, found), high)
+            if cov is None:
+                tp_id = self.index.incarnation(tp[0], tp[1], ids.get(tp[0]), since_start,
+                                               cutoff_ms)
+                plans[tp] = PartitionPlan(tp_id, since_start, since_start, None, high, cutoff_ms)
+            else:
+                head = since_start if tp in starts and since_start < cov.start else None
+                plans[tp] = PartitionPlan(cov.tp_id, cov.start, cov.end, head, high,
+                                          cov.since_ms)
+        return plans
+
+    def _scan(self, plans: dict[tuple[str, int], PartitionPlan], wanted: frozenset[bytes],
+              cutoff_ms: int, consumer, progress: Progress | None) -> _ScanResult:
+        """Read and index every head/tail range, in this process and in workers if big."""
+        scanning = {tp: p for tp, p in plans.items() if p.scanning}
+        total = sum(r.size for tp, p in scanning.items() for r in p.ranges(*tp))
+        shares = split(scanning, processes_for(total, self.settings.scan_processes))
+        own = shares[0] if shares else {}
+        workers = None
+        if len(shares) > 1:
+            workers = Workers(self.cluster, self.index, self.settings, wanted, cutoff_ms,
+                              shares[1:])
+
+        def report(done: int) -> None:
+            if workers is not None:
+                workers.poll()
+                done += workers.progress
+            if progress is not None:
+                progress(min(done, total), total)
+
+        scanner = Scanner(self.index, self.decoder, wanted, plans, cutoff_ms,
+                          owned=frozenset(own), progress=report)
+        results = []
+        try:
+            scanner.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)],
+                        client=consumer)
+            if workers is not None:
+                results = workers.join(progress=lambda _: report(scanner.done))
+        except BaseException:
+            if workers is not None:
+                workers.stop()
+            raise
+        matches = list(scanner.matches)
+        for result in results:
+            matches += result.matches
+        return _ScanResult(scanner.scanned + sum(r.scanned for r in results), matches)
+
+    def _rows(self, hits: dict[tuple[str, int], set[int]],
+              live: dict[tuple[str, int], int]) -> dict[tuple[str, int, int], tuple]:
+        """Stored rows of hit positions in the chosen topics still on the broker."""
+        hits = {tp: {o for o in offs if o >= live[tp]} for tp, offs in hits.items()
+                if tp in live}
+        return {(t, p, row[0]): (t, p, row) for t, p, row in self.index.rows(hits)}
+
+    @staticmethod
+    def _events(rows: Iterable[tuple[str, int, tuple]], cutoff_ms: int) -> list[EventInfo]:
+        out = []
+        for topic, partition, row in rows:
+            event = event_from_row(topic, partition, row)
+            if event.timestamp_ms is None or event.timestamp_ms >= cutoff_ms:
+                out.append(event)
+        return out
+
+    def _related(self, events: Sequence[EventInfo], forms: set[str],
+                 live: dict[tuple[str, int], int],
+                 cutoff_ms: int) -> tuple[list[EventInfo], str | None]:
+        """One hop from the matched events: events sharing their trace or correlation ids.
+
+        This is how an event that carries only a `traceparent` (no order id)
+        joins its order. Keys and payload ids are not followed: a key may be a
+        customer or a product shared by many orders.
+        """
+        extra = {e.trace_id for e in events if e.trace_id}
+        extra |= {e.correlation_id for e in events if e.correlation_id}
+        extra -= forms
+        if not extra:
+            return [], None
+        note = None
+        if len(extra) > MAX_RELATED_IDS:
+            note = (f"the events carry {len(extra)} other ids; only {MAX_RELATED_IDS} were "
+                    "followed to related events")
+            extra = set(sorted(extra)[:MAX_RELATED_IDS])
+        have = {e.position for e in events}
+        rows = self._rows(self.index.lookup(i.encode("utf-8") for i in extra), live)
+        new = [r for pos, r in rows.items() if pos not in have]
+        return self._events(new, cutoff_ms), note
+
+    def _dead_letters_of(self, events: Sequence[EventInfo], live: dict[tuple[str, int], int],
+                         cutoff_ms: int) -> list[EventInfo]:
+        """Dead letters that point at the events, even those carrying none of the ids."""
+        have = {e.position for e in events}
+        if not have:
+            return []
+        rows = self._rows(self.index.lookup(reference_id(*pos) for pos in have), live)
+        out = []
+        for event in self._events((r for pos, r in rows.items() if pos not in have), cutoff_ms):
+            if event.dead_letter is not None and event.dead_letter.origin in have:
+                out.append(event)
+        return out
+
+
+def find_timeline(cluster: ClusterConfig, query: str, *, since_seconds: float = DAY,
+                  topics_regex: str | None = None, stuck_after_seconds: float = 300.0,
+                  settings: TraceSettings | Settings | None = None,
+                  progress: Progress | None = None,
+                  timeout: float = DEFAULT_TIMEOUT) -> Timeline:
+    """The timeline of one order / correlation id / trace id (one-shot; see `Tracer`).
+
+    `settings` is the `[trace]` section (`TraceSettings`) or the whole config
+    file (`Settings`). Raises `UsageError` for a bad id or regex,
+    `NotFoundError` when `topics_regex` matches nothing, `BrokerUnavailable`
+    when the cluster cannot be reached.
+    """
+    with Tracer(cluster, settings, timeout=timeout) as tracer:
+        return tracer.find(query, since_seconds=since_seconds, topics_regex=topics_regex,
+                           stuck_after_seconds=stuck_after_seconds, progress=progress)
