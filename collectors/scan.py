@@ -25,6 +25,7 @@ from itertools import groupby
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -32,11 +33,10 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka import Consumer as _Consumer
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.config import ClusterConfig
-from collectors.errors import LagdeckError
+from collectors.errors import BrokerUnavailable, LagdeckError
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, describe, translate
 from collectors.logs import get_logger
 from collectors.snapshots import Header, Record
@@ -53,7 +53,6 @@ SCAN_CONFIG = {
     "fetch.wait.max.ms": 20,
 }
 
-Consumer = _Consumer
 TP = tuple[str, int]
 
 _log = get_logger("scan")
@@ -122,8 +121,6 @@ def _result(future: Future, timeout: float, doing: str):
     except KafkaException as exc:
         raise translate(exc, doing) from None
     except TimeoutError:
-        from collectors.errors import BrokerUnavailable
-
         raise BrokerUnavailable(f"{doing}: no answer within {timeout:g}s") from None
 
 

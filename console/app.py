@@ -279,7 +279,7 @@ def run_demo(cluster: ClusterConfig, *, duration: float | None = None) -> int:
     from collectors.rules import parse_rules_text
 
     source = KafkaSource(cluster, rules=parse_rules_text(DEMO_RULES, "<demo rules>"),
-                         label=f"demo broker {cluster.bootstrap_servers}",
+                         label=f"demo {cluster.bootstrap_servers}",
                          stuck_after_seconds=30.0)
     LagdeckApp(source, poll_interval=2.0, welcome=DEMO_WELCOME, exit_after=duration).run()
     return 0

@@ -84,7 +84,7 @@ def iter_bounded(
     *,
     batch: int = 5000,
     idle_timeout: float = 10.0,
-    poll_timeout: float = 0.2,
+    poll_timeout: float = 0.02,
     done: set[tuple[str, int]] | None = None,
     unfiltered: bool = False,
 ) -> Iterator[list[Message]]:
@@ -95,6 +95,9 @@ def iter_bounded(
     transaction markers), or when the caller adds it to `done`. Gives up
     after `idle_timeout` seconds without progress rather than hanging on a
     partition whose data vanished.
+
+    `poll_timeout` is short on purpose: `consume(n)` waits the whole timeout
+    whenever fewer than `n` records are left, which is every scan's last batch.
 
     With `unfiltered`, batches are yielded as consumed (error events and
     records past `end` included) and the caller, which looks at every record

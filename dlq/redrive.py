@@ -71,8 +71,9 @@ from tracing.deadletter import (
 GROUP_PREFIX = "lagdeck-redrive."
 DEFAULT_BATCH = 1000
 DEFAULT_MAX_ATTEMPTS = 3
-_FENCED_CODES = {KafkaError._STATE, KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                 KafkaError.INVALID_PRODUCER_EPOCH}
+#: A producer that fails with one of these can no longer transact (usually: fenced).
+_FENCED_CODES = {KafkaError._STATE, KafkaError._FENCED, KafkaError._FATAL,
+                 KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 _log = get_logger("redrive")
 
@@ -120,6 +121,14 @@ class RedriveSample:
 
 @dataclass(frozen=True)
 class RedriveResult:
+    """What a redrive (or its dry run) did, for the CLI summary, the TUI and the audit log.
+
+    `selected = redriven + skipped + failed` for committed work (a dry run
+    reports `redriven = 0` and what it would move in `targets`); `unmatched`
+    were read but not selected; `errors` name the records that stopped their
+    partition; `group` is the progress group a rerun resumes from.
+    """
+
     topic: str
     dry_run: bool
     selected: int
@@ -138,6 +147,13 @@ class RedriveResult:
     elapsed_s: float = 0.0
     errors: tuple[str, ...] = ()
     selection: str = "all records"
+    #: from the first record produced to the last commit: the time spent moving records
+    moving_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Records redriven per second while moving (what `--rate` limits)."""
+        return self.redriven / self.moving_s if self.moving_s > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The DESIGN.md `dlq redrive` document plus detail keys."""
@@ -149,7 +165,8 @@ class RedriveResult:
             "targets": [{"topic": t, "count": n} for t, n in self.targets],
             "reasons": [{"reason": r, "count": n} for r, n in self.reasons],
             "samples": [s.__dict__ for s in self.samples],
-            "elapsed_s": round(self.elapsed_s, 3), "errors": list(self.errors),
+            "elapsed_s": round(self.elapsed_s, 3), "rate": round(self.rate, 1),
+            "errors": list(self.errors),
         }
 
 
@@ -173,6 +190,8 @@ class _Tally:
     reasons: Counter = field(default_factory=Counter)
     samples: list[RedriveSample] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    first_produce: float | None = None
+    last_commit: float | None = None
 
     def counts(self) -> dict[str, int]:
         return {"scanned": self.scanned, "selected": self.selected, "redriven": self.redriven,
@@ -272,7 +291,7 @@ class Redrive:
             self.batch_size = max(1, min(batch_size, int(rate / 5) or 1))
         self.sample_limit = samples
         self.timeout = timeout
-        self._routes: dict[tuple, tuple[str, str | None, int, str | None]] = {}
+        self._routes: dict[Route, tuple[str, str | None, int, str | None]] = {}
         self._delivery_errors: list[str] = []
 
     # -- public entry points -------------------------------------------------------------
@@ -334,6 +353,7 @@ class Redrive:
             try:  # fences (and aborts) any earlier instance of this redrive first
                 txn.init_transactions(self.timeout)
             except KafkaException as exc:
+                txn = None
                 raise translate(exc, f"starting the redrive transaction ({self.group})") from None
 
         reader = consumer(self.cluster, group=self.group, **READER_CONF,
@@ -349,9 +369,23 @@ class Redrive:
                       dry_run, starts, ends)
             report = self._reporter(progress, tally, total, started, dry_run)
             report()
-            self._loop(reader, txn, topics, starts, ends, tally, cancel, report, audit, dry_run)
+            try:
+                self._loop(reader, txn, topics, starts, ends, tally, cancel, report, audit,
+                           dry_run)
+            except LagdeckError as exc:
+                # The inner frames reference the producer; an error kept by a caller (the
+                # TUI shows it) must not keep a fenced producer and its connections alive.
+                _log.info("redrive of %s stopped", self.topic, exc_info=True)
+                exc.__context__ = exc.__cause__ = None
+                raise exc.with_traceback(None) from None
+            elapsed = time.monotonic() - started
         finally:
             reader.close()
+            # Drop the producer now, even when an error's traceback keeps this frame alive:
+            # a live, fenced producer holds its broker connections open.
+            txn = None
+        moving = (tally.last_commit - tally.first_produce) \
+            if tally.first_produce is not None and tally.last_commit is not None else 0.0
         return RedriveResult(
             topic=self.topic, dry_run=dry_run, selected=tally.selected,
             redriven=tally.redriven, skipped=tally.skipped, failed=tally.failed,
@@ -361,7 +395,7 @@ class Redrive:
             samples=tuple(tally.samples),
             start_offsets=tuple(sorted((p, o) for (_, p), o in starts.items())),
             end_offsets=tuple(sorted((p, o) for (_, p), o in ends.items())),
-            cancelled=cancel.is_set(), elapsed_s=time.monotonic() - started,
+            cancelled=cancel.is_set(), elapsed_s=elapsed, moving_s=moving,
             errors=tuple(tally.errors), selection=self.selector.describe(),
         )
 
@@ -391,10 +425,9 @@ class Redrive:
 
     def _route_action(self, route: Route, topics: Mapping[str, int]
                       ) -> tuple[str, str | None, int, str | None]:
-        """(action, target, partition, reason) for a route; memoised, routes repeat a lot."""
-        key = (route.original_topic, route.original_partition,
-               (route.redrive_count or 0) >= self.max_attempts)
-        found = self._routes.get(key)
+        """(action, target, partition, reason) for a route; memoised by route (routes
+        repeat a lot), except skips, whose reason names the count."""
+        found = self._routes.get(route)
         if found is not None:
             return found
         count = route.redrive_count or 0
@@ -415,8 +448,8 @@ class Redrive:
                     and 0 <= route.original_partition < topics[target]:
                 partition = route.original_partition
             found = ("redrive", target, partition, None)
-        if found[0] != "skip":  # the skip reason names the count, which varies
-            self._routes[key] = found
+        if found[0] != "skip" and len(self._routes) < 10_000:
+            self._routes[route] = found
         return found
 
     def _decide(self, msg: Message, topics: Mapping[str, int], now_text: bytes,
@@ -468,7 +501,9 @@ class Redrive:
         decide = self._decide
         fast = not self.selector.conditions
         route_action = self._route_action
+        routes = self._routes
         id_prefix = f"{self.topic}/"
+        new = tuple.__new__  # a _Decision without the Python-level NamedTuple constructor
         for msg in msgs:
             if msg.error() is not None:
                 continue
@@ -484,7 +519,7 @@ class Redrive:
                 # the common case, inlined: no selection, no sample, a routable record
                 raw = msg.headers()
                 route = decode_route(raw)
-                action, target, partition, _ = route_action(route, topics)
+                action, target, partition, _ = routes.get(route) or route_action(route, topics)
                 if action == "redrive":
                     if route.has_redrive_headers:
                         raw = [(k, v) for k, v in raw if k.lower() not in REDRIVE_HEADERS]
@@ -492,7 +527,8 @@ class Redrive:
                         (REDRIVE_ID_HEADER, f"{id_prefix}{p}/{o}".encode()),
                         (REDRIVEN_AT_HEADER, now_text),
                         (REDRIVE_COUNT_HEADER, _COUNTS[route.redrive_count or 0])]
-                    decisions.append(_Decision(msg, action, target, partition, headers))
+                    decisions.append(new(_Decision, (msg, action, target, partition, headers,
+                                                     None, None)))
                     targets[target] += 1
                     offsets[p] = o + 1
                     continue
@@ -584,6 +620,7 @@ class Redrive:
             future, batch = pending
             pending = None
             future.result()  # raises the commit's error; nothing of that batch is counted
+            tally.last_commit = time.monotonic()
             self._count(batch, tally, dry_run=False)
             if audit is not None:
                 audit.counts = tally.counts()
@@ -608,6 +645,8 @@ class Redrive:
                     report()
                     continue
                 self._txn(txn.begin_transaction, "beginning a transaction")
+                if tally.first_produce is None and batch.targets:
+                    tally.first_produce = time.monotonic()
                 done = self._produce_batch(txn, batch.decisions, pacer)
                 if done < len(batch.decisions):
                     batch = self._prefix(batch, done)
@@ -623,6 +662,7 @@ class Redrive:
             batches.close()
             if pool is not None:
                 pool.shutdown(wait=True)
+            pending = txn = None  # see _execute: nothing may keep the producer alive
 
     def _produce_batch(self, txn, decisions: list[_Decision], pacer: _Pacer) -> int:
         """Produce the batch's redrives; returns how many decisions were handled (all,

@@ -76,7 +76,12 @@ class Condition:
 
 @dataclass(frozen=True)
 class Selector:
-    """All conditions must hold; no conditions selects everything."""
+    """All conditions must hold; no conditions selects everything.
+
+    A condition is anything with `field`, `matches(record, envelope)` and
+    `str()` (the TUI adds one for records ticked by position); `envelope` is
+    None unless some condition's field is an envelope field.
+    """
 
     conditions: tuple[Condition, ...] = ()
 

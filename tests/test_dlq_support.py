@@ -91,7 +91,7 @@ def read_topic(cluster: ClusterConfig, topic: str, partitions: int, expected: in
         deadline = time.monotonic() + timeout
         quiet_since = None
         while time.monotonic() < deadline:
-            msgs = c.consume(10000, timeout=0.3)
+            msgs = c.consume(10000, timeout=0.1)
             got = [m for m in msgs if not m.error()]
             out.extend(to_record(m) for m in got)
             if len(out) >= expected:
@@ -99,7 +99,7 @@ def read_topic(cluster: ClusterConfig, topic: str, partitions: int, expected: in
                     quiet_since = None
                 elif quiet_since is None:
                     quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since > 0.5:
+                elif time.monotonic() - quiet_since > 0.3:
                     break
     finally:
         c.close()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+from collections import Counter
 
 import pytest
 
+from collectors.errors import LagdeckError
 from console.cli import main
 from dlq.redrive import Redrive, RedriveProgress, default_group
 from dlq.replay import committed_offsets
 from dlq.select import parse_where
-from tests.conftest import create_topics
+from tests.conftest import create_topics, wait_until
 from tests.test_dlq_support import (
     connect_headers,
     produce,
@@ -228,3 +233,65 @@ def test_bad_where_and_missing_topics_are_one_line_errors(bootstrap, names, caps
     assert main(["-b", bootstrap, "dlq", "redrive", dlq, "--yes", "--to", "nope-xyz"]) == 1
     assert capsys.readouterr().err.strip() == \
         "lagdeck: error: target topic 'nope-xyz' does not exist"
+
+
+def test_a_second_redrive_of_the_same_selection_fences_the_first(cluster, bootstrap,
+                                                                 names) -> None:
+    target = names("orders")
+    dlq = names("fence") + ".DLT"
+    create_topics(bootstrap, target, dlq)
+    produce(bootstrap, dlq, spring_dead_letters(target, 60))
+    first_committed = threading.Event()
+    outcome: list[BaseException | object] = []
+
+    def slow() -> None:
+        def progress(p: RedriveProgress) -> None:
+            if p.redriven:
+                first_committed.set()
+        try:  # 20 records/s: 4 per transaction, plenty of time to be taken over
+            outcome.append(Redrive(cluster, dlq, rate=20).run(progress=progress))
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    try:
+        wait_until(first_committed.is_set, timeout=30, message="the first redrive to commit")
+        second = Redrive(cluster, dlq).run()
+    finally:
+        worker.join(timeout=60)
+    (first,) = outcome
+    assert isinstance(first, LagdeckError), first
+    assert "fenced" in str(first) and f"lagdeck-redrive.{dlq}" in str(first)
+    resumed_at = dict(second.start_offsets)[0]  # what the fenced run had committed
+    assert 0 < resumed_at < 60 and second.redriven == 60 - resumed_at and not second.failed
+    copies = Counter(r.header("lagdeck-redrive-id") for r in read_topic(cluster, target, 1, 60))
+    assert set(copies) == {f"{dlq}/0/{i}".encode() for i in range(60)}
+    assert sum(copies.values()) - 60 <= 4  # at most the fenced run's batch in flight
+
+
+def test_ctrl_c_stops_the_cli_cleanly_with_a_summary(cluster, bootstrap, names) -> None:
+    target = names("orders")
+    dlq = names("sigint") + ".DLT"
+    create_topics(bootstrap, target, dlq)
+    produce(bootstrap, dlq, spring_dead_letters(target, 200))
+    group = f"lagdeck-redrive.{dlq}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "-b", bootstrap, "dlq", "redrive", dlq, "--yes",
+         "--rate", "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (committed_offsets(cluster, group, dlq, 1)[0] or 0) > 0, timeout=30,
+                   message="the redrive to commit its first batch")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopping after the current batch" in err
+    done = committed_offsets(cluster, group, dlq, 1)[0]
+    assert f"stopped after redriving {done} of {done} selected" in out
+    rest = Redrive(cluster, dlq).run()
+    assert rest.redriven == 200 - done
+    copies = Counter(r.header("lagdeck-redrive-id") for r in read_topic(cluster, target, 1, 200))
+    assert len(copies) == 200 and max(copies.values()) == 1

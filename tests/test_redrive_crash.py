@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 N = 20_000
 BATCH = 1000
+RATE = 20_000
 KILLS = 5
 PARTITIONS = 2
 
@@ -56,8 +57,10 @@ def _write_dead_letters(cluster, dlq: str, target: str) -> None:
 
 
 def _command(bootstrap: str, dlq: str) -> list[str]:
+    # --rate keeps a run long enough (about a second) for the watcher to catch every kill
+    # point on a busy machine; kills then land anywhere: producing, committing, starting.
     return [sys.executable, "-m", "console.cli", "-b", bootstrap, "dlq", "redrive", dlq,
-            "--yes", "--json", "--batch-size", str(BATCH)]
+            "--yes", "--json", "--batch-size", str(BATCH), "--rate", str(RATE)]
 
 
 def _progress(watcher, dlq: str) -> int:

@@ -21,6 +21,7 @@ import pytest
 
 from collectors.config import ClusterConfig
 from collectors.errors import BrokerUnavailable, NotFoundError
+from console.cli import main
 from tests.conftest import create_topics, kp_producer, wait_until
 from tracing.search import Tracer, find_timeline
 from tracing.settings import TraceSettings
@@ -182,6 +183,28 @@ def test_trace_returns_exactly_the_orders_events_in_time_order(cluster: ClusterC
     calm = find_timeline(cluster, world.order_a, topics_regex=world.regex,
                          stuck_after_seconds=3600)
     assert positions(calm) == positions(tl) and not calm.stuck
+
+
+@integration
+def test_the_command_line_says_the_same(capsys, bootstrap: str, world: World) -> None:
+    code = main(["-b", bootstrap, "trace", world.order_a, "--topics", world.regex, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    a, g = world.a, world.groups
+    got = [((e["topic"], e["partition"], e["offset"]), e["consumers"], e["stuck"])
+           for e in doc["events"]]
+    assert got == [
+        (a["orders"], {g["audit"]: PENDING, g["inventory"]: PROCESSED}, True),
+        (a["payments"], {g["payment"]: DEAD_LETTERED}, False),
+        (a["dlt"], {}, False),
+        (a["shipping"], {g["shipping"]: PENDING}, True),
+        (a["notify"], {}, False),
+    ]
+    assert doc["events"][2]["dead_letter"]["original_group"] == "pay-svc"
+    code = main(["-b", bootstrap, "trace", world.order_a, "--topics", world.regex,
+                 "--stuck-after", "1h"])
+    text = capsys.readouterr().out
+    assert code == 0 and "STUCK" not in text and "✗ pay-svc (dead-lettered)" in text
 
 
 @integration

@@ -170,7 +170,8 @@ async def test_redrive_needs_the_typed_topic_then_moves_the_ticked_records():
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         await until(pilot, lambda: screen.page is not None, message="the first page")
-        await pilot.press("tab", "space", "space", "R")
+        screen.query_one("#dlq-records").focus()
+        await pilot.press("space", "space", "R")
         assert isinstance(app.screen, RedriveScreen)
         dialog = app.screen
         await until(pilot, lambda: dialog.stage == "preview", message="the preview")
@@ -192,7 +193,8 @@ async def test_redrive_can_be_cancelled_while_running():
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         await until(pilot, lambda: screen.page is not None, message="the first page")
-        await pilot.press("tab", "a", "R")
+        screen.query_one("#dlq-records").focus()
+        await pilot.press("a", "R")
         dialog = app.screen
         await until(pilot, lambda: dialog.stage == "preview", message="the preview")
         source.gate = threading.Event()
@@ -213,7 +215,8 @@ async def test_read_only_redrive_shows_the_preview_and_refuses_to_apply():
         screen = app.screen
         await until(pilot, lambda: screen.page is not None, message="the first page")
         assert "READ-ONLY" in str(screen.query_one("#status-bar").render())
-        await pilot.press("tab", "space", "R")
+        screen.query_one("#dlq-records").focus()
+        await pilot.press("space", "R")
         dialog = app.screen
         await until(pilot, lambda: dialog.stage == "preview", message="the preview")
         assert "read-only mode" in str(dialog.query_one(".refusal").render())

@@ -69,7 +69,7 @@ def test_replay_preview(snap_compare):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("enter", "R")
-        await pilot.press("tab", "tab", "enter")  # Preview button
+        await pilot.click("#replay-preview")
         await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
@@ -78,7 +78,8 @@ def test_replay_preview(snap_compare):
 def test_dead_letters(snap_compare):
     async def run_before(pilot):
         await settle(pilot)
-        await pilot.press("tab", "down", "space")
+        pilot.app.screen.query_one("#dlq-records").focus()
+        await pilot.press("down", "space")
         await settle(pilot)
 
     assert snap_compare(make_app("dead-letters"), terminal_size=SIZE, run_before=run_before)
@@ -87,7 +88,8 @@ def test_dead_letters(snap_compare):
 def test_redrive_preview(snap_compare):
     async def run_before(pilot):
         await settle(pilot)
-        await pilot.press("tab", "space", "space", "R")
+        pilot.app.screen.query_one("#dlq-records").focus()
+        await pilot.press("space", "space", "R")
         await settle(pilot)
 
     assert snap_compare(make_app("dead-letters"), terminal_size=SIZE, run_before=run_before)

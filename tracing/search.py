@@ -9,7 +9,7 @@ How a lookup runs:
 1. List the topics (regex, default all non-internal) and snapshot their
    earliest/end offsets and topic ids; retire index parts whose topic was
    deleted and recreated.
-2. Read, with one consumer in `consume(n)` batches, the new tail of every
+2. Read, with a fresh consumer in `consume(n)` batches, the new tail of every
    partition since the last lookup and (the first time, or for a longer
    `--since`) the range from `--since` up to what is covered. Every record
    read is decoded with `FastDecoder` and added to the index, so the next
@@ -22,8 +22,8 @@ How a lookup runs:
 4. Read the consumer groups' committed offsets and build the timeline
    (pure, `tracing.timeline`).
 
-`Tracer` keeps its clients and the index open between lookups (the TUI holds
-one); `find_timeline` is the one-shot form the CLI uses.
+`Tracer` keeps the index open between lookups (the TUI holds one);
+`find_timeline` is the one-shot form the CLI uses.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from collectors.config import ClusterConfig, Settings
-from collectors.errors import LagdeckError, NotFoundError, UsageError
+from collectors.errors import NotFoundError, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
 from collectors.scan import (
@@ -42,7 +42,6 @@ from collectors.scan import (
     list_partitions,
     offset_bounds,
     offsets_for_times,
-    scan_consumer,
     topic_ids,
 )
 from tracing.extract import EventInfo, FastDecoder, event_from_row, reference_id
@@ -95,7 +94,7 @@ class _ScanResult:
 
 
 class Tracer:
-    """Order lookups against one cluster, keeping clients and the index open between them.
+    """Order lookups against one cluster, keeping the correlation index open between them.
 
     Not thread-safe: give each worker thread its own, or serialise calls.
     """
@@ -108,7 +107,6 @@ class Tracer:
         self.timeout = timeout
         self.decoder = FastDecoder(self.settings)
         self._admin = None
-        self._consumer = None
         self._index: CorrelationIndex | None = None
 
     @property
@@ -117,15 +115,20 @@ class Tracer:
             self._index = CorrelationIndex(index_path(self.cluster), self.settings.fingerprint())
         return self._index
 
-    def _clients(self):
+    def _admin_client(self):
+        """The admin client, kept between lookups (metadata, offsets, groups).
+
+        No consumer is kept: each scan reads with its own, closed at its end.
+        librdkafka 2.16 can crash in a consumer's metadata cache when a topic
+        it has read is deleted and recreated; a consumer per scan never holds
+        stale metadata.
+        """
         if self._admin is None:
             self._admin = admin(self.cluster)
-        if self._consumer is None:
-            self._consumer = scan_consumer(self.cluster)
-        return self._admin, self._consumer
+        return self._admin
 
     def close(self) -> None:
-        self._drop_clients()
+        self._admin = None
         index, self._index = self._index, None
         if index is not None:
             index.close()
@@ -145,19 +148,9 @@ class Tracer:
         try:
             return self._find(query, since_seconds, topics_regex, stuck_after_seconds,
                               progress, now_ms)
-        except LagdeckError:
-            raise
         except BaseException:
-            self._drop_clients()
+            self._admin = None  # reconnect from scratch next time
             raise
-
-    def _drop_clients(self) -> None:
-        consumer, self._consumer, self._admin = self._consumer, None, None
-        if consumer is not None:
-            try:
-                consumer.close()
-            except Exception:
-                _log.debug("closing the trace consumer", exc_info=True)
 
     def _find(self, query: str, since_seconds: float, topics_regex: str | None,
               stuck_after_seconds: float, progress: Progress | None,
@@ -171,7 +164,7 @@ class Tracer:
             raise UsageError("--stuck-after must not be negative")
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         cutoff_ms = now_ms - int(since_seconds * 1000)
-        admin_client, consumer = self._clients()
+        admin_client = self._admin_client()
         index = self.index
 
         topics = self._topics(topics_regex, admin_client)
@@ -180,11 +173,11 @@ class Tracer:
         ids = topic_ids(self.cluster, topics, timeout=self.timeout, client=admin_client)
         notes = index.reconcile(bounds, ids, topics)
 
-        if notes:  # a topic was recreated: librdkafka's cached metadata of it is stale
-            self._drop_clients()
-            admin_client, consumer = self._clients()
+        if notes:  # a topic was recreated: go on with fresh metadata
+            self._admin = None
+            admin_client = self._admin_client()
         plans = self._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
-        scanner = self._scan(plans, frozenset(wanted), cutoff_ms, consumer, progress)
+        scanner = self._scan(plans, frozenset(wanted), cutoff_ms, progress)
 
         live = {tp: bounds[tp][0] for tp in tps}  # earliest offset still on the broker
         found = self._rows(index.lookup(wanted), live)
@@ -266,7 +259,7 @@ class Tracer:
         return plans
 
     def _scan(self, plans: dict[tuple[str, int], PartitionPlan], wanted: frozenset[bytes],
-              cutoff_ms: int, consumer, progress: Progress | None) -> _ScanResult:
+              cutoff_ms: int, progress: Progress | None) -> _ScanResult:
         """Read and index every head/tail range, in this process and in workers if big."""
         scanning = {tp: p for tp, p in plans.items() if p.scanning}
         total = sum(r.size for tp, p in scanning.items() for r in p.ranges(*tp))
@@ -288,8 +281,7 @@ class Tracer:
                           owned=frozenset(own), progress=report)
         results = []
         try:
-            scanner.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)],
-                        client=consumer)
+            scanner.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)])
             if workers is not None:
                 results = workers.join(progress=lambda _: report(scanner.done))
         except BaseException:

@@ -62,6 +62,9 @@ def _print_plan(plan: ReplayPlan, header: str) -> None:
                   f"  {delta:>8}  [{p.low}, {p.high}]{note}\n")
 
 
+_DELTA_NOTE = "  (delta: records the group will read again, or skip when negative)\n"
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     cluster = ctx.config.cluster
     spec = spec_from_args(args)
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             print_json(plan.to_json(dry_run=True))
         else:
             _print_plan(plan, "dry run")
+            sys.stdout.write(_DELTA_NOTE)
             changed = len(plan.changes)
             sys.stdout.write(f"{changed} partition(s) would change; nothing changed "
                              "(add --execute to apply)\n")

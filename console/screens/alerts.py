@@ -143,6 +143,11 @@ class AlertsScreen(BaseScreen):
             header.update("waiting for the first poll…")
             return
         alerts = view.alerts
+        if alerts is not None and alerts.error and not alerts.rules:
+            header.update(Text.assemble(("The alert rules could not be loaded: ", "bold red"),
+                                        alerts.error))
+            self.query_one("#alerts", KeyedTable).sync([])
+            return
         if alerts is None or not alerts.rules:
             header.update(Text.assemble(
                 ("No alert rules configured. ", "bold"),

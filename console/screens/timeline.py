@@ -114,10 +114,15 @@ def summary(t: Timeline) -> Text:
             text.append(f" in the last {fmt.seconds(t.since_seconds)}", style="yellow")
         return text
     dead = [e for e in t.events if e.dead_letter is not None and not redriven_copy(e)]
-    pending = {g for e in t.events for g, s in e.consumers.items() if s == PENDING}
+    redriven = [e for e in dead if any(g.startswith(REDRIVE_GROUP) and s == PROCESSED
+                                       for g, s in e.consumers.items())]
+    pending = {g for e in t.events for g, s in e.consumers.items()
+               if s == PENDING and not g.startswith(REDRIVE_GROUP)}
     text.append(f" · {len(t.events)} events")
-    if dead:
-        text.append(f" · {len(dead)} dead-lettered", style="bold red")
+    if len(dead) > len(redriven):
+        text.append(f" · {len(dead) - len(redriven)} dead-lettered", style="bold red")
+    if redriven:
+        text.append(f" · {len(redriven)} redriven", style="bold cyan")
     if t.stuck:
         text.append(f" · {len(t.stuck)} stuck", style="bold red")
     if pending:

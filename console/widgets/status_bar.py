@@ -64,6 +64,9 @@ class StatusBar(Static):
         app = self.app
         text = Text()
         text.append("lagdeck ", style="bold")
+        if getattr(app, "read_only", False):  # first, so a narrow terminal never hides it
+            text.append(" READ-ONLY ", style="bold black on yellow")
+            text.append(" ")
         keymap = getattr(app, "keymap", {})
         for mode, binding_id, label in TABS:
             key = keymap.get(binding_id, "1234"[[t[0] for t in TABS].index(mode)])
@@ -86,7 +89,4 @@ class StatusBar(Static):
                 text.append(f"  (data from {clock(c.last_ok)})", style="dim")
         else:
             text.append("○ connecting…", style="yellow")
-        if getattr(app, "read_only", False):
-            text.append("  │  ", style="dim")
-            text.append(" READ-ONLY ", style="bold black on yellow")
         return text
