@@ -38,9 +38,7 @@ def test_traceparent_is_valid_w3c() -> None:
 
 
 def _consume_all(bootstrap: str) -> dict[str, list]:
-    from kafka import KafkaConsumer
-
-    from kafka import TopicPartition
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=1000)

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true",
                    help="no terminal UI: print the bootstrap address and keep running")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--seed", type=int, default=7, metavar="N", help="reproducible world (default 7)")
+    p.add_argument("--seed", type=int, default=7, metavar="N",
+                   help="reproducible world (default 7)")
     p.add_argument("--rate", type=float, default=5.0, metavar="R",
                    help="orders per second (default 5)")
     p.add_argument("--port", type=int, metavar="P", help="broker port (default: a free one)")
