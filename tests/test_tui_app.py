@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -25,7 +24,7 @@ from console.screens.help import HelpScreen
 from console.screens.redrive import RedriveScreen
 from console.screens.replay import ReplayScreen
 from console.widgets.keyed_table import KeyedTable
-from tests.tui_fixtures import DLT, FixedSource, demo_snapshot
+from tests.tui_fixtures import DLT, FixedSource, confirm_ready, demo_snapshot, until
 
 SIZE = (120, 34)
 
@@ -36,15 +35,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def until(pilot, predicate, timeout: float = 10.0, message: str = "condition") -> None:
-    """Let the app run until `predicate()` holds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await pilot.pause(0.05)
 
 
 def read_only_source(**kw) -> FixedSource:
@@ -176,8 +166,10 @@ async def test_redrive_needs_the_typed_topic_then_moves_the_ticked_records():
         dialog = app.screen
         await until(pilot, lambda: dialog.stage == "preview", message="the preview")
         assert source.redriven == [], "the preview changed something"
+        await confirm_ready(pilot)
         await pilot.press(*"payments", "enter")  # wrong name: refused
         assert dialog.stage == "preview" and source.redriven == []
+        await confirm_ready(pilot)
         await pilot.press(*".events-dlt", "enter")
         await until(pilot, lambda: dialog.stage == "done", message="the redrive")
         assert [e.record.offset for e in source.redriven] == [10, 11]
@@ -198,6 +190,7 @@ async def test_redrive_can_be_cancelled_while_running():
         dialog = app.screen
         await until(pilot, lambda: dialog.stage == "preview", message="the preview")
         source.gate = threading.Event()
+        await confirm_ready(pilot)
         await pilot.press(*DLT, "enter")
         await until(pilot, source.entered.is_set, message="the redrive to start")
         await pilot.press("escape")  # cancel, while the worker is blocked
@@ -244,6 +237,7 @@ async def test_replay_previews_then_applies_only_after_typing_the_group():
         plan = dialog.query_one("#replay-plan", KeyedTable)
         assert plan.row_count == 3
         assert source.replayed == []
+        await confirm_ready(pilot)
         await pilot.press(*"loyalty-service", "enter")
         await until(pilot, lambda: dialog.stage == "done", message="the reset")
         assert [p.partition for p in source.replayed[0].changes] == [0, 1, 2]

@@ -12,7 +12,6 @@ fixed, so it gets a broker of its own rather than the session one).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +30,7 @@ from console.screens.replay import ReplayScreen
 from console.screens.timeline import TimelineScreen
 from console.widgets.keyed_table import KeyedTable
 from tests.conftest import wait_until
+from tests.tui_fixtures import confirm_ready, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -57,14 +57,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedBro
 def source(broker: EmbeddedBroker, *, read_only: bool = False) -> KafkaSource:
     cluster = ClusterConfig({"bootstrap.servers": broker.bootstrap}, read_only=read_only)
     return KafkaSource(cluster, timeout=10.0, stuck_after_seconds=15.0)
-
-
-async def until(pilot, predicate, timeout: float = 60.0, message: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await pilot.pause(0.1)
 
 
 def dead_letters_outside(bootstrap: str, count: int) -> list:
@@ -177,6 +169,7 @@ async def test_redrive_from_dead_letters_moves_the_ticked_records(demo):
         await until(pilot, lambda: dialog.stage == "preview", message="the preview")
         assert dialog.plan.selected == 2
         assert redrive_ids(broker.bootstrap) == before, "the preview moved records"
+        await confirm_ready(pilot)
         await pilot.press(*ev.PAYMENTS_DLT, "enter")
         await until(pilot, lambda: dialog.stage == "done", message="the redrive")
         assert dialog.result.redriven == 2
@@ -239,6 +232,7 @@ async def test_replay_preview_changes_nothing_until_confirmed(demo):
             assert dialog.query_one("#replay-plan", KeyedTable).row_count == \
                 ev.TOPICS[ev.PAYMENTS]
             assert committed() == before, "the preview changed offsets"
+            await confirm_ready(pilot)
             await pilot.press(*ev.LOYALTY_GROUP, "enter")
             await until(pilot, lambda: dialog.stage in ("done", "preview-failed"),
                         message="the reset")

@@ -252,3 +252,22 @@ class FixedSource:
     def close(self) -> None:
         if self.gate is not None:
             self.gate.set()
+
+
+async def until(pilot, predicate, timeout: float = 60.0, message: str = "condition") -> None:
+    """Let the app run until `predicate()` holds (no fixed sleeps)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await pilot.pause(0.05)
+
+
+async def confirm_ready(pilot) -> None:
+    """Wait until the typed-confirmation box has focus (it takes it after a refresh),
+    so the keys a test types land in it even on a loaded machine."""
+    app = pilot.app
+    await until(pilot, lambda: app.focused is not None and app.focused.id == "confirm-input",
+                message="the confirmation box to take focus")

@@ -223,6 +223,13 @@ class FastDecoder:
             self._names[name] = cat
         return cat
 
+    def irregular_header(self, name: str) -> bool:
+        """Whether a header may give ids not spelled out in it (B3/Jaeger, dead letters)."""
+        cat = self._names.get(name)
+        if cat is None:
+            cat = self._category(name)
+        return bool(cat & _DEAD_LETTER) or cat & 7 == _OTHER_TRACE
+
     def decode(self, offset: int, timestamp_ms: int | None, key: bytes | None,
                value: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None
                ) -> tuple[set[bytes], Row]:

@@ -22,7 +22,7 @@ import select
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from collectors.redact import is_secret_key, remember_secret, scrub
 from collectors.scan import PartitionRange, read_messages
 from tracing.extract import FastDecoder
 from tracing.index import TP_BITS, CorrelationIndex
+from tracing.prefilter import RawBatch
 from tracing.settings import TraceSettings
 
 #: Records decoded between two writes to the index (bounds memory on big scans).
@@ -232,6 +233,116 @@ class Scanner:
                     gc.enable()
 
 
+# -- two phases: answer first, index afterwards -------------------------------------
+
+#: (topic, partition, row) of one record
+Found = tuple[str, int, tuple]
+
+
+@dataclass
+class FastScan:
+    """Phase 1 of a lookup: read the ranges once, find the wanted records, keep the batches.
+
+    Only the records the prefilter (`tracing.prefilter`) flags are decoded,
+    exactly, so the answer is known after one pass at nearly the speed of
+    reading. The raw batches are kept: `related` searches them again for ids
+    learned from the matches (one hop), and `index` (phase 2) decodes all
+    of them into the correlation index without reading Kafka a second time.
+    """
+
+    decoder: FastDecoder
+    wanted: frozenset[bytes]
+    progress: Callable[[int], object] | None = None
+    done: int = 0
+    #: records carrying a wanted id
+    matches: list[Found] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.kept: deque[tuple[list[Message], RawBatch]] = deque()
+        #: position -> (ids, row) of every record decoded so far
+        self.decoded: dict[tuple[str, int, int], tuple[set[bytes], tuple]] = {}
+        self.finished: list[PartitionRange] = []
+
+    def run(self, cluster: ClusterConfig, ranges: Sequence[PartitionRange]) -> None:
+        collect = gc.isenabled()
+        gc.disable()  # millions of long-lived objects: see Scanner.run
+        try:
+            for msgs in read_messages(cluster, ranges, batch=10_000,
+                                      on_done=self.finished.append):
+                self.feed(msgs)
+        finally:
+            if collect:
+                gc.enable()
+
+    def feed(self, msgs: list[Message]) -> None:
+        batch = RawBatch(list(map(_key_of, msgs)), list(map(_value_of, msgs)),
+                         list(map(_headers_of, msgs)), self.decoder)
+        self.kept.append((msgs, batch))
+        wanted = self.wanted
+        for i in sorted(batch.candidates(wanted).union(batch.irregular)):
+            pos, (ids, row) = self._decode(msgs, batch, i)
+            if not wanted.isdisjoint(ids):
+                self.matches.append((pos[0], pos[1], row))
+        self.done += len(msgs)
+        if self.progress is not None:
+            self.progress(self.done)
+
+    def _decode(self, msgs: list[Message], batch: RawBatch, i: int):
+        m = msgs[i]
+        pos = (m.topic(), m.partition(), m.offset())
+        got = self.decoded.get(pos)
+        if got is None:
+            ts_type, ts = m.timestamp()
+            got = self.decoder.decode(pos[2], ts if ts_type and ts >= 0 else None,
+                                      batch.keys[i], batch.values[i], batch.headers[i])
+            self.decoded[pos] = got
+        return pos, got
+
+    def related(self, ids: frozenset[bytes]) -> list[Found]:
+        """Records read in phase 1 carrying any of `ids` (exact, like an index lookup)."""
+        if not ids:
+            return []
+        out = []
+        for msgs, batch in self.kept:
+            for i in sorted(batch.candidates(ids).union(batch.irregular)):
+                pos, (found, row) = self._decode(msgs, batch, i)
+                if not ids.isdisjoint(found):
+                    out.append((pos[0], pos[1], row))
+        return out
+
+    def dead_letters(self) -> list[Found]:
+        """Decoded dead letters (always decoded: they are irregular) with their rows."""
+        return [(t, p, row) for (t, p, _), (_, row) in self.decoded.items()
+                if row[7] is not None]
+
+    def index(self, index: CorrelationIndex, plans: Mapping[TP, PartitionPlan],
+              cutoff_ms: int, owned: frozenset[TP] | None = None,
+              progress: Callable[[int], object] | None = None) -> None:
+        """Phase 2: decode every kept batch into the index, then claim the coverage.
+
+        Finished ranges are only reported after their records were fed, so no
+        flush claims coverage for records not yet written.
+        """
+        scanner = Scanner(index, self.decoder, frozenset(), plans, cutoff_ms, owned=owned,
+                          progress=progress)
+        collect = gc.isenabled()
+        gc.disable()
+        try:
+            while self.kept:
+                msgs, _ = self.kept.popleft()
+                scanner.feed(msgs)
+            for r in self.finished:
+                scanner.on_done(r)
+        finally:
+            try:
+                scanner.flush()
+                scanner.close()
+            finally:
+                self.decoded.clear()
+                if collect:
+                    gc.enable()
+
+
 # -- parallel scans ---------------------------------------------------------------
 
 
@@ -249,15 +360,30 @@ class ShareJob:
 
 
 @dataclass(frozen=True)
+class ShareAnswer:
+    """What a worker found in phase 1: records carrying the ids, and its dead letters."""
+
+    scanned: int = 0
+    matches: tuple[Found, ...] = ()
+    dead_letters: tuple[Found, ...] = ()
+
+
+@dataclass(frozen=True)
 class ShareResult:
     scanned: int = 0
-    matches: tuple[tuple[str, int, tuple], ...] = ()
     error: str | None = None
     error_type: str | None = None
 
 
-def run_share(job: ShareJob, send: Callable[[str, object], None]) -> None:
-    """The body of a scan worker process: scan one share, report progress and the result."""
+def run_share(job: ShareJob, send: Callable[[str, object], None],
+              receive: Callable[[], object]) -> None:
+    """The body of a scan worker process, in three steps the parent drives.
+
+    1. scan its share (phase 1) and send ("answer", ShareAnswer);
+    2. receive the ids of the one-hop search (None: the parent is gone) and
+       send ("related", matches);
+    3. index the share (phase 2) and send ("result", ShareResult).
+    """
     try:
         for key, value in job.properties.items():
             if is_secret_key(key):
@@ -272,12 +398,17 @@ def run_share(job: ShareJob, send: Callable[[str, object], None]) -> None:
                 send("progress", done)
 
         with CorrelationIndex(Path(job.index_path), job.fingerprint) as index:
-            scanner = Scanner(index, FastDecoder(job.settings), job.wanted, job.plans,
-                              job.cutoff_ms, progress=report)
+            fast = FastScan(FastDecoder(job.settings), job.wanted, progress=report)
             ranges = [r for tp, plan in job.plans.items() for r in plan.ranges(*tp)]
-            scanner.run(cluster, ranges)
-        send("progress", scanner.done)
-        result = ShareResult(scanner.scanned, tuple(scanner.matches))
+            fast.run(cluster, ranges)
+            send("progress", fast.done)
+            send("answer", ShareAnswer(fast.done, tuple(fast.matches),
+                                       tuple(fast.dead_letters())))
+            ids = receive()
+            if isinstance(ids, frozenset):
+                send("related", tuple(fast.related(ids)))
+            fast.index(index, job.plans, job.cutoff_ms)
+        result = ShareResult(fast.done)
     except BaseException as exc:  # reported to the parent, which raises it
         _log.info("scan worker failed", exc_info=True)
         result = ShareResult(error=scrub(str(exc)) or type(exc).__name__,
@@ -285,8 +416,13 @@ def run_share(job: ShareJob, send: Callable[[str, object], None]) -> None:
     send("result", result)
 
 
+def frame(obj: object) -> bytes:
+    data = pickle.dumps(obj)
+    return len(data).to_bytes(4, "big") + data
+
+
 class _Worker:
-    """One `python -m tracing.scanworker` process: the job in on stdin, framed pickles out."""
+    """One `python -m tracing.scanworker` process: framed pickles both ways."""
 
     def __init__(self, job: ShareJob) -> None:
         # No preexec_fn (unsafe next to librdkafka's threads): a worker whose parent
@@ -299,12 +435,26 @@ class _Worker:
         self.out = self.proc.stdout
         self.buffer = b""
         self.done = 0
+        self.answer: ShareAnswer | None = None
+        self.related: tuple[Found, ...] | None = None
         self.result: ShareResult | None = None
         try:
-            self.proc.stdin.write(pickle.dumps(job))
-            self.proc.stdin.close()
+            self.proc.stdin.write(frame(job))
+            self.proc.stdin.flush()
         except OSError:
             self.result = ShareResult(error="a scan worker did not start")
+
+    def send(self, obj: object) -> None:
+        """The one message after the job (the ids to follow); closes the worker's stdin."""
+        stdin = self.proc.stdin
+        if stdin is None or stdin.closed:
+            return
+        try:
+            stdin.write(frame(obj))
+            stdin.close()
+        except OSError:
+            if self.result is None:
+                self.result = ShareResult(error="a scan worker stopped early")
 
     def read(self) -> None:
         chunk = os.read(self.out.fileno(), 1 << 20)
@@ -322,6 +472,10 @@ class _Worker:
             self.buffer = self.buffer[4 + size:]
             if kind == "progress":
                 self.done = payload
+            elif kind == "answer":
+                self.answer = payload
+            elif kind == "related":
+                self.related = payload
             else:
                 self.result = payload
 
@@ -382,7 +536,33 @@ class Workers:
         for fd in ready:
             waiting[fd].read()
 
+    def _wait(self, ready: Callable[[_Worker], bool],
+              progress: Callable[[int], object] | None = None) -> None:
+        """Poll until every worker is `ready` or has its result; raise a worker's error."""
+        while any(w.result is None and not ready(w) for w in self.workers):
+            self.poll(0.2)
+            if progress is not None:
+                progress(self.progress)
+        failed = [w.result for w in self.workers if w.result is not None and w.result.error]
+        if failed:
+            raise LagdeckError(f"scanning topics failed: {failed[0].error}")
+
+    def answers(self, progress: Callable[[int], object] | None = None) -> list[ShareAnswer]:
+        """Phase 1 of every worker: what its share holds of the wanted ids."""
+        self._wait(lambda w: w.answer is not None, progress)
+        return [w.answer for w in self.workers if w.answer is not None]
+
+    def related(self, ids: frozenset[bytes]) -> list[Found]:
+        """The one-hop search in every worker's kept batches."""
+        for w in self.workers:
+            w.send(ids)
+        self._wait(lambda w: w.related is not None)
+        return [found for w in self.workers for found in w.related or ()]
+
     def join(self, progress: Callable[[int], object] | None = None) -> list[ShareResult]:
+        """Phase 2: wait until every worker has indexed its share."""
+        for w in self.workers:
+            w.send(None)  # a worker still waiting for the hop ids goes on to index
         while any(w.result is None for w in self.workers):
             self.poll(0.2)
             if progress is not None:
@@ -403,6 +583,11 @@ class Workers:
     def stop(self) -> None:
         """Terminate the workers this object started (after an abort or an error)."""
         for w in self.workers:
+            if w.proc.stdin is not None and not w.proc.stdin.closed:
+                try:
+                    w.proc.stdin.close()
+                except OSError:
+                    _log.debug("closing a scan worker's stdin", exc_info=True)
             if w.proc.poll() is None:
                 w.proc.terminate()
             try:

@@ -48,7 +48,15 @@ from tracing.extract import EventInfo, FastDecoder, event_from_row, reference_id
 from tracing.headers import MAX_ID_BYTES, normalise_query, trace_id_forms
 from tracing.index import CorrelationIndex, Coverage, index_path
 from tracing.jaeger import fetch_spans
-from tracing.scanner import PartitionPlan, Scanner, Workers, processes_for, split
+from tracing.scanner import (
+    FastScan,
+    Found,
+    PartitionPlan,
+    ShareAnswer,
+    Workers,
+    processes_for,
+    split,
+)
 from tracing.settings import TraceSettings, from_settings
 from tracing.timeline import ScanStats, Timeline, build_timeline
 
@@ -86,11 +94,43 @@ def query_ids(query: str) -> tuple[str, ...]:
     return (q, *trace_id_forms(q))
 
 
-@dataclass(frozen=True)
-class _ScanResult:
-    scanned: int
-    #: (topic, partition, row) of the records carrying the id
-    matches: list[tuple[str, int, tuple]]
+@dataclass
+class _Scan:
+    """One lookup's scan between its two phases: the answer's parts, then the indexing."""
+
+    own: FastScan
+    plans: dict[tuple[str, int], PartitionPlan]
+    owned: frozenset[tuple[str, int]]
+    cutoff_ms: int
+    workers: Workers | None
+    answers: list[ShareAnswer]
+
+    @property
+    def scanned(self) -> int:
+        return self.own.done + sum(a.scanned for a in self.answers)
+
+    @property
+    def matches(self) -> list[Found]:
+        return self.own.matches + [m for a in self.answers for m in a.matches]
+
+    def dead_letters(self) -> list[Found]:
+        return self.own.dead_letters() + [d for a in self.answers for d in a.dead_letters]
+
+    def related(self, ids: frozenset[bytes]) -> list[Found]:
+        found = self.own.related(ids)
+        if self.workers is not None:
+            found += self.workers.related(ids)
+        return found
+
+    def finish(self, index: CorrelationIndex) -> None:
+        """Phase 2: index everything read (this process's share, then wait for the workers)."""
+        self.own.index(index, self.plans, self.cutoff_ms, owned=self.owned)
+        if self.workers is not None:
+            self.workers.join()
+
+    def abort(self) -> None:
+        if self.workers is not None:
+            self.workers.stop()
 
 
 class Tracer:
@@ -143,18 +183,26 @@ class Tracer:
 
     def find(self, query: str, *, since_seconds: float = DAY, topics_regex: str | None = None,
              stuck_after_seconds: float = 300.0, progress: Progress | None = None,
-             now_ms: int | None = None) -> Timeline:
-        """The timeline of `query` (an order id, correlation id or trace id)."""
+             now_ms: int | None = None, on_answer: Callable[[Timeline], object] | None = None
+             ) -> Timeline:
+        """The timeline of `query` (an order id, correlation id or trace id).
+
+        A lookup that reads records answers from a first pass that decodes
+        only the records that may carry the ids, then decodes everything it
+        read into the index. `on_answer(timeline)` is called as soon as the
+        answer is known, before that indexing; `find` returns the same
+        timeline once the index covers everything read.
+        """
         try:
             return self._find(query, since_seconds, topics_regex, stuck_after_seconds,
-                              progress, now_ms)
+                              progress, now_ms, on_answer)
         except BaseException:
             self._admin = None  # reconnect from scratch next time
             raise
 
     def _find(self, query: str, since_seconds: float, topics_regex: str | None,
               stuck_after_seconds: float, progress: Progress | None,
-              now_ms: int | None) -> Timeline:
+              now_ms: int | None, on_answer: Callable[[Timeline], object] | None) -> Timeline:
         started = time.monotonic()
         forms = query_ids(query)
         wanted = {f.encode("utf-8") for f in forms}
@@ -177,17 +225,34 @@ class Tracer:
             self._admin = None
             admin_client = self._admin_client()
         plans = self._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
-        scanner = self._scan(plans, frozenset(wanted), cutoff_ms, progress)
+        scan = self._scan(plans, frozenset(wanted), cutoff_ms, progress)
+        try:
+            timeline = self._answer(scan, forms, wanted, tps, bounds, topics, notes, now_ms,
+                                    cutoff_ms, since_seconds, stuck_after_seconds,
+                                    admin_client, started)
+            if on_answer is not None:
+                on_answer(timeline)
+            scan.finish(index)
+        except BaseException:
+            scan.abort()
+            raise
+        _log.info("trace %r: index complete after %.2fs", forms[0], time.monotonic() - started)
+        return timeline
 
+    def _answer(self, scan: _Scan, forms: tuple[str, ...], wanted: set[bytes], tps, bounds,
+                topics, notes: list[str], now_ms: int, cutoff_ms: int, since_seconds: float,
+                stuck_after_seconds: float, admin_client, started: float) -> Timeline:
+        """The timeline from the index (what it covered before) plus this lookup's scan."""
         live = {tp: bounds[tp][0] for tp in tps}  # earliest offset still on the broker
-        found = self._rows(index.lookup(wanted), live)
-        found.update({(t, p, row[0]): (t, p, row) for t, p, row in scanner.matches
+        found = self._rows(self.index.lookup(wanted), live)
+        scanned = {(t, p, row[0]) for t, p, row in scan.matches}
+        found.update({(t, p, row[0]): (t, p, row) for t, p, row in scan.matches
                       if (t, p) in live})
         events = self._events(found.values(), cutoff_ms)
-        related, note = self._related(events, set(forms), live, cutoff_ms)
+        related, note = self._related(events, set(forms), live, cutoff_ms, scan)
         events += related
         notes += [note] if note else []
-        events += self._dead_letters_of(events, live, cutoff_ms)
+        events += self._dead_letters_of(events, live, cutoff_ms, scan)
         if len(events) > MAX_EVENTS:
             notes.append(f"{len(events)} events carry this id; showing the {MAX_EVENTS} "
                          "most recent")
@@ -207,9 +272,8 @@ class Tracer:
             spans, notes = fetched.spans, notes + list(fetched.notes)
 
         stats = ScanStats(topics=len(topics), partitions=len(tps),
-                          scanned_records=scanner.scanned,
-                          indexed_hits=len({e.position for e in events}
-                                           - {(t, p, row[0]) for t, p, row in scanner.matches}),
+                          scanned_records=scan.scanned,
+                          indexed_hits=len({e.position for e in events} - scanned),
                           elapsed_seconds=time.monotonic() - started)
         _log.info("trace %r: %d events, scanned %d records, %d from the index, %.2fs",
                   forms[0], len(events), stats.scanned_records, stats.indexed_hits,
@@ -259,8 +323,8 @@ class Tracer:
         return plans
 
     def _scan(self, plans: dict[tuple[str, int], PartitionPlan], wanted: frozenset[bytes],
-              cutoff_ms: int, progress: Progress | None) -> _ScanResult:
-        """Read and index every head/tail range, in this process and in workers if big."""
+              cutoff_ms: int, progress: Progress | None) -> _Scan:
+        """Phase 1 over every head/tail range, in this process and in workers if big."""
         scanning = {tp: p for tp, p in plans.items() if p.scanning}
         total = sum(r.size for tp, p in scanning.items() for r in p.ranges(*tp))
         shares = split(scanning, processes_for(total, self.settings.scan_processes))
@@ -277,21 +341,17 @@ class Tracer:
             if progress is not None:
                 progress(min(done, total), total)
 
-        scanner = Scanner(self.index, self.decoder, wanted, plans, cutoff_ms,
-                          owned=frozenset(own), progress=report)
-        results = []
+        fast = FastScan(self.decoder, wanted, progress=report)
+        answers: list[ShareAnswer] = []
         try:
-            scanner.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)])
+            fast.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)])
             if workers is not None:
-                results = workers.join(progress=lambda _: report(scanner.done))
+                answers = workers.answers(progress=lambda _: report(fast.done))
         except BaseException:
             if workers is not None:
                 workers.stop()
             raise
-        matches = list(scanner.matches)
-        for result in results:
-            matches += result.matches
-        return _ScanResult(scanner.scanned + sum(r.scanned for r in results), matches)
+        return _Scan(fast, plans, frozenset(own), cutoff_ms, workers, answers)
 
     def _rows(self, hits: dict[tuple[str, int], set[int]],
               live: dict[tuple[str, int], int]) -> dict[tuple[str, int, int], tuple]:
@@ -310,8 +370,8 @@ class Tracer:
         return out
 
     def _related(self, events: Sequence[EventInfo], forms: set[str],
-                 live: dict[tuple[str, int], int],
-                 cutoff_ms: int) -> tuple[list[EventInfo], str | None]:
+                 live: dict[tuple[str, int], int], cutoff_ms: int,
+                 scan: _Scan) -> tuple[list[EventInfo], str | None]:
         """One hop from the matched events: events sharing their trace or correlation ids.
 
         This is how an event that carries only a `traceparent` (no order id)
@@ -322,6 +382,7 @@ class Tracer:
         extra |= {e.correlation_id for e in events if e.correlation_id}
         extra -= forms
         if not extra:
+            scan.related(frozenset())  # lets the workers go on to indexing
             return [], None
         note = None
         if len(extra) > MAX_RELATED_IDS:
@@ -329,17 +390,22 @@ class Tracer:
                     "followed to related events")
             extra = set(sorted(extra)[:MAX_RELATED_IDS])
         have = {e.position for e in events}
-        rows = self._rows(self.index.lookup(i.encode("utf-8") for i in extra), live)
+        ids = frozenset(i.encode("utf-8") for i in extra)
+        rows = self._rows(self.index.lookup(ids), live)
+        rows.update({(t, p, row[0]): (t, p, row) for t, p, row in scan.related(ids)
+                     if (t, p) in live})
         new = [r for pos, r in rows.items() if pos not in have]
         return self._events(new, cutoff_ms), note
 
     def _dead_letters_of(self, events: Sequence[EventInfo], live: dict[tuple[str, int], int],
-                         cutoff_ms: int) -> list[EventInfo]:
+                         cutoff_ms: int, scan: _Scan) -> list[EventInfo]:
         """Dead letters that point at the events, even those carrying none of the ids."""
         have = {e.position for e in events}
         if not have:
             return []
         rows = self._rows(self.index.lookup(reference_id(*pos) for pos in have), live)
+        rows.update({(t, p, row[0]): (t, p, row) for t, p, row in scan.dead_letters()
+                     if (t, p) in live})
         out = []
         for event in self._events((r for pos, r in rows.items() if pos not in have), cutoff_ms):
             if event.dead_letter is not None and event.dead_letter.origin in have:
@@ -351,7 +417,8 @@ def find_timeline(cluster: ClusterConfig, query: str, *, since_seconds: float = 
                   topics_regex: str | None = None, stuck_after_seconds: float = 300.0,
                   settings: TraceSettings | Settings | None = None,
                   progress: Progress | None = None,
-                  timeout: float = DEFAULT_TIMEOUT) -> Timeline:
+                  timeout: float = DEFAULT_TIMEOUT,
+                  on_answer: Callable[[Timeline], object] | None = None) -> Timeline:
     """The timeline of one order / correlation id / trace id (one-shot; see `Tracer`).
 
     `settings` is the `[trace]` section (`TraceSettings`) or the whole config
@@ -361,4 +428,5 @@ def find_timeline(cluster: ClusterConfig, query: str, *, since_seconds: float = 
     """
     with Tracer(cluster, settings, timeout=timeout) as tracer:
         return tracer.find(query, since_seconds=since_seconds, topics_regex=topics_regex,
-                           stuck_after_seconds=stuck_after_seconds, progress=progress)
+                           stuck_after_seconds=stuck_after_seconds, progress=progress,
+                           on_answer=on_answer)

@@ -39,15 +39,31 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config
     settings = from_settings(config.settings)
     progress = _progress() if sys.stderr.isatty() else None
+    shown: list[Timeline] = []
+
+    def show(timeline: Timeline) -> None:
+        """Print as soon as the answer is known; the index is completed afterwards."""
+        if progress is not None:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+        _print(timeline, args.json)
+        shown.append(timeline)
+
     try:
         timeline = find_timeline(config.cluster, args.id, since_seconds=since,
                                  topics_regex=args.topics, stuck_after_seconds=stuck_after,
-                                 settings=settings, progress=progress)
+                                 settings=settings, progress=progress, on_answer=show)
     finally:
         if progress is not None:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
-    if args.json:
+    if not shown:
+        _print(timeline, args.json)
+    return 0 if timeline.events else 1
+
+
+def _print(timeline: Timeline, as_json: bool) -> None:
+    if as_json:
         print_json(timeline.to_json())
     else:
         marks = _marks(sys.stdout)
@@ -57,8 +73,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             text = text.replace("│", "|").replace("·", "-")
             text = text.encode(encoding, errors="backslashreplace").decode(encoding)
         sys.stdout.write(text)
-        sys.stdout.flush()
-    return 0 if timeline.events else 1
+    sys.stdout.flush()
 
 
 def _progress() -> Callable[[int, int], None]:
