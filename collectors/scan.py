@@ -374,7 +374,7 @@ def read_messages(
             done_here: set[TP] = set()
             start = 0
             for key, run in groupby(keys):
-                size = sum(1 for _ in run)
+                size = len(list(run))
                 part = msgs[start:start + size]
                 start += size
                 tp = (key[0], key[1])

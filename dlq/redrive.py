@@ -69,7 +69,7 @@ from tracing.deadletter import (
 )
 
 GROUP_PREFIX = "lagdeck-redrive."
-DEFAULT_BATCH = 1000
+DEFAULT_BATCH = 5000
 DEFAULT_MAX_ATTEMPTS = 3
 #: A producer that fails with one of these can no longer transact (usually: fenced).
 _FENCED_CODES = {KafkaError._STATE, KafkaError._FENCED, KafkaError._FATAL,

@@ -36,6 +36,7 @@ from tracing.headers import (
     w3c_context,
 )
 from tracing.payload import display, key_text, order_ids, parse_json
+from tracing.prefilter import RawBatch
 from tracing.settings import TraceSettings
 
 SETTINGS = TraceSettings()
@@ -233,3 +234,25 @@ def test_malformed_b3_and_jaeger_values_never_raise(a: bytes, b: bytes | None) -
 def test_query_forms_never_raise(text: str) -> None:
     for form in trace_id_forms(text):
         assert len(form) == 32 and int(form, 16) != 0
+
+
+@FAST
+@given(st.lists(st.tuples(keys, payloads(), headers_lists()), min_size=1, max_size=6),
+       st.sampled_from(["ord_1", "4bf92f3577b34da6a3ce929d0e0e4736", "0"]))
+def test_the_prefilter_never_misses_a_record_the_decoder_files_under_an_id(batch, noise) -> None:
+    """Every id `FastDecoder` files a record under makes that record a candidate or irregular.
+
+    This is what lets a cold lookup decode only candidates: it cannot miss an
+    event the index (the full decoding) would find.
+    """
+    raw = RawBatch([k for k, _, _ in batch], [v for _, v, _ in batch],
+                   [h or None for _, _, h in batch], DECODER)
+    irregular = set(raw.irregular)
+    for i, (key, value, headers) in enumerate(batch):
+        ids, row = DECODER.decode(i, None, key, value, headers)
+        for ident in ids:
+            assert i in irregular or i in raw.candidates([ident])
+        if row[7] is not None:  # a dead letter, filed under its origin too: always decoded
+            assert i in irregular
+    # the candidates of an id are never out of range, whatever the needle
+    assert raw.candidates([noise.encode(), b"\x00", b"x" * 300]) <= set(range(len(batch)))

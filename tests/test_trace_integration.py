@@ -277,6 +277,62 @@ def test_parallel_cold_scan_builds_the_same_index(cluster: ClusterConfig, bootst
 
 
 @integration
+@pytest.mark.parametrize(("processes", "keep"), [(1, True), (2, True), (1, False)])
+def test_cold_answer_comes_before_the_index_and_a_warm_lookup_of_another_id_uses_it(
+        cluster: ClusterConfig, bootstrap: str, names, monkeypatch, processes: int,
+        keep: bool) -> None:
+    """Two phases: the answer (with its traceparent-only hop) first, then the full index.
+
+    Without `keep` (a share above MAX_KEPT records) the scan indexes as it reads
+    and the index answers: the same timeline, the index complete before the answer.
+    """
+    if not keep:
+        monkeypatch.setattr("tracing.scanner.MAX_KEPT", 0)
+    topics = [names("two"), names("two")]
+    create_topics(bootstrap, *topics, partitions=2)
+    producer = kp_producer(bootstrap)
+    traces = {}
+    for n in range(12):
+        order, trace_id = f"ord_w{n}", secrets.token_hex(16)
+        traces[order] = trace_id
+        producer.send(topics[0], key=order.encode(), partition=n % 2,
+                      value=json.dumps({"event": "Placed", "orderId": order}).encode(),
+                      headers=[("traceparent", traceparent(trace_id))])
+        # no order id anywhere: only the trace id ties it to the order (the one hop)
+        producer.send(topics[1], key=None, value=b"\x89binary", partition=(n + 1) % 2,
+                      headers=[("traceparent", traceparent(trace_id)),
+                               ("event-type", b"Shipped")])
+    producer.flush(10)
+    producer.close(timeout=5)
+    regex = "^(" + "|".join(topics) + ")$"
+    with Tracer(cluster, TraceSettings(scan_processes=processes)) as tracer:
+        seen = []
+        cold = tracer.find("ord_w3", topics_regex=regex, on_answer=lambda tl: seen.append(
+            (tl, tracer.index.stats()["covered_offsets"])))
+        assert len(seen) == 1
+        early, covered_then = seen[0]
+        if not keep:
+            assert covered_then == 24
+        else:  # answered before this process indexed its share (a worker may have begun)
+            assert covered_then == 0 if processes == 1 else covered_then < 24
+        assert early.to_json() == cold.to_json()
+        assert sorted((e.topic, e.event_type, e.trace_id) for e in cold.events) == [
+            (topics[0], "Placed", traces["ord_w3"]), (topics[1], "Shipped", traces["ord_w3"])]
+        assert cold.stats.scanned_records == 24
+        assert tracer.index.stats()["covered_offsets"] == 24
+        for order in ("ord_w0", "ord_w11"):
+            warm = tracer.find(order, topics_regex=regex,
+                               on_answer=lambda tl: seen.append((tl, None)))
+            assert warm.stats.scanned_records == 0
+            assert sorted((e.topic, e.trace_id) for e in warm.events) == [
+                (topics[0], traces[order]), (topics[1], traces[order])]
+        by_trace = tracer.find(traces["ord_w5"].upper(), topics_regex=regex)
+        assert by_trace.stats.scanned_records == 0
+        assert sorted((e.topic, e.key or "") for e in by_trace.events) == [
+            (topics[0], "ord_w5"), (topics[1], "")]
+
+
+@integration
 def test_a_recreated_topic_is_noticed_and_reindexed(cluster: ClusterConfig, bootstrap: str,
                                                     names) -> None:
     from confluent_kafka.admin import AdminClient

@@ -1,14 +1,17 @@
-"""The bulk half of a lookup: read ranges once, index every record, keep the matches.
+"""The bulk half of a lookup: read ranges once, answer, then index every record.
 
-`Scanner` turns batches of raw messages into index postings (with `FastIds`)
-and remembers the records carrying the wanted ids. Its hot loop works on
+`FastScan` (phase 1) reads the ranges, decodes only the records the
+prefilter flags and keeps the batches; once the lookup has its answer it
+hands them to `Scanner` (phase 2), which turns batches of raw messages into
+index postings with `FastDecoder`. Its hot loop works on
 confluent-kafka messages directly: a `Record` per message would cost more
 than the decoding.
 
 A big cold scan is CPU-bound in Python, so it is split across processes by
-partition (`Workers`): each worker process runs its own consumer and
-`Scanner` over its share and writes its postings, rows and coverage to the
-same SQLite index; the caller scans a share itself meanwhile. Workers are
+partition (`Workers`): each worker process runs its own consumer over its
+share, reports its matches, searches its kept batches for the ids of the
+one hop when the caller sends them, then indexes its share into the same
+SQLite index; the caller scans a share itself meanwhile. Workers are
 only worth their start-up (~0.3 s) for scans of several hundred thousand
 records.
 """
@@ -47,6 +50,9 @@ FLUSH_EVERY = 100_000
 PARALLEL_MIN = 300_000
 #: Worker processes never exceed this (SQLite has one writer at a time anyway).
 MAX_PROCESSES = 4
+#: A process keeps at most this many records between the two phases (~1.4 KB each);
+#: a bigger share is indexed while it is read, and the lookup answers after that.
+MAX_KEPT = 2_000_000
 
 TP = tuple[str, int]
 #: progress(records_done, records_total); may raise to abort the lookup
@@ -140,7 +146,7 @@ class Scanner:
         keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs), strict=True))
         start = 0
         for tp, run in groupby(keys):
-            size = sum(1 for _ in run)
+            size = len(list(run))
             part = msgs[start:start + size]
             start += size
             plan = self.plans[tp]
@@ -263,7 +269,18 @@ class FastScan:
         self.decoded: dict[tuple[str, int, int], tuple[set[bytes], tuple]] = {}
         self.finished: list[PartitionRange] = []
 
-    def run(self, cluster: ClusterConfig, ranges: Sequence[PartitionRange]) -> None:
+    def run(self, cluster: ClusterConfig, ranges: Sequence[PartitionRange],
+            index: CorrelationIndex, plans: Mapping[TP, PartitionPlan], cutoff_ms: int,
+            owned: frozenset[TP] | None = None) -> None:
+        """Phase 1 over `ranges`; a share too big to keep is indexed as it is read instead."""
+        if sum(r.size for r in ranges) > MAX_KEPT:
+            # One pass that indexes everything: the index then answers the hop and
+            # the dead letters, and `related`, `dead_letters` and `index` have nothing to add.
+            scanner = Scanner(index, self.decoder, self.wanted, plans, cutoff_ms, owned=owned,
+                              progress=self.progress)
+            scanner.run(cluster, ranges)
+            self.done, self.matches = scanner.done, scanner.matches
+            return
         collect = gc.isenabled()
         gc.disable()  # millions of long-lived objects: see Scanner.run
         try:
@@ -323,6 +340,8 @@ class FastScan:
         Finished ranges are only reported after their records were fed, so no
         flush claims coverage for records not yet written.
         """
+        if not self.kept and not self.finished:
+            return  # nothing read, or indexed while read (a share above MAX_KEPT)
         scanner = Scanner(index, self.decoder, frozenset(), plans, cutoff_ms, owned=owned,
                           progress=progress)
         collect = gc.isenabled()
@@ -400,7 +419,7 @@ def run_share(job: ShareJob, send: Callable[[str, object], None],
         with CorrelationIndex(Path(job.index_path), job.fingerprint) as index:
             fast = FastScan(FastDecoder(job.settings), job.wanted, progress=report)
             ranges = [r for tp, plan in job.plans.items() for r in plan.ranges(*tp)]
-            fast.run(cluster, ranges)
+            fast.run(cluster, ranges, index, job.plans, job.cutoff_ms)
             send("progress", fast.done)
             send("answer", ShareAnswer(fast.done, tuple(fast.matches),
                                        tuple(fast.dead_letters())))

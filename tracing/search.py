@@ -11,16 +11,23 @@ How a lookup runs:
    deleted and recreated.
 2. Read, with a fresh consumer in `consume(n)` batches, the new tail of every
    partition since the last lookup and (the first time, or for a longer
-   `--since`) the range from `--since` up to what is covered. Every record
-   read is decoded with `FastDecoder` and added to the index, so the next
-   lookup of *any* id there needs no scan. A big scan is split across
-   processes (`tracing.scanner`).
-3. Answer from the index: the rows of the records carrying the id, then one
-   hop to records sharing their trace or correlation ids (an event with
-   only a `traceparent` joins its order this way), then dead letters that
-   point at any of them. Old records are never fetched again.
-4. Read the consumer groups' committed offsets and build the timeline
-   (pure, `tracing.timeline`).
+   `--since`) the range from `--since` up to what is covered. This first
+   pass decodes only the records a substring prefilter on the raw bytes
+   flags (`tracing.prefilter`: it can over-report, never miss) and keeps
+   the batches in memory. A big scan is split across processes
+   (`tracing.scanner`).
+3. Answer from the index (what it covered before) plus the scan's matches:
+   the records carrying the id, then one hop to records sharing their trace
+   or correlation ids (an event with only a `traceparent` joins its order
+   this way; the kept batches are searched again for those ids), then dead
+   letters that point at any of them. Old records are never fetched again.
+   `on_answer` gets the timeline now.
+4. Then every kept record is decoded into the index (the second phase), so
+   the next lookup of *any* id there needs no scan; `find` returns when
+   that is done.
+
+The timeline itself uses the consumer groups' committed offsets (pure,
+`tracing.timeline`).
 
 `Tracer` keeps the index open between lookups (the TUI holds one);
 `find_timeline` is the one-shot form the CLI uses.
@@ -344,7 +351,8 @@ class Tracer:
         fast = FastScan(self.decoder, wanted, progress=report)
         answers: list[ShareAnswer] = []
         try:
-            fast.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)])
+            fast.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)],
+                     self.index, plans, cutoff_ms, owned=frozenset(own))
             if workers is not None:
                 answers = workers.answers(progress=lambda _: report(fast.done))
         except BaseException:

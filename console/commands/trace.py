@@ -5,6 +5,10 @@ and position, event type, then one mark per consumer group reading that
 topic (processed, pending, dead-lettered) and STUCK where a group has left
 it pending longer than `--stuck-after`. `--json` prints the DESIGN.md
 document instead. Exit code 0 when events were found, 1 when none were.
+
+The timeline is printed as soon as it is known; after a scan the command
+then completes the correlation index (decodes every record it read) before
+exiting, so the next lookup of any id in that range needs no scan.
 """
 
 from __future__ import annotations
