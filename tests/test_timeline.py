@@ -85,6 +85,24 @@ def test_dead_letter_marks_its_group_on_the_original_event() -> None:
     assert second.consumers == {}
 
 
+def test_redriven_copy_is_an_ordinary_event_again() -> None:
+    """Redrive keeps the dead-letter headers on the copy it puts back on the original
+    topic: the copy gets normal consumer marks and is not reported as a new dead letter."""
+    original = ev("payments", 2, 40, T0)
+    dlt = ev("payments-dlt", 0, 7, T0 + 500, dead=spring("payments", 2, 40, "payment-service"))
+    copy = ev("payments", 2, 90, T0 + 2 * MIN, dead=spring("payments", 2, 40, "payment-service"))
+    committed = {"payment-service": {("payments", 2): 91}}
+    tl = build([copy, dlt, original], committed)
+    first, dead, again = tl.events
+    assert first.consumers == {"payment-service": DEAD_LETTERED}
+    assert dead.redriven is False and dead.to_json()["dead_letter"] is not None
+    assert again.position == ("payments", 2, 90)
+    assert again.redriven is True
+    assert again.consumers == {"payment-service": PROCESSED}
+    doc = again.to_json()
+    assert doc["redriven"] is True and doc["dead_letter"] is None
+
+
 def test_dead_letter_without_a_group_uses_the_only_reader() -> None:
     original = ev("payments", 0, 1, T0)
     dlt = ev("dlq", 0, 0, T0 + 1, dead=spring("payments", 0, 1, None))

@@ -77,8 +77,14 @@ class TimelineEvent:
     def position(self) -> tuple[str, int, int]:
         return (self.topic, self.partition, self.offset)
 
+    @property
+    def redriven(self) -> bool:
+        """A copy put back on its own original topic (redrive keeps the dead-letter
+        headers): an ordinary event again, not a new dead letter."""
+        return self.dead_letter is not None and self.dead_letter.original_topic == self.topic
+
     def to_json(self) -> dict[str, Any]:
-        dl = self.dead_letter
+        dl = None if self.redriven else self.dead_letter
         return {
             "topic": self.topic,
             "partition": self.partition,
@@ -92,6 +98,7 @@ class TimelineEvent:
             "span_id": self.span_id,
             "consumers": dict(sorted(self.consumers.items())),
             "stuck": self.stuck,
+            "redriven": self.redriven,
             "dead_letter": None if dl is None else {
                 "layout": dl.layout,
                 "original_topic": dl.original_topic,

@@ -116,7 +116,9 @@ def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> li
     date, _, clock = stamp.partition("T")
     when = clock.rstrip("Z") if clock and date == day else stamp.replace("T", " ").rstrip("Z")
     kind = e.event_type or "(no event type)"
-    if e.dead_letter is not None:
+    if e.redriven:
+        kind = f"{kind} (redriven copy)"
+    elif e.dead_letter is not None:
         kind = f"DEAD LETTER ({e.event_type})" if e.event_type else "DEAD LETTER"
     lines = [f"{when:<23}  {e.topic}[{e.partition}]@{e.offset}  {kind}"
              + ("  STUCK" if e.stuck else "")]
@@ -139,7 +141,8 @@ def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> li
         origin = (f"{dl.original_topic}[{dl.original_partition}]@{dl.original_offset}"
                   if dl.original_topic else "unknown origin")
         group = f" by {dl.original_group}" if dl.original_group else ""
-        lines.append(f"│  from {origin}{group}: {dl.error_class or 'unknown error'}"
+        was = "redriven by lagdeck; was dead-lettered " if e.redriven else ""
+        lines.append(f"│  {was}from {origin}{group}: {dl.error_class or 'unknown error'}"
                      + (f": {dl.error_message}" if dl.error_message else ""))
     for span in e.spans:
         lines.append(f"│  span {span.service} {span.operation} {span.duration_ms:g} ms")

@@ -40,12 +40,6 @@ MARKS = {PROCESSED: ("✓", "green"), PENDING: ("…", "yellow"), DEAD_LETTERED:
 REDRIVE_GROUP = "lagdeck-redrive."
 
 
-def redriven_copy(e: TimelineEvent) -> bool:
-    """A record back in its own original topic that still carries dead-letter headers
-    is a redriven copy (redrive keeps the headers), not a new dead letter."""
-    return e.dead_letter is not None and e.dead_letter.original_topic == e.topic
-
-
 def event_key(e: TimelineEvent) -> str:
     return f"{e.topic}[{e.partition}]@{e.offset}"
 
@@ -95,7 +89,7 @@ COLUMNS = (
 
 def event_row(e: TimelineEvent) -> Row:
     error = None
-    if redriven_copy(e):
+    if e.redriven:
         error = ""  # shown as redriven
     elif e.dead_letter is not None:
         error = (e.dead_letter.error_class or "").rsplit(".", 1)[-1] or "(no error class)"
@@ -113,7 +107,7 @@ def summary(t: Timeline) -> Text:
         if t.since_seconds:
             text.append(f" in the last {fmt.seconds(t.since_seconds)}", style="yellow")
         return text
-    dead = [e for e in t.events if e.dead_letter is not None and not redriven_copy(e)]
+    dead = [e for e in t.events if e.dead_letter is not None and not e.redriven]
     redriven = [e for e in dead if any(g.startswith(REDRIVE_GROUP) and s == PROCESSED
                                        for g, s in e.consumers.items())]
     pending = {g for e in t.events for g, s in e.consumers.items()
@@ -159,7 +153,7 @@ def event_detail(e: TimelineEvent) -> Table:
         extra = "  — stuck" if e.stuck and status == PENDING else ""
         grid.add_row(Text(mark, style=style), Text(f"{group}: {status}{extra}", style=style))
     dl = e.dead_letter
-    if dl is not None and redriven_copy(e):
+    if dl is not None and e.redriven:
         grid.add_row(Text("redriven", style="bold cyan"),
                      f"a copy of a dead letter put back on {e.topic} by lagdeck's redrive "
                      f"(first failed with {dl.error_class or '?'})")
@@ -327,16 +321,16 @@ class TimelineScreen(BaseScreen):
         e = self.current_event()
         if e is None:
             return
-        if e.dead_letter is None or redriven_copy(e):
+        if e.dead_letter is None or e.redriven:
             self.notify("not a dead letter: enter opens dead letters (✗ rows)", timeout=3)
             return
         self.lagdeck.show_dead_letters(e.topic, partition=e.partition, offset=e.offset)
 
     def action_redrive(self) -> None:
         e = self.current_event()
-        if e is None or e.dead_letter is None or redriven_copy(e):
+        if e is None or e.dead_letter is None or e.redriven:
             dead = [x for x in (self.timeline.events if self.timeline else ())
-                    if x.dead_letter is not None and not redriven_copy(x)]
+                    if x.dead_letter is not None and not x.redriven]
             if len(dead) != 1:
                 self.notify("move the cursor to a dead letter (✗ row) to redrive it",
                             severity="warning")
