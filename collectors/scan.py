@@ -39,6 +39,7 @@ from collectors.errors import BrokerUnavailable, LagdeckError
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, describe, translate
 from collectors.logs import get_logger
 from collectors.snapshots import Header, Record
+from collectors.topics import list_topics
 
 BATCH = 5000
 #: Consumer settings for bulk reads: big fetches; an end-of-partition event so a
@@ -132,16 +133,8 @@ def list_partitions(cluster: ClusterConfig, *, timeout: float = DEFAULT_TIMEOUT,
                     client: AdminClient | None = None,
                     include_internal: bool = False) -> dict[str, int]:
     """Topic name -> partition count (internal `__*` topics hidden unless asked)."""
-    c = client if client is not None else admin(cluster)
-    try:
-        meta = c.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise translate(exc, "listing topics") from None
-    return {
-        name: len(t.partitions)
-        for name, t in meta.topics.items()
-        if t.error is None and (include_internal or not name.startswith("__"))
-    }
+    return list_topics(cluster, timeout=timeout, include_internal=include_internal,
+                       client=client)
 
 
 def offset_bounds(cluster: ClusterConfig, partitions: Iterable[TP], *,

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from collectors.config import ClusterConfig
 from collectors.kafka import DEFAULT_TIMEOUT, admin, translate
 
 
 def list_topics(cluster: ClusterConfig, timeout: float = DEFAULT_TIMEOUT,
-                include_internal: bool = False) -> dict[str, int]:
-    """Topic name -> partition count (internal `__*` topics hidden unless asked)."""
+                include_internal: bool = False, client: AdminClient | None = None
+                ) -> dict[str, int]:
+    """Topic name -> partition count (internal `__*` topics hidden unless asked).
+
+    Pass `client` to reuse an admin client kept open between calls."""
+    c = client if client is not None else admin(cluster)
     try:
-        meta = admin(cluster).list_topics(timeout=timeout)
+        meta = c.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise translate(exc, "listing topics") from None
     return {

@@ -94,6 +94,21 @@ def kp_producer(bootstrap: str, **extra):
     return KafkaProducer(**conf)
 
 
+def kp_commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit offsets with kafka-python, as a service with manual assignment would
+    (the group stays EMPTY)."""
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                         for (t, p), o in offsets.items()})
+    finally:
+        consumer.close()
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, every: float = 0.1,
                message: str = "condition") -> object:
     """Poll `predicate` until it returns something truthy; fail with `message` after `timeout`."""

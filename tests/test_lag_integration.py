@@ -31,7 +31,7 @@ from collectors.lag import (
 )
 from collectors.snapshots import GroupLag, Member, Status
 from collectors.status import StatusPolicy
-from tests.conftest import FAST_GROUP, create_topics, kp_producer, wait_until
+from tests.conftest import FAST_GROUP, create_topics, kp_commit, kp_producer, wait_until
 
 integration = pytest.mark.integration
 
@@ -53,20 +53,6 @@ def produce(bootstrap: str, topic: str, count: int, *, partition: int = 0,
         producer.flush(10)
     finally:
         producer.close(timeout=5)
-
-
-def commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
-    """Commit offsets as a service using manual assignment would (the group stays EMPTY)."""
-    from kafka import KafkaConsumer
-    from kafka.structs import OffsetAndMetadata, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                         for (t, p), o in offsets.items()})
-    finally:
-        consumer.close()
 
 
 def group_of(collector: LagCollector, name: str) -> GroupLag:
@@ -118,7 +104,7 @@ def test_group_that_stops_while_production_goes_on_becomes_stop(
     topic, group = names("stopper"), names("stopper-g")
     create_topics(bootstrap, topic)
     produce(bootstrap, topic, 10)
-    commit(bootstrap, group, {(topic, 0): 10})  # caught up, then gone (EMPTY group)
+    kp_commit(bootstrap, group, {(topic, 0): 10})  # caught up, then gone (EMPTY group)
     with LagCollector(cluster, LagHistory.in_memory(), lag_settings=QUICK) as collector:
         assert group_of(collector, group).status is Status.OK
         seen: list[GroupLag] = []
@@ -182,10 +168,10 @@ def test_offsets_reset_backwards_show_rewind(
     topic, group = names("rewind"), names("rewind-g")
     create_topics(bootstrap, topic)
     produce(bootstrap, topic, 10)
-    commit(bootstrap, group, {(topic, 0): 8})
+    kp_commit(bootstrap, group, {(topic, 0): 8})
     with LagCollector(cluster, LagHistory.in_memory(), lag_settings=QUICK) as collector:
         assert group_of(collector, group).partitions[0].committed_offset == 8
-        commit(bootstrap, group, {(topic, 0): 2})  # a replay to an earlier offset
+        kp_commit(bootstrap, group, {(topic, 0): 2})  # a replay to an earlier offset
         g = group_of(collector, group)
     assert g.status is Status.REWIND
     assert g.partitions[0].lag == 8
@@ -200,8 +186,8 @@ def test_lag_seconds_is_the_age_of_the_oldest_unconsumed_record(
     create_topics(bootstrap, topic)
     base = int(time.time() * 1000) - 10 * 60 * 1000  # ten minutes ago
     produce(bootstrap, topic, 10, timestamp_ms=lambda i: base + i * 30_000)
-    commit(bootstrap, group, {(topic, 0): 4})
-    commit(bootstrap, other, {(topic, 0): 7})
+    kp_commit(bootstrap, group, {(topic, 0): 4})
+    kp_commit(bootstrap, other, {(topic, 0): 7})
     with LagCollector(cluster, LagHistory.in_memory(), lag_settings=QUICK) as collector:
         snapshot = collector.refresh(f"^({group}|{other})$")
     for name, offset in ((group, 4), (other, 7)):
@@ -220,7 +206,7 @@ def test_without_budget_lag_seconds_is_estimated_and_says_so(
     topic, group = names("estimate"), names("estimate-g")
     create_topics(bootstrap, topic)
     produce(bootstrap, topic, 5)
-    commit(bootstrap, group, {(topic, 0): 5})
+    kp_commit(bootstrap, group, {(topic, 0): 5})
     no_reads = LagSettings(policy=QUICK.policy, exact_budget_seconds=0.0)
     with LagCollector(cluster, LagHistory.in_memory(), lag_settings=no_reads) as collector:
         assert group_of(collector, group).partitions[0].lag_seconds_method == "zero"
@@ -244,8 +230,8 @@ def test_deleted_topic_is_shown_not_a_crash(
     create_topics(bootstrap, kept, doomed)
     produce(bootstrap, kept, 3)
     produce(bootstrap, doomed, 3)
-    commit(bootstrap, both, {(kept, 0): 3, (doomed, 0): 1})
-    commit(bootstrap, only, {(doomed, 0): 2})
+    kp_commit(bootstrap, both, {(kept, 0): 3, (doomed, 0): 1})
+    kp_commit(bootstrap, only, {(doomed, 0): 2})
     regex = f"^({both}|{only})$"
     with LagHistory(tmp_path / "history.db") as history:
         with LagCollector(cluster, history, lag_settings=QUICK) as collector:
@@ -280,7 +266,7 @@ def test_one_refresh_covers_many_groups_and_reuses_its_clients(
             produce(bootstrap, t, 6, partition=p)
     groups = {names("many-g"): (topics[i % 3], i % 7) for i in range(30)}
     for g, (t, offset) in groups.items():
-        commit(bootstrap, g, {(t, 0): offset, (t, 1): 6})
+        kp_commit(bootstrap, g, {(t, 0): offset, (t, 1): 6})
     prefix = next(iter(groups)).rsplit("-", 1)[0]
     with LagCollector(cluster, LagHistory.in_memory(), lag_settings=QUICK) as collector:
         first = collector.refresh(f"^{prefix}")
@@ -307,7 +293,7 @@ def test_history_feeds_the_sparkline_across_collectors(
     topic, group = names("trend"), names("trend-g")
     create_topics(bootstrap, topic)
     produce(bootstrap, topic, 4)
-    commit(bootstrap, group, {(topic, 0): 1})
+    kp_commit(bootstrap, group, {(topic, 0): 1})
     path = tmp_path / "history.db"
     for _ in range(3):
         with LagHistory(path) as history:

@@ -22,7 +22,7 @@ import pytest
 from collectors.config import ClusterConfig
 from collectors.errors import BrokerUnavailable, NotFoundError
 from console.cli import main
-from tests.conftest import create_topics, kp_producer, wait_until
+from tests.conftest import create_topics, kp_commit, kp_producer, wait_until
 from tracing.search import Tracer, find_timeline
 from tracing.settings import TraceSettings
 from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED
@@ -33,20 +33,6 @@ MIN = 60_000
 
 def traceparent(trace_id: str) -> bytes:
     return f"00-{trace_id}-{secrets.token_hex(8)}-01".encode()
-
-
-def commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
-    """Commit offsets with kafka-python, as a service with manual assignment would."""
-    from kafka import KafkaConsumer
-    from kafka.structs import OffsetAndMetadata, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                         for (t, p), o in offsets.items()})
-    finally:
-        consumer.close()
 
 
 @dataclass
@@ -135,11 +121,11 @@ def world(broker) -> World:
     groups = {"inventory": f"inv-{run}", "audit": f"audit-{run}", "payment": "pay-svc",
               "shipping": f"ship-{run}"}
     _, o_part, o_off = a["orders"]
-    commit(bootstrap, groups["inventory"], {(t["orders"], o_part): o_off + 1,
+    kp_commit(bootstrap, groups["inventory"], {(t["orders"], o_part): o_off + 1,
                                             (t["orders"], 0): 1})
-    commit(bootstrap, groups["audit"], {(t["orders"], o_part): o_off})  # not past A's event
-    commit(bootstrap, groups["payment"], {(t["payments"], 0): a["payments"][2] + 2})
-    commit(bootstrap, groups["shipping"], {(t["shipping"], 0): a["shipping"][2]})
+    kp_commit(bootstrap, groups["audit"], {(t["orders"], o_part): o_off})  # not past A's event
+    kp_commit(bootstrap, groups["payment"], {(t["payments"], 0): a["payments"][2] + 2})
+    kp_commit(bootstrap, groups["shipping"], {(t["shipping"], 0): a["shipping"][2]})
     return World(prefix, rf"^{prefix}\.", order_a, order_b, trace_a, trace_b, t0, a, b, groups)
 
 
