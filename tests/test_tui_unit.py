@@ -13,7 +13,6 @@ from console.data import KafkaSource, follow_id, parse_filter, picked_group, pic
 from console.embedded import free_port
 from console.screens.jump import parse_jump
 from console.screens.replay import spec_from_form
-from console.screens.timeline import redriven_copy
 from console.widgets import format as fmt
 from tests.tui_fixtures import order_timeline
 
@@ -87,11 +86,11 @@ def test_replay_form_values():
 
 def test_a_redriven_copy_is_not_shown_as_a_new_dead_letter():
     events = order_timeline().events
-    assert not any(redriven_copy(e) for e in events)  # the DLT record itself is a dead letter
+    assert not any(e.redriven for e in events)  # the DLT record itself is a dead letter
     from dataclasses import replace
 
     copy = replace(events[2], topic="inventory.events", partition=1, offset=300)
-    assert redriven_copy(copy)
+    assert copy.redriven
 
 
 def test_unreachable_cluster_is_one_typed_error():
