@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from collectors.config import Settings
+from collectors.durations import duration_seconds
 from collectors.errors import ConfigError
 from collectors.redact import remember_secret
 from collectors.snapshots import Status
@@ -150,10 +151,6 @@ def safe_url(url: str) -> str:
 
 # ---------------------------------------------------------------------------- durations
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def parse_duration(value: object) -> float:
     """Seconds from `"30s"`, `"5m"`, `"1h30m"`, `"250ms"` or a plain number of seconds.
 
@@ -164,21 +161,13 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            seconds = float(text)
-        else:
-            pos, seconds = 0, 0.0
-            for match in _DURATION_PART.finditer(text):
-                if match.start() != pos:
-                    break
-                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-                pos = match.end()
-            if pos != len(text) or not text:
-                raise ValueError(
-                    f"bad duration {value!r} (use a number with ms, s, m, h or d, "
-                    "e.g. \"30s\", \"5m\", \"1h30m\")"
-                )
+        try:
+            seconds = duration_seconds(value.replace(" ", ""), units="ms s m h d")
+        except ValueError:
+            raise ValueError(
+                f"bad duration {value!r} (use a number with ms, s, m, h or d, "
+                "e.g. \"30s\", \"5m\", \"1h30m\")"
+            ) from None
     else:
         raise ValueError(f"expected a duration like \"30s\", got {type(value).__name__}")
     if not math.isfinite(seconds) or seconds < 0:

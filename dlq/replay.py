@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
 from collectors.config import ClusterConfig
+from collectors.durations import duration_seconds
 from collectors.errors import KafkaOperationError, LagdeckError, NotFoundError, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, translate
 from collectors.scan import watermarks
@@ -115,9 +116,6 @@ def parse_datetime_ms(text: str) -> int:
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
-_SHORT_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", re.IGNORECASE)
-_SHORT_FULL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+", re.IGNORECASE)
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration_s(text: str) -> float:
@@ -128,10 +126,10 @@ def parse_duration_s(text: str) -> float:
         parts = {k: float(v) for k, v in iso.groupdict().items() if v}
         return (parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600
                 + parts.get("m", 0) * 60 + parts.get("s", 0))
-    compact = raw.replace(" ", "")
-    if compact and _SHORT_FULL.fullmatch(compact):
-        return sum(float(n) * _UNITS[u.lower()] for n, u in _SHORT_DURATION.findall(compact))
-    raise UsageError(f"duration {text!r}: expected e.g. 15m, 1h30m, 2d or PT1H30M")
+    try:
+        return duration_seconds(raw.replace(" ", ""), bare=False)
+    except ValueError:
+        raise UsageError(f"duration {text!r}: expected e.g. 15m, 1h30m, 2d or PT1H30M") from None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from collectors.config import ClusterConfig, Settings
+from collectors.durations import duration_seconds
 from collectors.errors import NotFoundError, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
@@ -81,14 +82,11 @@ _log = get_logger("trace.search")
 
 def parse_duration(text: str, flag: str = "duration") -> float:
     """`90`, `90s`, `15m`, `24h`, `7d`, `1h30m` -> seconds; a bad value is a usage error."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise UsageError(f"{flag}: {text!r} is not a duration (examples: 90s, 15m, 24h, 7d)")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    return sum(float(n) * scale[u] for n, u in parts)
+    try:
+        return duration_seconds(text)
+    except ValueError:
+        raise UsageError(f"{flag}: {text.strip().lower()!r} is not a duration "
+                         "(examples: 90s, 15m, 24h, 7d)") from None
 
 
 def query_ids(query: str) -> tuple[str, ...]:
