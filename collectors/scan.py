@@ -39,7 +39,6 @@ from collectors.errors import BrokerUnavailable, LagdeckError
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, describe, translate
 from collectors.logs import get_logger
 from collectors.snapshots import Header, Record
-from collectors.topics import list_topics
 
 BATCH = 5000
 #: Consumer settings for bulk reads: big fetches; an end-of-partition event so a
@@ -127,14 +126,6 @@ def _result(future: Future, timeout: float, doing: str):
         raise translate(exc, doing) from None
     except TimeoutError:
         raise BrokerUnavailable(f"{doing}: no answer within {timeout:g}s") from None
-
-
-def list_partitions(cluster: ClusterConfig, *, timeout: float = DEFAULT_TIMEOUT,
-                    client: AdminClient | None = None,
-                    include_internal: bool = False) -> dict[str, int]:
-    """Topic name -> partition count (internal `__*` topics hidden unless asked)."""
-    return list_topics(cluster, timeout=timeout, include_internal=include_internal,
-                       client=client)
 
 
 def offset_bounds(cluster: ClusterConfig, partitions: Iterable[TP], *,

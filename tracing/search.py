@@ -47,11 +47,11 @@ from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
 from collectors.scan import (
     group_offsets,
-    list_partitions,
     offset_bounds,
     offsets_for_times,
     topic_ids,
 )
+from collectors.topics import list_topics
 from tracing.extract import EventInfo, FastDecoder, event_from_row, reference_id
 from tracing.headers import MAX_ID_BYTES, normalise_query, trace_id_forms
 from tracing.index import CorrelationIndex, Coverage, index_path
@@ -289,7 +289,7 @@ class Tracer:
                               since_seconds=since_seconds, notes=notes, stats=stats)
 
     def _topics(self, regex: str | None, client) -> dict[str, int]:
-        topics = list_partitions(self.cluster, timeout=self.timeout, client=client)
+        topics = list_topics(self.cluster, timeout=self.timeout, client=client)
         if regex is None:
             return topics
         try:
