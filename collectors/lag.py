@@ -41,6 +41,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import OffsetSpec
 
 from collectors import kafka, timelag
+from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
@@ -225,6 +226,9 @@ class BrokerView:
     end_errors: Mapping[TP, str]
     listed: int | None
     errors: tuple[str, ...] = ()
+    #: "batched" or "per-group", and why (see `LagCollector._read_groups`)
+    offsets_via: str = "per-group"
+    offsets_via_reason: str = ""
 
 
 # ---------------------------------------------------------------- the collector
@@ -243,6 +247,7 @@ class LagCollector:
         lag_settings: LagSettings | None = None,
         client_overrides: Mapping[str, Any] | None = None,
         connections: int = 4,
+        offsets_via: str = "auto",
     ) -> None:
         self.cluster = cluster
         self.timeout = float(timeout)
@@ -267,6 +272,17 @@ class LagCollector:
         self._unreadable: dict[tuple[str, int, int], float] = {}
         #: counts of the last refresh, for `-v` and the bench
         self.last_stats: dict[str, float] = {}
+        if offsets_via not in ("auto", "per-group"):
+            raise ValueError(f"offsets_via must be 'auto' or 'per-group', got {offsets_via!r}")
+        #: the batched kafka-python reader (docs/lag.md); None once it is known unusable
+        self._batched: BatchedGroupReader | None = None
+        self._batched_reason: str | None = (
+            "per-group path asked for" if offsets_via == "per-group" else None)
+        #: how the last refresh read committed offsets ("batched" / "per-group") and why
+        self.offsets_via = "per-group"
+        self.offsets_via_reason = ""
+        #: requests of the last refresh sent by the batched reader, by API name
+        self.batched_requests: dict[str, int] = {}
 
     # ---------------------------------------------------------- lifecycle
 
@@ -283,6 +299,9 @@ class LagCollector:
                     self._reader.close()
                 self._reader = None
             self._admins = []
+            if self._batched is not None:
+                self._batched.close()
+                self._batched = None
             if self._own_history:
                 self.history.close()
 
@@ -366,23 +385,11 @@ class LagCollector:
                         and (regex is None or regex.search(g)))
         ids = wanted + ghosts
 
-        # everything in flight together, spread over the pool's connections
-        n = len(pool)
-        describe: dict[str, concurrent.futures.Future] = {}
-        for i in range(min(n, len(ids))):
-            describe.update(pool[i].describe_consumer_groups(ids[i::n], request_timeout=t))
-        offsets: dict[str, concurrent.futures.Future] = {}
-        for i, g in enumerate(ids):
-            offsets.update(pool[i % n].list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(g)], request_timeout=t))
-        concurrent.futures.wait([*describe.values(), *offsets.values()], timeout=t + 5)
-
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
-        for g in ids:
-            data = _group_data(g, describe.get(g), offsets.get(g))
-            seen = recent.get(g, {})
-            if g in ghost_set:
+        for data in self._read_groups(ids, pool):
+            seen = recent.get(data.group, {})
+            if data.group in ghost_set:
                 data = _ghost(data, seen, topics)
                 if data is None:
                     continue
@@ -396,7 +403,51 @@ class LagCollector:
         return BrokerView(
             taken_at=time.time(), groups=tuple(raw), topics=topics, ends=ends,
             end_errors=end_errors, listed=len(listed), errors=tuple(errors),
+            offsets_via=self.offsets_via, offsets_via_reason=self.offsets_via_reason,
         )
+
+    def _batched_reader(self) -> BatchedGroupReader | None:
+        """The batched reader, opened once; None (with the reason kept) when it cannot serve."""
+        if self._batched is None and self._batched_reason is None:
+            try:
+                reader = BatchedGroupReader(self.cluster, timeout=self.timeout)
+                reader.open()
+                self._batched = reader
+            except BatchedUnavailable as exc:
+                self._batched_reason = str(exc)
+                _log.info("committed offsets per group: %s", exc)
+        return self._batched
+
+    def _read_groups(self, ids: list[str], pool: list[Any]) -> list[GroupData]:
+        """Every group's state and committed offsets: batched when possible, else per group."""
+        reader = self._batched_reader()
+        if reader is not None:
+            result = reader.read(ids)
+            self.batched_requests = dict(result.requests)
+            self.offsets_via = "batched"
+            asked = ", ".join(f"{n} {k}" for k, n in sorted(result.requests.items()))
+            self.offsets_via_reason = (f"broker speaks OffsetFetch v8 (KIP-709): {len(ids)} "
+                                       f"groups in {asked or 'no requests'}")
+            return [_from_batched(result.groups[g]) for g in ids]
+        self.batched_requests = {}
+        self.offsets_via = "per-group"
+        self.offsets_via_reason = self._batched_reason or ""
+        return self._read_groups_per_group(ids, pool)
+
+    def _read_groups_per_group(self, ids: list[str], pool: list[Any]) -> list[GroupData]:
+        """librdkafka's way: one describe and one OffsetFetch per group, all in flight."""
+        t = self.timeout
+        # everything in flight together, spread over the pool's connections
+        n = len(pool)
+        describe: dict[str, concurrent.futures.Future] = {}
+        for i in range(min(n, len(ids))):
+            describe.update(pool[i].describe_consumer_groups(ids[i::n], request_timeout=t))
+        offsets: dict[str, concurrent.futures.Future] = {}
+        for i, g in enumerate(ids):
+            offsets.update(pool[i % n].list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(g)], request_timeout=t))
+        concurrent.futures.wait([*describe.values(), *offsets.values()], timeout=t + 5)
+        return [_group_data(g, describe.get(g), offsets.get(g)) for g in ids]
 
     def _end_offsets(self, tps: list[TP]) -> tuple[dict[TP, int], dict[TP, str]]:
         ends: dict[TP, int] = {}
@@ -506,7 +557,8 @@ class LagCollector:
                     if g.error is None],
         )
         return LagSnapshot(taken_at=now, groups=tuple(groups), errors=view.errors,
-                           groups_on_cluster=view.listed)
+                           groups_on_cluster=view.listed, offsets_via=view.offsets_via,
+                           offsets_via_reason=view.offsets_via_reason)
 
     @staticmethod
     def _partition(d: GroupData, tp: TP, view: BrokerView, lag_s: TimeLag | None,
@@ -704,6 +756,11 @@ def _group_data(group: str, describe: concurrent.futures.Future | None,
             committed.setdefault(key, None)
     return GroupData(group, state, members, committed, partition_errors,
                      "; ".join(errors) or None)
+
+
+def _from_batched(read: GroupRead) -> GroupData:
+    return GroupData(read.group, read.state, read.members, read.committed,
+                     read.partition_errors, "; ".join(read.errors) or None)
 
 
 def _with_vanished(data: GroupData, seen: Mapping[TP, Sample],

@@ -112,6 +112,10 @@ class LagSnapshot:
     errors: tuple[str, ...] = field(default_factory=tuple)
     #: groups the cluster listed before `--group` filtering (None when listing failed)
     groups_on_cluster: int | None = None
+    #: how committed offsets were read: "batched" (OffsetFetch v8, many groups per request)
+    #: or "per-group" (one request per group), and why
+    offsets_via: str | None = None
+    offsets_via_reason: str | None = None
 
     def group(self, name: str) -> GroupLag | None:
         return next((g for g in self.groups if g.group == name), None)
