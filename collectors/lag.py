@@ -92,6 +92,7 @@ class LagSettings:
     exact_budget = "500ms"    # time per refresh for exact lag-in-seconds reads
     exact_max_reads = 1000    # records read per refresh at most
     history_retention = "7d"  # lag history kept this long
+    offsets_via = "auto"      # "auto": batched OffsetFetch v8 when possible; "per-group"
 
     [lag.allowed_lag]         # regex on the whole group name -> messages tolerated
     "batch-.*" = 5000
@@ -105,9 +106,11 @@ class LagSettings:
     exact_budget_seconds: float = 0.5
     exact_max_reads: int = 1000
     history_retention_seconds: float = 7 * 86400.0
+    #: "auto" (batched when the broker and settings allow) or "per-group" (docs/lag.md)
+    offsets_via: str = "auto"
 
     KEYS = ("window", "min_samples", "grace", "exact_budget", "exact_max_reads",
-            "history_retention", "allowed_lag")
+            "history_retention", "allowed_lag", "offsets_via")
 
     def allowed_lag_for(self, group: str) -> int:
         return allowed_lag_for(group, self.allowed_lag)
@@ -155,6 +158,10 @@ class LagSettings:
                 raise ConfigError(f"{where}.allowed_lag: {pattern!r} must be a number of "
                                   f"messages >= 0, got {value!r}")
             allowed.append((regex, value))
+        offsets_via = section.get("offsets_via", "auto")
+        if offsets_via not in ("auto", "per-group"):
+            raise ConfigError(f"{where}: offsets_via must be \"auto\" or \"per-group\", got "
+                              f"{offsets_via!r}")
         window = integer("window", StatusPolicy.window, 1, MAX_WINDOW)
         policy = StatusPolicy(
             window=window,
@@ -168,6 +175,7 @@ class LagSettings:
             exact_max_reads=integer("exact_max_reads", cls.exact_max_reads, 0),
             history_retention_seconds=duration("history_retention",
                                                cls.history_retention_seconds),
+            offsets_via=offsets_via,
         )
 
 
@@ -247,7 +255,7 @@ class LagCollector:
         lag_settings: LagSettings | None = None,
         client_overrides: Mapping[str, Any] | None = None,
         connections: int = 4,
-        offsets_via: str = "auto",
+        offsets_via: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.timeout = float(timeout)
@@ -272,12 +280,13 @@ class LagCollector:
         self._unreadable: dict[tuple[str, int, int], float] = {}
         #: counts of the last refresh, for `-v` and the bench
         self.last_stats: dict[str, float] = {}
+        offsets_via = offsets_via or self.options.offsets_via
         if offsets_via not in ("auto", "per-group"):
             raise ValueError(f"offsets_via must be 'auto' or 'per-group', got {offsets_via!r}")
         #: the batched kafka-python reader (docs/lag.md); None once it is known unusable
         self._batched: BatchedGroupReader | None = None
         self._batched_reason: str | None = (
-            "per-group path asked for" if offsets_via == "per-group" else None)
+            "per-group asked for ([lag] offsets_via)" if offsets_via == "per-group" else None)
         #: how the last refresh read committed offsets ("batched" / "per-group") and why
         self.offsets_via = "per-group"
         self.offsets_via_reason = ""
@@ -359,6 +368,12 @@ class LagCollector:
         pool = self._admin_pool()
         admin = pool[0]
         t = self.timeout
+        # the batched reader connects (and imports kafka-python, ~0.15 s) while librdkafka lists
+        opener = None
+        if self._batched is None and self._batched_reason is None:
+            opener = threading.Thread(target=self._batched_reader, name="lagdeck-batched-open",
+                                      daemon=True)
+            opener.start()
         try:
             listing_future = admin.list_consumer_groups(request_timeout=t)
             metadata = admin.list_topics(timeout=t)
@@ -385,6 +400,8 @@ class LagCollector:
                         and (regex is None or regex.search(g)))
         ids = wanted + ghosts
 
+        if opener is not None:
+            opener.join()
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
         for data in self._read_groups(ids, pool):

@@ -32,8 +32,13 @@ class Context:
         )
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, enums, paths, bytes and tuples into plain JSON values."""
+    if type(value) in _PLAIN:  # the bulk of a large document: answer before the checks
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -49,7 +54,14 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def print_json(document: Any) -> None:
-    """One JSON document on stdout, as DESIGN.md promises for every `--json`."""
-    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False) + "\n")
+def print_json(document: Any, *, compact: bool = False) -> None:
+    """One JSON document on stdout, as DESIGN.md promises for every `--json`.
+
+    `compact`: one line. Indentation makes `json` use its pure-Python encoder,
+    about 0.5 s for the 10,000 partitions of 1,000 groups; commands with big
+    documents pass it.
+    """
+    text = json.dumps(to_jsonable(document), indent=None if compact else 2,
+                      ensure_ascii=False, separators=(",", ":") if compact else None)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
