@@ -87,7 +87,7 @@ class LagSettings:
     ```toml
     [lag]
     window = 10               # commits per partition the status is judged over (<= 30)
-    min_samples = 2           # fewer: status OK, "not enough history"
+    min_samples = 2           # fewer: status UNKNOWN, "status needs 2 samples"
     grace = "10s"             # STOP/STALL need at least this much evidence
     exact_budget = "500ms"    # time per refresh for exact lag-in-seconds reads
     exact_max_reads = 1000    # records read per refresh at most

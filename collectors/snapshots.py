@@ -15,6 +15,8 @@ class Status(StrEnum):
     """Burrow-style status, ordered by severity (see `SEVERITY`)."""
 
     OK = "OK"
+    #: not judged yet: too few samples, or too little time, to apply the rules
+    UNKNOWN = "UNKNOWN"
     WARN = "WARN"
     REWIND = "REWIND"
     STALL = "STALL"
@@ -29,11 +31,12 @@ class Status(StrEnum):
 #: Worst wins when a group's status is folded from its partitions.
 SEVERITY: dict[Status, int] = {
     Status.OK: 0,
-    Status.WARN: 1,
-    Status.REWIND: 2,
-    Status.STALL: 3,
-    Status.STOP: 4,
-    Status.ERR: 5,
+    Status.UNKNOWN: 1,
+    Status.WARN: 2,
+    Status.REWIND: 3,
+    Status.STALL: 4,
+    Status.STOP: 5,
+    Status.ERR: 6,
 }
 
 

@@ -12,6 +12,7 @@ from collectors.snapshots import Status
 #: Status badge colours: green is fine, yellow is worth a look, red needs action.
 STATUS_STYLE: dict[Status, str] = {
     Status.OK: "bold green",
+    Status.UNKNOWN: "bold bright_black",
     Status.WARN: "bold yellow",
     Status.REWIND: "bold magenta",
     Status.STALL: "bold red",
