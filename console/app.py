@@ -14,6 +14,7 @@ notification, never a traceback.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -44,6 +45,11 @@ _log = get_logger("tui")
 
 #: Seconds between lag polls when all is well.
 POLL_INTERVAL = 5.0
+#: Share of one core the lag poll may use: a poll that costs more CPU than this share
+#: of `POLL_INTERVAL` (thousands of groups) waits longer before the next (docs/lag.md).
+POLL_CPU_BUDGET = 0.03
+#: The longest a poll stretched by the CPU budget waits.
+MAX_POLL_INTERVAL = 60.0
 #: Back-off cap after failed polls (Dolphie's `min(2**attempt, 20)`).
 MAX_BACKOFF = 20.0
 
@@ -98,6 +104,8 @@ class LagdeckApp(App[None]):
         self._attempt = 0
         self._poll_timer: Timer | None = None
         self._outage_notified = False
+        #: process CPU seconds the last lag poll took (all threads: the budget is per process)
+        self._poll_cpu = 0.0
 
     # -- identity shown in the status bar -------------------------------
 
@@ -137,8 +145,17 @@ class LagdeckApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="lag", name="lag poll")
     def poll_lag(self) -> None:
+        started = time.process_time()
         view = self.source.poll_lag()
+        self._poll_cpu = time.process_time() - started
         self.post_message(LagUpdated(view))
+
+    def next_poll_delay(self) -> float:
+        """`poll_interval`, stretched so lag polls stay within `POLL_CPU_BUDGET` of a core."""
+        delay = max(self.poll_interval, min(MAX_POLL_INTERVAL, self._poll_cpu / POLL_CPU_BUDGET))
+        if delay > self.poll_interval:
+            _log.debug("lag poll took %.2fs of CPU: next in %.1fs", self._poll_cpu, delay)
+        return delay
 
     def _schedule_poll(self, delay: float) -> None:
         if self._poll_timer is not None:
@@ -175,7 +192,7 @@ class LagdeckApp(App[None]):
                     self.notify("connection restored", title="cluster")
                 self._attempt = 0
                 self._outage_notified = False
-                self._schedule_poll(self.poll_interval)
+                self._schedule_poll(self.next_poll_delay())
             elif event.state == WorkerState.ERROR:
                 self._attempt += 1
                 delay = min(2.0**self._attempt, MAX_BACKOFF)
