@@ -293,6 +293,7 @@ class LagCollector:
         self.offsets_via_reason = ""
         #: requests of the last refresh sent by the batched reader, by API name
         self.batched_requests: dict[str, int] = {}
+        self._groups_read = 0
 
     # ---------------------------------------------------------- lifecycle
 
@@ -378,6 +379,9 @@ class LagCollector:
             opener = threading.Thread(target=self._batched_reader, name="lagdeck-batched-open",
                                       daemon=True)
             opener.start()
+        # the history's first read (SQLite, which lets go of the GIL) overlaps the listing
+        threading.Thread(target=self.history.last_seen, args=(self.key, time.time()),
+                         name="lagdeck-history-load", daemon=True).start()
         try:
             listing_future = admin.list_consumer_groups(request_timeout=t)
             metadata = admin.list_topics(timeout=t)
@@ -394,6 +398,10 @@ class LagCollector:
         errors = [f"listing groups: {kafka.describe(e)}" for e in listing.errors or ()]
         listed = sorted({g.group_id for g in listing.valid})
         wanted = [g for g in listed if regex is None or regex.search(g)]
+        if opener is not None:
+            opener.join()
+        # the listed groups are read while the history loads (both mostly wait)
+        read = self._read_groups(wanted)
         # groups seen recently whose topics may have been deleted (Tansu drops their offsets)
         recent: dict[str, dict[TP, Sample]] = {}
         for (g, topic, partition), sample in self.history.last_seen(
@@ -402,13 +410,12 @@ class LagCollector:
         listed_set = set(listed)
         ghosts = sorted(g for g in recent if g not in listed_set
                         and (regex is None or regex.search(g)))
-        ids = wanted + ghosts
+        if ghosts:
+            read += self._read_groups(ghosts, more=True)
 
-        if opener is not None:
-            opener.join()
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
-        for data in self._read_groups(ids):
+        for data in read:
             seen = recent.get(data.group, {})
             if data.group in ghost_set:
                 data = _ghost(data, seen, topics)
@@ -439,18 +446,27 @@ class LagCollector:
                 _log.info("committed offsets per group: %s", exc)
         return self._batched
 
-    def _read_groups(self, ids: list[str]) -> list[GroupData]:
-        """Every group's state and committed offsets: batched when possible, else per group."""
+    def _read_groups(self, ids: list[str], *, more: bool = False) -> list[GroupData]:
+        """Every group's state and committed offsets: batched when possible, else per group.
+
+        `more`: a second read in the same refresh (groups known only from the history),
+        counted together with the first.
+        """
+        if not more:
+            self.batched_requests = {}
+            self._groups_read = 0
+        self._groups_read += len(ids)
         reader = self._batched_reader()
         if reader is not None:
-            result = reader.read(ids)
-            self.batched_requests = dict(result.requests)
+            result = reader.read(ids) if ids else None
+            for kind, n in (result.requests if result else {}).items():
+                self.batched_requests[kind] = self.batched_requests.get(kind, 0) + n
             self.offsets_via = "batched"
-            asked = ", ".join(f"{n} {k}" for k, n in sorted(result.requests.items()))
-            self.offsets_via_reason = (f"broker speaks OffsetFetch v8 (KIP-709): {len(ids)} "
-                                       f"groups in {asked or 'no requests'}")
-            return [_from_batched(result.groups[g]) for g in ids]
-        self.batched_requests = {}
+            asked = ", ".join(f"{n} {k}" for k, n in sorted(self.batched_requests.items()))
+            self.offsets_via_reason = (f"broker speaks OffsetFetch v8 (KIP-709): "
+                                       f"{self._groups_read} groups in "
+                                       f"{asked or 'no requests'}")
+            return [_from_batched(result.groups[g]) for g in ids] if result else []
         self.offsets_via = "per-group"
         self.offsets_via_reason = self._batched_reason or ""
         return self._read_groups_per_group(ids, self._admin_pool(self.connections))
