@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -330,17 +331,23 @@ def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, 
     # a first run fills the lag history, as any run after the first of the day finds it
     lagdeck_process(bootstrap, state, args.per_group)
     # requests counted in runs of their own (statistics callbacks cost CPU)
+    with_naive = groups <= args.naive_max
     _c, _w, our_requests, _p, _s, _v = lagdeck_refresh(cluster, args.per_group, count=True)
-    _n, naive_requests, _np = naive_loop(bootstrap, count=True)
+    naive_requests: Counter[str] = Counter()
+    naive_parts = 0
+    if with_naive:
+        _n, naive_requests, _np = naive_loop(bootstrap, count=True)
     for _ in range(max(1, args.repeat)):
         cold, warm, _r, our_parts, stats, via = lagdeck_refresh(cluster, args.per_group)
-        naive, _nr, naive_parts = naive_loop(bootstrap)
         proc, proc_parts = lagdeck_process(bootstrap, state, args.per_group)
-        naive_proc, _ = naive_process(bootstrap)
         colds.append(cold)
         warms.append(warm)
-        naives.append(naive)
         procs.append(proc)
+        if not with_naive:
+            continue
+        naive, _nr, naive_parts = naive_loop(bootstrap)
+        naive_proc, _ = naive_process(bootstrap)
+        naives.append(naive)
         naive_procs.append(naive_proc)
     print(f"--- {groups} groups, {our_parts} group partitions; offsets via {via}")
     print(f"lagdeck refresh in-process, cold: {spread(colds)}")
@@ -354,17 +361,22 @@ def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, 
         print(f"  committed-offsets step: {committed} OffsetFetch request(s)")
     print(f"lagdeck refresh in-process, warm (clients open, as the TUI repeats): "
           f"{spread(warms)}")
+    print(f"`lagdeck lag --json` process: {spread(procs)} ({proc_parts} partitions printed)")
+    out = {"cold": statistics.median(colds), "warm": statistics.median(warms),
+           "proc": statistics.median(procs), "naive": math.nan, "naive_proc": math.nan}
+    out["committed_requests"] = committed if committed is not None else -1
+    if not with_naive:
+        print(f"naive loop: not run above --naive-max {args.naive_max} groups")
+        out["ratio"] = out["proc_ratio"] = math.nan
+        return out
     print(f"naive loop in-process: {spread(naives)} for {naive_parts} group partitions "
           "(lag only)")
     print(f"  broker requests: {describe(naive_requests)}")
-    print(f"`lagdeck lag --json` process: {spread(procs)} ({proc_parts} partitions printed)")
     print(f"naive loop process: {spread(naive_procs)}")
-    out = {"cold": statistics.median(colds), "warm": statistics.median(warms),
-           "naive": statistics.median(naives), "proc": statistics.median(procs),
-           "naive_proc": statistics.median(naive_procs)}
+    out["naive"] = statistics.median(naives)
+    out["naive_proc"] = statistics.median(naive_procs)
     out["ratio"] = out["naive"] / out["cold"]
     out["proc_ratio"] = out["naive_proc"] / out["proc"]
-    out["committed_requests"] = committed if committed is not None else -1
     print(f"ratios (medians): in-process cold refresh {out['ratio']:.1f}x faster than the naive "
           f"loop (warm {out['naive'] / out['warm']:.1f}x); whole process "
           f"{out['proc_ratio']:.1f}x")
@@ -386,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="lagdeck's per-group librdkafka path instead of the batched one")
     parser.add_argument("--rtt-ms", type=float, default=0.0,
                         help="simulated network round trip through a delaying proxy")
+    parser.add_argument("--naive-max", type=int, default=10**9, metavar="N",
+                        help="run the naive loop only at sizes up to N groups (it takes ~6 s "
+                             "per 1,000 groups)")
     parser.add_argument("--naive-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_only:  # the naive loop as its own process (see naive_process)
