@@ -66,7 +66,14 @@ _ACTIVE = frozenset({"STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING"
 
 
 class BatchedUnavailable(LagdeckError):
-    """The batched path cannot serve this cluster; the message says why (shown to the user)."""
+    """The batched path cannot serve this cluster; the message says why (shown to the user).
+
+    `final`: settings or the broker's versions (no use trying again); False for a
+    failed connection."""
+
+    def __init__(self, message: str, *, final: bool = True) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 # ---------------------------------------------------------------- settings
@@ -217,8 +224,8 @@ class BatchedGroupReader:
                 client_id=self.settings.get("client_id", "lagdeck-lag-batched"),
             )
         except (KafkaError, OSError, ValueError, TypeError) as exc:
-            raise BatchedUnavailable(f"kafka-python could not connect: {describe(exc)}") \
-                from None
+            raise BatchedUnavailable(f"kafka-python could not connect: {describe(exc)}",
+                                     final=False) from None
         try:
             version = admin._manager.broker_version_data.api_version(OffsetFetchRequest)
         except (IncompatibleBrokerVersion, AttributeError) as exc:

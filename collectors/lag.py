@@ -74,6 +74,8 @@ PARTITION_UNKNOWN = "partition does not exist"
 _TS_CACHE = 50_000
 #: seconds before an offset whose record could not be read in time is tried again
 UNREADABLE_RETRY = 60.0
+#: seconds before a batched reader that could not connect is tried again
+BATCHED_RETRY = 60.0
 
 TP = tuple[str, int]
 
@@ -294,6 +296,8 @@ class LagCollector:
         #: requests of the last refresh sent by the batched reader, by API name
         self.batched_requests: dict[str, int] = {}
         self._groups_read = 0
+        self._batched_retry_at: float | None = None
+        self._closed = False
 
     # ---------------------------------------------------------- lifecycle
 
@@ -304,6 +308,7 @@ class LagCollector:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         with self._lock:
             if self._reader is not None:
                 with contextlib.suppress(KafkaException, RuntimeError):
@@ -435,15 +440,27 @@ class LagCollector:
         )
 
     def _batched_reader(self) -> BatchedGroupReader | None:
-        """The batched reader, opened once; None (with the reason kept) when it cannot serve."""
+        """The batched reader, opened once; None (with the reason kept) when it cannot serve.
+
+        Settings and broker versions are final; a failed connection is tried again
+        after BATCHED_RETRY seconds (the TUI's collector lives for hours)."""
+        if self._batched_reason is not None and self._batched_retry_at is not None \
+                and time.monotonic() >= self._batched_retry_at:
+            self._batched_reason = self._batched_retry_at = None
         if self._batched is None and self._batched_reason is None:
             try:
                 reader = BatchedGroupReader(self.cluster, timeout=self.timeout)
                 reader.open()
-                self._batched = reader
             except BatchedUnavailable as exc:
                 self._batched_reason = str(exc)
+                if not exc.final:
+                    self._batched_retry_at = time.monotonic() + BATCHED_RETRY
                 _log.info("committed offsets per group: %s", exc)
+                return None
+            if self._closed:  # closed while connecting (opened in a thread)
+                reader.close()
+                return None
+            self._batched = reader
         return self._batched
 
     def _read_groups(self, ids: list[str], *, more: bool = False) -> list[GroupData]:
