@@ -167,17 +167,19 @@ class AlertEvent:
     #: when the condition started to hold
     since: float
     rule_id: str = ""
+    #: the cluster id (set by whoever knows it: `watch`); part of the notice id
+    cluster: str = ""
 
     @property
     def key(self) -> AlertKey:
         return AlertKey(self.rule, self.group, self.topic, self.rule_id)
 
 
-def notice_id(event: AlertEvent, cluster: str = "") -> str:
+def notice_id(event: AlertEvent) -> str:
     """A stable id per notice: the same alert's same transition always gets the same id,
     so a receiver drops a notice delivered twice (delivery is at least once)."""
     topic = "" if event.topic is None else event.topic
-    name = "\x1f".join((cluster, event.rule, event.rule_id, event.group, topic,
+    name = "\x1f".join((event.cluster, event.rule, event.rule_id, event.group, topic,
                         event.kind.value, repr(round(event.since, 6))))
     return str(uuid.uuid5(_NOTICE_NS, name))
 

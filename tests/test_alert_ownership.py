@@ -6,6 +6,7 @@ Pure evaluation, no broker: the end-to-end runs are in tests/test_watch_state.py
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from collectors.alerts import (
     AlertBook,
@@ -89,8 +90,10 @@ def test_own_group_prefix_matches_the_redrive_groups() -> None:
 
 def test_notice_ids_are_stable_per_transition_and_cluster() -> None:
     fired = evaluate([rule(max_lag=5)], lagging(0, 40)).events[0]
-    assert notice_id(fired, "c1") == notice_id(fired, "c1")
-    assert notice_id(fired, "c1") != notice_id(fired, "c2")
+    c1, c2 = replace(fired, cluster="c1"), replace(fired, cluster="c2")
+    assert notice_id(c1) == notice_id(replace(c1, at=99.0, value=41))
+    assert notice_id(c1) != notice_id(c2)
+    assert notice_id(c1) != notice_id(replace(c1, kind=EventKind.RESOLVED))
 
 
 def test_one_book_per_cluster(tmp_path) -> None:
