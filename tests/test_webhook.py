@@ -16,8 +16,8 @@ from tests.conftest import wait_until
 from tracing.sinks import build_sinks
 from tracing.sinks.webhook import WebhookSink, payload
 
-DOCUMENTED_KEYS = {"source", "id", "cluster", "event", "rule", "group", "topic", "severity", "value", "threshold",
-                   "message", "since", "at"}
+DOCUMENTED_KEYS = {"source", "id", "cluster", "event", "rule", "group", "topic", "severity",
+                   "value", "threshold", "message", "since", "at"}
 
 
 class Receiver:
