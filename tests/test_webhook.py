@@ -23,8 +23,10 @@ DOCUMENTED_KEYS = {"source", "id", "cluster", "event", "rule", "group", "topic",
 class Receiver:
     """A webhook endpoint on 127.0.0.1:0 that records JSON bodies; `script` sets statuses."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, port: int = 0) -> None:
         self.bodies: list[dict] = []
+        #: every body posted, whatever the answer (a receiver that failed after reading it)
+        self.all_bodies: list[dict] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.statuses = list(statuses or [])
         self._lock = threading.Lock()
@@ -36,6 +38,7 @@ class Receiver:
                 with outer._lock:
                     outer.requests.append((self.path, dict(self.headers)))
                     status = outer.statuses.pop(0) if outer.statuses else 200
+                    outer.all_bodies.append(json.loads(raw))
                     if status == 200:
                         outer.bodies.append(json.loads(raw))
                 self.send_response(status)
@@ -45,7 +48,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/lag"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -63,7 +63,8 @@ STOP_CLOSE_TIMEOUT = 1.5
 REACH_TIMEOUT = 5.0
 
 _log = get_logger("watch")
-_err_lock = threading.Lock()
+#: re-entrant: the signal handler writes to stderr on the main thread, maybe inside report()
+_err_lock = threading.RLock()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -184,6 +185,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
                                 "in the outbox)")
             return
         stop.set()
+        with _err_lock:
+            sys.stderr.write("lagdeck: stopping (Ctrl-C again exits at once)\n")
+            sys.stderr.flush()
         watchdog = threading.Timer(STOP_BUDGET, _hard_exit, args=(
             128 + signum, f"did not stop within {STOP_BUDGET:g}s: exiting now "
                           "(undelivered notices stay in the outbox)"))
@@ -226,8 +230,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     collector = LagCollector(config.cluster, history, settings=config.settings)
     _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s", len(ruleset.rules),
               ", ".join(s.label for s in sinks) or "none", args.interval, args.once)
-    try:
-        with _stop_on_signals(stop):
+    with _stop_on_signals(stop):
+        try:
             while not stop.is_set():
                 try:
                     cluster_id = identity.fetch(REACH_TIMEOUT)
@@ -273,10 +277,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if args.once:
                     break
                 stop.wait(args.interval)
-    except KeyboardInterrupt:
-        _log.info("watch interrupted")
-    finally:
-        close_all(sinks, STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
-        collector.close()
-        history.close()
+        except KeyboardInterrupt:
+            _log.info("watch interrupted")
+        finally:
+            close_all(sinks, STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
+            collector.close()
+            history.close()
     return code
