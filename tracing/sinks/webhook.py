@@ -124,7 +124,13 @@ class WebhookSink:
         worker; with no events this retries what an earlier round left."""
         for event in events:
             body = payload(event)
-            self.outbox.put(body["id"], body, expire_after=self.expire_after)
+            try:
+                self.outbox.put(body["id"], body, expire_after=self.expire_after)
+            except OSError as exc:
+                self._count("failed")
+                self._report(f"{self.label}: cannot keep the {body['event']} notice for "
+                             f"{body['rule']}: {body['group']} in the outbox "
+                             f"({self.outbox.dir}): {exc}; it is not sent")
         self._wake.set()
 
     def pending(self) -> int:
