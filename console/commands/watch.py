@@ -186,7 +186,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             return
         stop.set()
         with _err_lock:
-            sys.stderr.write("lagdeck: stopping (Ctrl-C again exits at once)\n")
+            sys.stderr.write("lagdeck: stopping (Ctrl-C again exits at once)\n"
+                             if signum == signal.SIGINT else "lagdeck: stopping\n")
             sys.stderr.flush()
         watchdog = threading.Timer(STOP_BUDGET, _hard_exit, args=(
             128 + signum, f"did not stop within {STOP_BUDGET:g}s: exiting now "
