@@ -8,7 +8,7 @@ from collectors.alerts import EventKind
 from collectors.rules import parse_rules_text
 from tests.conftest import wait_until
 from tests.test_webhook import Receiver, Reports, closed_port_url, event
-from tracing.sinks.outbox import Outbox
+from tracing.sinks.outbox import Outbox, sweep_expired
 from tracing.sinks.webhook import WebhookSink
 
 
@@ -72,3 +72,12 @@ def test_expire_is_a_sink_setting() -> None:
             '[[sink]]\ntype="webhook"\nurl="http://127.0.0.1:9/h"\nexpire="2h"\n')
     (sink,) = parse_rules_text(text).sinks
     assert sink.expire == 7200.0
+
+
+def test_sweep_removes_expired_notices_of_any_sink(tmp_path: Path) -> None:
+    gone = Outbox("webhook-no-longer-configured", root=tmp_path)
+    gone.put("old", {}, now=1000.0, expire_after=10.0)
+    gone.put("fresh", {}, expire_after=3600.0)
+    assert sweep_expired(tmp_path) == 1
+    assert [e.id for e in gone.pending()] == ["fresh"]
+    assert sweep_expired(tmp_path / "missing") == 0

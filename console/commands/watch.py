@@ -216,6 +216,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
     from tracing.sinks import build_sinks, close_all
+    from tracing.sinks.outbox import sweep_expired
 
     identity = ClusterIdentity(config.cluster)
     #: the owner of the alerts these rules raise (see collectors.alerts.evaluate)
@@ -226,6 +227,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     failing = False
     first_round = True
     reported: set[str] = set()
+    expired = sweep_expired()
+    if expired:
+        report(f"{expired} expired notice(s) removed from the outbox undelivered "
+               "(details in the log)")
     sinks = build_sinks(ruleset.sinks, report, interval=args.interval)
     history = LagHistory()
     collector = LagCollector(config.cluster, history, settings=config.settings)

@@ -134,3 +134,26 @@ class Outbox:
     def remove(entry: Entry) -> None:
         """The sink accepted it (or it expired): it leaves the outbox. Call while claimed."""
         entry.path.unlink(missing_ok=True)
+
+
+def sweep_expired(root: Path | None = None, now: float | None = None) -> int:
+    """Remove expired notices of every sink, also of sinks no longer configured (their
+    folders are otherwise never looked at again). Returns how many were removed."""
+    root = root if root is not None else state_dir() / "outbox"
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return 0
+    for folder in folders:
+        box = Outbox(folder.name, root=root)
+        for entry in box.pending():
+            if entry.expires_at <= now:
+                with box.claim(entry) as mine:
+                    if mine:
+                        box.remove(entry)
+                        removed += 1
+                        _log.warning("outbox: %s notice %s expired undelivered",
+                                     folder.name, entry.id)
+    return removed
