@@ -23,6 +23,7 @@ rules, `timeout`/`retries`/`headers` on sinks:
     [[sink]]
     type = "webhook"            # or "otlp" (endpoint = "http://collector:4318")
     url = "http://127.0.0.1:9000/hooks/lag"
+    expire = "24h"              # undelivered notices are kept and retried this long
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class SinkType(StrEnum):
 DEFAULT_HYSTERESIS = 0.1
 DEFAULT_SINK_TIMEOUT = 5.0
 DEFAULT_RETRIES = 3
+#: An undelivered webhook notice is kept in the outbox and retried this long (`expire`).
+DEFAULT_EXPIRE = 86400.0
 MAX_RETRIES = 10
 
 RULE_KEYS = (
@@ -72,7 +75,7 @@ RULE_KEYS = (
     "severity", "hysteresis", "resolve_for",
 )
 SINK_KEYS = {
-    SinkType.WEBHOOK: ("type", "url", "headers", "timeout", "retries"),
+    SinkType.WEBHOOK: ("type", "url", "headers", "timeout", "retries", "expire"),
     SinkType.OTLP: ("type", "endpoint", "headers", "timeout"),
 }
 _ALL_SINK_KEYS = tuple(dict.fromkeys(k for keys in SINK_KEYS.values() for k in keys))
@@ -115,6 +118,8 @@ class SinkConfig:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     timeout: float = DEFAULT_SINK_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    #: seconds an undelivered notice stays in the outbox (webhook)
+    expire: float = DEFAULT_EXPIRE
     source: str = ""
 
     def display(self) -> str:
@@ -447,6 +452,9 @@ def _parse_sink(raw: Mapping[str, Any], index: int, loc: _Locator) -> SinkConfig
     if timeout is not None and timeout <= 0:
         raise t.error("timeout", "must be more than zero")
     retries = t.number("retries", integer=True, maximum=MAX_RETRIES)
+    expire = t.duration("expire")
+    if expire is not None and expire <= 0:
+        raise t.error("expire", "must be more than zero")
     return SinkConfig(
         type=kind,
         url=t.url("url", required=True) if kind is SinkType.WEBHOOK else None,
@@ -454,6 +462,7 @@ def _parse_sink(raw: Mapping[str, Any], index: int, loc: _Locator) -> SinkConfig
         headers=t.headers("headers"),
         timeout=DEFAULT_SINK_TIMEOUT if timeout is None else timeout,
         retries=DEFAULT_RETRIES if retries is None else int(retries),
+        expire=DEFAULT_EXPIRE if expire is None else expire,
         source=t.source,
     )
 
