@@ -68,7 +68,8 @@ class Sample:
     def lag(self) -> int | None:
         if self.committed is None or self.end is None:
             return None
-        return max(0, self.end - self.committed)
+        behind = self.end - self.committed
+        return behind if behind > 0 else 0  # not max(): called ~200k times per refresh
 
 
 @dataclass(frozen=True)
