@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from jproperties import ParseError, Properties
+
 from collectors.errors import ConfigError, UsageError
 from collectors.paths import default_config_path
 from collectors.redact import is_secret_key, redact_mapping, remember_secret
@@ -91,35 +93,54 @@ class LagdeckConfig:
     settings: Settings
 
 
+class _LocatedProperties(Properties):
+    """jproperties' parser, remembering the line each key starts on (for error messages)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[str, int] = {}
+
+    def _parse_key(self, single_line_only: bool = False) -> str:
+        line = getattr(self, "_line_number", 0)
+        key = super()._parse_key(single_line_only)
+        self.lines[key] = line
+        return key
+
+
+#: What a property name looks like.
+_PROPERTY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+#: Names quoted in errors: dotted, as librdkafka's are; a lone word may be a pasted secret.
+_QUOTABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+")
+
+
 def parse_properties(text: str, source: str = "<properties>") -> dict[str, str]:
     """Parse Java `.properties` text (as kcat `-F` reads client.properties).
 
-    Supports `key=value`, `key: value`, `#`/`!` comments and backslash line
-    continuations. A line with no separator is an error naming file and line.
+    The whole Java syntax, via jproperties: `key=value`, `key: value` and
+    `key value`, `#`/`!` comments, backslash line continuations and escapes
+    (`\\t`, `\\uXXXX`, escaped separators in keys). A property with no value
+    is an error naming file and line; errors never quote values, and values of
+    secret-named keys are remembered for redaction as soon as they are read.
     """
+    parser = _LocatedProperties()
+    try:
+        parser.load(text)
+    except ParseError as exc:
+        raise ConfigError(f"{source}:{exc.line_number}: invalid escape sequence "
+                          "(expected \\uXXXX with four hex digits)") from None
     props: dict[str, str] = {}
-    pending = ""
-    start_line = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip() if not pending else raw.lstrip()
-        if not pending:
-            start_line = number
-            if not line or line[0] in "#!":
-                continue
-        if line.endswith("\\") and not line.endswith("\\\\"):
-            pending += line[:-1]
-            continue
-        line, pending = pending + line, ""
-        match = re.match(r"^((?:[^=:\s\\]|\\.)+)\s*[=:]\s*(.*)$", line)
-        if not match:
+    for key in parser:
+        value = parser[key].data
+        if is_secret_key(key):
+            remember_secret(value)
+        if not key:
+            raise ConfigError(f"{source}:{parser.lines.get(key, 0)}: a value with no property "
+                              "name before it (expected key=value)")
+        if not value.strip():
             raise ConfigError(
-                f"{source}:{start_line}: malformed property line {line[:60]!r} "
-                "(expected key=value)"
-            )
-        key = match.group(1).replace("\\", "")
-        props[key] = match.group(2).strip()
-    if pending:
-        raise ConfigError(f"{source}:{start_line}: unterminated line continuation")
+                f"{source}:{parser.lines.get(key, 0)}: a line with a name and no value "
+                "(expected key=value, key: value or key value; not shown, it may be a secret)")
+        props[key] = value.strip()
     return props
 
 
@@ -157,14 +178,38 @@ def load_properties_file(path: str | Path) -> dict[str, str]:
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
-    """`-X key=value` pairs; a pair without `=` is a usage error."""
+    """`-X key=value` pairs, as kcat takes them; anything else is a usage error.
+
+    The error names the argument by position and quotes at most its property
+    name: a line rejected for its shape may still carry a password.
+    """
     out: dict[str, str] = {}
-    for item in items:
+    for number, item in enumerate(items, start=1):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"-X expects key=value, got {item!r}")
-        out[key.strip()] = value
+        key = key.strip()
+        if sep and key and _PROPERTY_NAME.fullmatch(key):
+            if is_secret_key(key):
+                remember_secret(value)
+            out[key] = value
+            continue
+        raise UsageError(_override_problem(number, item))
     return out
+
+
+def _override_problem(number: int, item: str) -> str:
+    where = f"-X expects key=value (argument {number} of -X"
+    match = re.match(r"\s*([A-Za-z][A-Za-z0-9_.-]*)\s*([:\s])\s*(.*)$", item, re.DOTALL)
+    if match and _QUOTABLE_NAME.fullmatch(match.group(1)):
+        key, sep, value = match.groups()
+        if is_secret_key(key):
+            remember_secret(value.strip())
+        shown = "':'" if sep == ":" else "a space"
+        return f"{where}: {key!r} followed by {shown}; write -X {key}=VALUE)"
+    if item.strip().startswith("="):
+        return f"{where} has no property name before '=')"
+    if "=" in item:
+        return f"{where}: not a property name before '='; not shown, it may hold a secret)"
+    return f"{where} has no '='; not shown, it may hold a secret)"
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -50,9 +50,9 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_malformed_properties_line(tmp_path: Path) -> None:
     props = tmp_path / "client.properties"
-    props.write_text("bootstrap.servers=127.0.0.1:1\nthis line has no separator\n")
+    props.write_text("bootstrap.servers=127.0.0.1:1\nno-separator-and-no-value\n")
     result = _run("-F", str(props), "lag", env_extra={"LAGDECK_STATE_DIR": str(tmp_path)})
-    _one_clear_line(result, 2, "client.properties:2: malformed property line")
+    _one_clear_line(result, 2, "client.properties:2: a line with a name and no value")
 
 
 def test_unknown_profile(tmp_path: Path) -> None:
