@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +21,7 @@ from typing import Any
 
 from jproperties import ParseError, Properties
 
+from collectors.config_schema import Problem, did_you_mean, report, validate
 from collectors.errors import ConfigError, UsageError
 from collectors.paths import default_config_path
 from collectors.redact import is_secret_key, redact_mapping, remember_secret
@@ -212,8 +213,15 @@ def _override_problem(number: int, item: str) -> str:
     return f"{where} has no '='; not shown, it may hold a secret)"
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Read the TOML config. A missing file is an error only when named explicitly."""
+#: A section checker a higher layer adds (the console checks `[keymap]`): the section's
+#: value -> problems, with paths from the document root.
+SectionCheck = Callable[[Any], list[Problem]]
+
+
+def load_settings(path: str | Path | None = None, *,
+                  checks: Mapping[str, SectionCheck] | None = None) -> Settings:
+    """Read and validate the TOML config. A missing file is an error only when named
+    explicitly. Every mistake is reported at once (one `FILE:LINE: ...` line each)."""
     explicit = path is not None or bool(os.environ.get("LAGDECK_CONFIG"))
     config_path = Path(path).expanduser() if path is not None else default_config_path()
     try:
@@ -228,7 +236,31 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
+    lines = config_problems(data, text, str(config_path), checks)
+    if lines:
+        raise ConfigError("\n".join(lines))
     return Settings(path=config_path, text=text, data=data)
+
+
+def config_problems(data: Mapping[str, Any], text: str, source: str,
+                    checks: Mapping[str, SectionCheck] | None = None) -> list[str]:
+    """Every problem of a parsed config file, one `FILE:LINE: ...` line each (never raises)."""
+    from collectors.rules import collect_rules
+
+    problems = validate(data)
+    default = data.get("default_profile")
+    profiles = data.get("profiles")
+    if isinstance(default, str) and default.strip() and isinstance(profiles, Mapping) \
+            and default not in profiles:
+        problems.append(Problem(("default_profile",), f"names no profile: {default!r}"
+                                f"{did_you_mean(default, [str(k) for k in profiles])}"))
+    for name, check in (checks or {}).items():
+        if name in data:
+            problems.extend(check(data[name]))
+    lines = report(problems, text, source)
+    alerting = {k: data[k] for k in ("rule", "sink") if k in data}  # the rules module's part
+    lines += collect_rules(alerting, text, source, strict_top_level=False)[1]
+    return lines
 
 
 def _profile_section(settings: Settings, name: str | None) -> tuple[str | None, Mapping[str, Any]]:
@@ -254,9 +286,10 @@ def resolve(
     profile: str | None = None,
     config_path: str | None = None,
     read_only: bool | None = None,
+    checks: Mapping[str, SectionCheck] | None = None,
 ) -> LagdeckConfig:
     """Combine config file, profile, `-F`, `-X` and `-b` into one `LagdeckConfig`."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, checks=checks)
     profile_name, section = _profile_section(settings, profile)
 
     props: dict[str, str] = {}
@@ -280,7 +313,7 @@ def resolve(
         if is_secret_key(key):
             remember_secret(value)
 
-    ro = bool(section.get("read_only", False)) if read_only is None else read_only
+    ro = section.get("read_only", False) is True if read_only is None else read_only
     return LagdeckConfig(ClusterConfig(_freeze(props), profile_name, ro), settings)
 
 
