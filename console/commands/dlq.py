@@ -20,7 +20,7 @@ from typing import Any
 
 from collectors.errors import UsageError
 from console.context import Context, print_json
-from dlq.browse import DeadLetter, read_page
+from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import list_dead_letter_topics
 from dlq.guard import ensure_writable
 from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = dsub.add_parser("show", help="decoded dead letters of a topic")
     show.add_argument("topic", metavar="TOPIC")
     show.add_argument("--limit", type=int, default=20, metavar="N")
-    show.add_argument("--offset", type=int, metavar="N",
-                      help="start at this offset in every partition (default: the oldest)")
+    show.add_argument("--offset", metavar="P:O,...",
+                      help="where to start, per partition, as the next-page hint prints it "
+                      "(0:1,1:0,2:1); a bare N for a one-partition topic (default: the oldest)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=run_show)
     rd = dsub.add_parser("redrive", help="move dead letters back to their original topic")
@@ -124,9 +125,11 @@ def _message_json(d: DeadLetter) -> dict[str, Any]:
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    page = read_page(ctx.config.cluster, args.topic, start=args.offset, limit=args.limit)
+    start = None if args.offset is None else parse_offsets(args.offset)
+    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit)
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
+                    "depth_exact": page.exact,
                     "next": None if page.next is None
                     else {str(p): o for p, o in page.next.positions},
                     "messages": [_message_json(d) for d in page.entries]})
@@ -158,9 +161,10 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     shown = len(page.entries)
     tail = ""
     if page.next is not None:
-        offsets = ",".join(f"{p}:{o}" for p, o in page.next.positions)
-        tail = f"; next page starts at {offsets}"
-    _out(f"-- {shown} shown, {page.remaining} after these (depth {page.depth}){tail}")
+        tail = f"; next page: --offset {format_offsets(page.next)}"
+    about = "" if page.exact else "~"
+    _out(f"-- {shown} shown, {about}{page.remaining} after these (depth {about}{page.depth})"
+         f"{tail}")
     return 0
 
 
