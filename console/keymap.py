@@ -207,6 +207,14 @@ def load_keymap(settings: Settings | None) -> dict[str, str]:
     return {str(k): str(v).strip() for k, v in section.items()}
 
 
+def display_key(app, binding_id: str, keymap: Mapping[str, str]) -> str:
+    """The first key bound to `binding_id` after `keymap`, as the footer displays it."""
+    key = next(k for k in ALL if k.id == binding_id)
+    if binding_id in keymap:
+        return app.get_key_display(Binding(keymap[binding_id].split(",")[0].strip(), ""))
+    return key.key_display or app.get_key_display(Binding(key.key, ""))
+
+
 def key_for(binding_id: str, keymap: Mapping[str, str]) -> str:
     """The key currently bound to `binding_id` (after remapping), for help texts."""
     if binding_id in keymap:

@@ -218,9 +218,13 @@ def _caught_up(client: Consumer, todo: Mapping[tuple[str, int], int]) -> list[tu
 
 def read_page(cluster: ClusterConfig, topic: str, *,
               start: PageCursor | Mapping[int, int] | int | None = None,
-              limit: int = 50, timeout: float = DEFAULT_TIMEOUT) -> DlqPage:
+              limit: int = 50, timeout: float = DEFAULT_TIMEOUT,
+              strict: bool = False) -> DlqPage:
     """One page of `topic` from `start` (a cursor, {partition: offset}, an offset of a
-    one-partition topic, or None for the beginning), at most `limit` dead letters."""
+    one-partition topic, or None for the beginning), at most `limit` dead letters.
+
+    With `strict` (what an operator typed), a partition the topic does not have is
+    an error; otherwise such positions are ignored."""
     if limit < 1:
         raise UsageError(f"page size must be at least 1, got {limit}")
     partitions = topic_partitions(cluster, topic, timeout)
@@ -232,7 +236,7 @@ def read_page(cluster: ClusterConfig, topic: str, *,
         elif isinstance(start, Mapping):
             wanted = {int(p): int(o) for p, o in start.items()}
             unknown = sorted(p for p in wanted if not 0 <= p < partitions)
-            if unknown:
+            if unknown and strict:
                 raise UsageError(f"{topic} has no partition {unknown[0]} (it has {partitions})")
         elif isinstance(start, int):
             if partitions > 1:

@@ -134,7 +134,8 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     start = None if args.offset is None else parse_offsets(args.offset)
-    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit)
+    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
+                     strict=True)
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
                     "depth_exact": page.exact,
