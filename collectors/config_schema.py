@@ -18,8 +18,10 @@ Values of secret keys (passwords, tokens) are never quoted in a message.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -276,7 +278,18 @@ _ASSIGN = re.compile(rf"^\s*({_KEY})\s*=")
 
 def _split_key(text: str) -> tuple[str, ...]:
     parts = re.findall(rf"{_BARE}|{_QUOTED}", text)
-    return tuple(p[1:-1] if p[0] in "\"'" else p for p in parts)
+    return tuple(_unquote(p) for p in parts)
+
+
+def _unquote(part: str) -> str:
+    if part[0] == "'":
+        return part[1:-1]
+    if part[0] != '"':
+        return part
+    try:  # TOML's own escapes (\", \\, \uXXXX, ...)
+        return str(tomllib.loads(f"k = {part}")["k"])
+    except tomllib.TOMLDecodeError:
+        return part[1:-1]
 
 
 class Locator:
@@ -291,11 +304,11 @@ class Locator:
         self.lines: dict[Path, int] = {}
         current: Path = ()
         counts: dict[Path, int] = {}
-        in_multiline = False
-        for number, line in enumerate(text.splitlines(), start=1):
-            if in_multiline:
-                if line.count('"""') % 2 or line.count("'''") % 2:
-                    in_multiline = False
+        closing: str | None = None  # the delimiter of a multi-line string being skipped
+        for number, line in enumerate(text.split("\n"), start=1):  # TOML ends lines at LF
+            if closing is not None:
+                if closing in line:
+                    closing = None
                 continue
             header = _HEADER.match(line)
             if header:
@@ -306,14 +319,21 @@ class Locator:
                     current = (*name, index)
                 else:
                     current = name
-                self.lines.setdefault(current, number)
-                self.lines.setdefault(name, number)
+                self._place(current, number)
+                self._place(name, number)
                 continue
             assign = _ASSIGN.match(line)
             if assign:
-                self.lines.setdefault((*current, *_split_key(assign.group(1))), number)
-                if line.count('"""') == 1 or line.count("'''") == 1:
-                    in_multiline = True
+                self._place((*current, *_split_key(assign.group(1))), number)
+                value = line[assign.end():].lstrip()
+                for quote in ('"""', "'''"):
+                    if value.startswith(quote) and quote not in value[3:]:
+                        closing = quote
+
+    def _place(self, path: Path, number: int) -> None:
+        """`path` and every table it implies (`[a.b]` creates `a`) start here at the latest."""
+        for end in range(1, len(path) + 1):
+            self.lines.setdefault(path[:end], number)
 
     def line(self, path: Path) -> int | None:
         for end in range(len(path), 0, -1):
@@ -325,11 +345,11 @@ class Locator:
 
 def section_label(path: Path) -> str:
     """`[profiles.prod] bootstrap_servers` for a path, as the operator wrote it."""
-    names = [str(p) for p in path if not isinstance(p, int)]
+    names = [n if re.fullmatch(_BARE, n) else json.dumps(n, ensure_ascii=not n.isprintable())
+             for n in (str(p) for p in path if not isinstance(p, int))]
     if len(names) <= 1:
         return names[0] if names else ""
-    table = ".".join(n if re.fullmatch(_BARE, n) else f'"{n}"' for n in names[:-1])
-    return f"[{table}] {names[-1]}"
+    return f"[{'.'.join(names[:-1])}] {names[-1]}"
 
 
 def report(problems: Sequence[Problem], text: str, source: str) -> list[str]:

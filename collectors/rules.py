@@ -183,7 +183,7 @@ class _Locator:
 
     def __init__(self, text: str, source: str) -> None:
         self.source = source
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")  # TOML ends lines at LF only
 
     def _headers(self, table: str) -> list[int]:
         pattern = re.compile(r"^\s*\[\[\s*(?:" + re.escape(table) + r"|\"" + re.escape(table)
