@@ -168,13 +168,19 @@ def java_to_librdkafka(props: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_properties_file(path: str | Path) -> dict[str, str]:
+    """A `-F` file: UTF-8, or ISO-8859-1 (what Java's `Properties.load` reads) when it
+    is not valid UTF-8."""
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"properties file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read properties file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read properties file {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("iso-8859-1")
     return java_to_librdkafka(parse_properties(text, str(path)))
 
 

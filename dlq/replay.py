@@ -109,6 +109,10 @@ class ResetSpec:
         return f"{'to offset' if self.kind == 'offset' else 'shift by'} {self.value}"
 
 
+#: 9999-12-31T23:59:59.999Z, the last time Python (and an operator) can name.
+_MAX_MS = 253402300799999
+
+
 def parse_datetime_ms(text: str) -> int:
     """ISO 8601 (naive times are UTC) or epoch milliseconds -> epoch milliseconds.
 
@@ -118,6 +122,8 @@ def parse_datetime_ms(text: str) -> int:
     """
     raw = text.strip()
     if re.fullmatch(r"\d{10,}", raw):
+        if int(raw) > _MAX_MS:
+            raise UsageError(f"--to-datetime {text!r} is after the year 9999")
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))

@@ -88,3 +88,9 @@ def test_every_java_separator_continuation_and_escape(tmp_path: Path) -> None:
 
 def test_a_password_line_with_a_space_separator_is_read_not_refused() -> None:
     assert parse_properties("sasl.password pa55 word\n") == {"sasl.password": "pa55 word"}
+
+
+def test_latin_1_properties_are_read_as_java_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_bytes("client.id=caf\xe9\n".encode("iso-8859-1"))
+    assert load_properties_file(path) == {"client.id": "café"}
