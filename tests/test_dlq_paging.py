@@ -93,3 +93,21 @@ def test_counts_are_data_records_not_offsets(cluster, bootstrap, names, capsys) 
     assert main(["-b", bootstrap, "dlq", "show", dlq, "--json", "--limit", "20"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert (doc["depth"], doc["remaining"], len(doc["messages"])) == (18, 0, 18)
+
+
+def test_counts_after_a_transactional_redrive_into_a_dead_letter_topic(cluster, bootstrap,
+                                                                      names, capsys) -> None:
+    """A redrive writes one transaction per batch: its target holds a marker per batch."""
+    from dlq.redrive import Redrive
+    from tests.test_dlq_support import spring_dead_letters
+
+    source, parked = names("src") + ".DLT", names("parked") + ".DLT"
+    create_topics(bootstrap, source, parked)
+    produce(bootstrap, source, spring_dead_letters("orders", 18))
+    assert Redrive(cluster, source, to=parked, batch_size=6).run().redriven == 18
+    assert main(["-b", bootstrap, "dlq", "show", parked, "--limit", "5", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["depth"], doc["remaining"], doc["depth_exact"]) == (18, 13, True)
+    assert main(["-b", bootstrap, "dlq", "list", "--json"]) == 0
+    listed = {t["topic"]: t["depth"] for t in json.loads(capsys.readouterr().out)["topics"]}
+    assert listed[parked] == 18

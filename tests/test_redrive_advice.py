@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from console.cli import main
 from dlq.redrive import ALREADY_MOVED, Redrive
@@ -96,8 +97,12 @@ def test_dry_run_counts_records_waiting_behind_a_stop(cluster, bootstrap, names,
     target = names("orders")
     dlq = names("behind") + ".DLT"
     create_topics(bootstrap, target, dlq)
-    first = spring_dead_letters(names("deleted-topic"), 1)
-    produce(bootstrap, dlq, first + spring_dead_letters(target, 199, start=1))
+    deleted = names("deleted-topic")
+    create_topics(bootstrap, deleted)
+    produce(bootstrap, dlq, spring_dead_letters(deleted, 1)
+            + spring_dead_letters(target, 199, start=1))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([deleted], operation_timeout=10)[deleted].result(timeout=15)
     assert main(["-b", bootstrap, "dlq", "redrive", dlq, "--dry-run", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert (doc["selected"], doc["failed"], doc["behind"]) == (1, 1, 199)
