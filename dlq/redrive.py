@@ -493,7 +493,7 @@ class Redrive:
     def _check_target(self, target: str) -> None:
         """Collect the `lagdeck-redrive-id`s of this topic's records on `target`, written
         since the oldest pending dead letter (an earlier redrive of any selection)."""
-        if target in self._checked_targets or self._since_ms is None:
+        if self.again or target in self._checked_targets or self._since_ms is None:
             return
         self._checked_targets.add(target)
         prefix = f"{self.topic}/".encode()
