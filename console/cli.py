@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args, ctx) or 0)
     except LagdeckError as exc:
         log.info("command failed: %s", exc, exc_info=True)
-        sys.stderr.write(f"{PROG}: error: {scrub(str(exc))}\n")
+        for line in scrub(str(exc)).split("\n"):  # a config report: one line per problem
+            sys.stderr.write(f"{PROG}: error: {line}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")

@@ -29,10 +29,18 @@ class Context:
             profile=a.profile,
             config_path=a.config_path,
             read_only=a.read_only,
+            checks={"keymap": _keymap_problems},
         )
 
 
 _PLAIN = (str, int, float, bool, type(None))
+
+
+def _keymap_problems(section: Any) -> list:
+    """`[keymap]` is checked with the rest of the config; textual is imported only then."""
+    from console.keymap import keymap_problems
+
+    return keymap_problems(section)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collectors.errors import UsageError
+from collectors.redact import scrub
 from console.context import Context, print_json
-from dlq.browse import DeadLetter, read_page
+from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import list_dead_letter_topics
 from dlq.guard import ensure_writable
 from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
@@ -36,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = dsub.add_parser("show", help="decoded dead letters of a topic")
     show.add_argument("topic", metavar="TOPIC")
     show.add_argument("--limit", type=int, default=20, metavar="N")
-    show.add_argument("--offset", type=int, metavar="N",
-                      help="start at this offset in every partition (default: the oldest)")
+    show.add_argument("--offset", metavar="P:O,...",
+                      help="where to start, per partition, as the next-page hint prints it "
+                      "(0:1,1:0,2:1); a bare N for a one-partition topic (default: the oldest)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=run_show)
     rd = dsub.add_parser("redrive", help="move dead letters back to their original topic")
@@ -52,7 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="refuse records lagdeck already redrove N times "
                     f"(loop protection; default {DEFAULT_MAX_ATTEMPTS})")
     rd.add_argument("--group", metavar="NAME",
-                    help="progress consumer group (default lagdeck-redrive.TOPIC[.selection])")
+                    help="progress consumer group (default lagdeck-redrive.TOPIC, plus a hash "
+                    "of --where and --to when given)")
+    rd.add_argument("--again", action="store_true",
+                    help="also move records an earlier redrive of this topic already moved "
+                    "(recognised by their lagdeck-redrive-id on the target)")
+    rd.add_argument("--force", action="store_true",
+                    help="redrive records whose lagdeck-redrive-count header is malformed "
+                    "(skipped by default: loop protection cannot judge them)")
     rd.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
                     help=f"records per transaction (default {DEFAULT_BATCH})")
     rd.add_argument("--dry-run", action="store_true",
@@ -124,9 +133,12 @@ def _message_json(d: DeadLetter) -> dict[str, Any]:
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    page = read_page(ctx.config.cluster, args.topic, start=args.offset, limit=args.limit)
+    start = None if args.offset is None else parse_offsets(args.offset)
+    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
+                     strict=True)
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
+                    "depth_exact": page.exact,
                     "next": None if page.next is None
                     else {str(p): o for p, o in page.next.positions},
                     "messages": [_message_json(d) for d in page.entries]})
@@ -158,9 +170,10 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     shown = len(page.entries)
     tail = ""
     if page.next is not None:
-        offsets = ",".join(f"{p}:{o}" for p, o in page.next.positions)
-        tail = f"; next page starts at {offsets}"
-    _out(f"-- {shown} shown, {page.remaining} after these (depth {page.depth}){tail}")
+        tail = f"; next page: --offset {format_offsets(page.next)}"
+    about = "" if page.exact else "~"
+    _out(f"-- {shown} shown, {about}{page.remaining} after these (depth {about}{page.depth})"
+         f"{tail}")
     return 0
 
 
@@ -243,23 +256,39 @@ def _ctrl_c_sets(event: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
+def _took(r: RedriveResult) -> str:
+    moving = f", moving {r.moving_s:.1f}s at {r.rate:.0f}/s" if r.redriven else ""
+    return f"in {r.elapsed_s:.1f}s{moving}"
+
+
 def _print_result(r: RedriveResult) -> None:
     if r.dry_run:
-        _out(f"dry run: {r.selected} of {r.scanned} dead letters in {r.topic} selected "
+        _out(f"dry run: {r.selected} of {r.scanned} dead letters read in {r.topic} selected "
              f"({r.selection}); nothing changed")
         for target, n in r.targets:
             _out(f"  would redrive {n} to {target}")
         if r.skipped:
             _out(f"  would skip {r.skipped}")
         if r.failed:
-            _out(f"  would fail {r.failed}")
+            _out(f"  would fail {r.failed}, stopping its partition there")
+        if r.behind:
+            _out(f"  {r.behind} more wait behind that stop (not read; fix the cause and rerun)")
     else:
-        verb = "stopped after redriving" if r.cancelled else "redrove"
-        _out(f"{verb} {r.redriven} of {r.selected} selected dead letters from {r.topic} "
-             f"(skipped {r.skipped}, failed {r.failed}, not selected {r.unmatched}) "
-             f"in {r.elapsed_s:.1f}s")
+        if r.fenced:
+            head = f"fenced after moving {r.redriven} dead letters (committed)"
+        elif r.cancelled:
+            head = f"stopped after moving {r.redriven} dead letters"
+        else:
+            head = f"redrove {r.redriven} of {r.selected} selected dead letters"
+        _out(f"{head} from {r.topic}: selected {r.selected}, moved {r.redriven}, skipped "
+             f"{r.skipped}, failed {r.failed}, not selected {r.unmatched} {_took(r)}")
         for target, n in r.targets:
             _out(f"  {n} -> {target}")
+        if r.behind:
+            _out(f"  {r.behind} left behind a record that cannot be delivered "
+                 "(fix the cause and rerun)")
+        if r.not_reached:
+            _out(f"  {r.not_reached} not reached (a rerun resumes there)")
     for reason, n in r.reasons:
         _out(f"  {n} x {reason}")
     for err in r.errors[:5]:
@@ -269,8 +298,8 @@ def _print_result(r: RedriveResult) -> None:
         for s in r.samples:
             what = f"-> {s.target}" if s.action == "redrive" else f"{s.action}: {s.reason}"
             _out(f"  [{s.partition}]@{s.offset} key={s.key} {s.error_class or '-'} {what}")
-    _out(f"progress group: {r.group}" + ("" if r.dry_run or r.cancelled or r.failed
-                                          else " (a rerun moves nothing more)"))
+    done = not (r.dry_run or r.cancelled or r.failed or r.fenced)
+    _out(f"progress group: {r.group}" + (" (a rerun moves nothing more)" if done else ""))
 
 
 def _confirm(redrive: Redrive, json_out: bool) -> bool:
@@ -292,7 +321,7 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     cluster = ctx.config.cluster
     redrive = Redrive(cluster, args.topic, to=args.to, where=args.where, rate=args.rate,
                       max_attempts=args.max_attempts, group=args.group,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, again=args.again, force=args.force)
     if args.dry_run:
         with ProgressLine(f"scanning {args.topic}", enabled=not args.json) as bar:
             result = redrive.plan(progress=bar)
@@ -312,6 +341,9 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         print_json(result.to_json())
     else:
         _print_result(result)
+    if result.fenced:
+        sys.stderr.write(f"lagdeck: error: {scrub(result.fenced)}\n")
+        return 1
     if result.cancelled:
         return 130
     return 1 if result.failed else 0

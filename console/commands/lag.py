@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     config = ctx.config
     options = LagSettings.from_settings(config.settings)
-    check_reachable(config.cluster, timeout=min(REACH_TIMEOUT, args.timeout))
+    check_reachable(config.cluster, timeout=args.timeout)  # the timeout the user set
 
     history = LagHistory(retention_seconds=options.history_retention_seconds)
     try:

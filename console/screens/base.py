@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
+from console import keymap as km
 from console.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ class BaseScreen(Screen):
 
     def body(self) -> ComposeResult:
         yield from ()
+
+    def key(self, binding_id: str) -> str:
+        """The key bound to `binding_id` now, as the footer shows it (hints follow the
+        `[keymap]`, so a remapped key is never advertised under its old name)."""
+        return km.display_key(self.app, binding_id, getattr(self.app, "keymap", {}))
 
     def on_screen_resume(self) -> None:
         self.show_lag()

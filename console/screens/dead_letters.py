@@ -231,6 +231,13 @@ class DeadLettersScreen(BaseScreen):
     def worker_failed(self, worker: Worker, line: str) -> bool:
         if worker.group == "dlq-topics":
             self._schedule_topics()
+        elif worker.group == "dlq-page":
+            # say what went wrong where "reading…" was, and show nothing stale
+            self.page = None
+            self.selected.clear()
+            self.query_one("#dlq-records", KeyedTable).clear_rows()
+            self._show_detail()
+            self.query_one("#dlq-page-info", Static).update(Text(f"⚠ {line}", style="red"))
         self.banner(f"⚠ {line}", "error")
         return True
 
@@ -303,16 +310,18 @@ class DeadLettersScreen(BaseScreen):
             info.append(f" · filter {' '.join(self.where)} ({page.scanned:,} read)",
                         style="yellow")
         if page.next is not None:
-            info.append(f" · {page.remaining:,} more: ]", style="dim")
+            info.append(f" · {page.remaining:,} more: {self.key('dlq.next_page')}", style="dim")
         if self.history:
-            info.append(" · [ back", style="dim")
+            info.append(f" · {self.key('dlq.prev_page')} back", style="dim")
+        redrive = self.key("dlq.redrive")
         if self.selected:
             info.append(f" · {len(self.selected)} ticked", style="bold green")
-            info.append(" · R redrive them", style="dim")
+            info.append(f" · {redrive} redrive them", style="dim")
         elif self.where:
-            info.append(" · R redrives the filter", style="dim")
+            info.append(f" · {redrive} redrives the filter", style="dim")
         else:
-            info.append(" · space ticks a record, R redrives, t follows its order", style="dim")
+            info.append(f" · {self.key('dlq.select')} ticks a record, {redrive} redrives, "
+                        f"{self.key('dlq.follow')} follows its order", style="dim")
         self.query_one("#dlq-page-info", Static).update(info)
 
     # -- topic and record selection --------------------------------------
@@ -322,7 +331,9 @@ class DeadLettersScreen(BaseScreen):
             self.topic = topic
             self.selected.clear()
             self.history.clear()
+            self.page = None
             self.query_one("#dlq-records", KeyedTable).clear_rows()
+            self._show_detail()
             self.load_page(None)
         if focus:
             self.query_one("#dlq-records", KeyedTable).focus()
@@ -339,7 +350,9 @@ class DeadLettersScreen(BaseScreen):
         self.topic = topic
         self.selected.clear()
         self.history.clear()
+        self.page = None
         self.query_one("#dlq-records", KeyedTable).clear_rows()
+        self._show_detail()
         cursor: dict[int, int] | None = None
         if partition is not None and offset is not None:
             self._pending_goto = (partition, offset, redrive)
@@ -496,8 +509,8 @@ class DeadLettersScreen(BaseScreen):
         else:
             dl = self.current_record()
             if dl is None:
-                self.notify("tick records with space, or set a filter with /",
-                            severity="warning")
+                self.notify(f"tick records with {self.key('dlq.select')}, or set a filter "
+                            f"with {self.key('dlq.filter')}", severity="warning")
                 return
             picked = frozenset({(dl.record.partition, dl.record.offset)})
             screen = RedriveScreen(self.topic, picked=picked,

@@ -58,6 +58,8 @@ def plan_text(result: RedriveResult) -> Text:
         text.append(f"\n{result.skipped} skipped", style="yellow")
     if result.failed:
         text.append(f"\n{result.failed} cannot be delivered", style="bold red")
+    if result.behind:
+        text.append(f"; {result.behind} more wait behind it", style="red")
     for reason, n in result.reasons:
         text.append(f"\n  {n} × {reason}", style="dim")
     text.append(f"\n{result.scanned} read; nothing has been changed yet (dry run).",
@@ -67,14 +69,22 @@ def plan_text(result: RedriveResult) -> Text:
 
 def result_text(result: RedriveResult) -> Text:
     text = Text()
-    style = "bold yellow" if result.cancelled or result.failed else "bold green"
-    verb = "Cancelled after redriving" if result.cancelled else "Redriven"
+    style = "bold yellow" if result.cancelled or result.failed or result.fenced \
+        else "bold green"
+    verb = "Fenced after redriving" if result.fenced \
+        else "Cancelled after redriving" if result.cancelled else "Redriven"
     text.append(f"{verb} {result.redriven} record{'s' if result.redriven != 1 else ''}",
                 style=style)
     if result.targets:
         text.append(" (" + ", ".join(f"{n} → {t}" for t, n in result.targets) + ")")
-    text.append(f"\nskipped {result.skipped} · failed {result.failed} · read {result.scanned} "
-                f"in {result.elapsed_s:.1f}s", style="dim")
+    text.append(f"\nselected {result.selected} · skipped {result.skipped} · failed "
+                f"{result.failed} · read {result.scanned} in {result.elapsed_s:.1f}s",
+                style="dim")
+    if result.behind or result.not_reached:
+        text.append(f"\n{result.behind} left behind a failure · {result.not_reached} not "
+                    "reached (a rerun resumes)", style="yellow")
+    if result.fenced:
+        text.append(f"\n⚠ {result.fenced}", style="red")
     for line in result.errors[:3]:
         text.append(f"\n⚠ {line}", style="red")
     return text

@@ -104,6 +104,17 @@ def plan_summary(plan: ReplayPlan) -> Text:
     return text
 
 
+def applied_summary(result: ReplayResult) -> Text:
+    """What the table above now shows: moves that were applied, not a preview."""
+    plan = result.plan
+    text = Text()
+    text.append(f"{plan.group} on {plan.topic}, {plan.spec.describe()}: ", style="bold")
+    n = len(result.applied)
+    text.append(f"applied to {n} partition{'s' if n != 1 else ''}")
+    text.append(f"\ngroup state {plan.group_state}; the changes above were made.", style="dim")
+    return text
+
+
 class ReplayScreen(ModalScreen[ReplayResult | None]):
     BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="replay.close")]
 
@@ -267,6 +278,8 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
             ("; committed offsets read back and verified: " if result.verified else "; ",
              "green"),
             (after, "dim")))
+        # the preview's "nothing has been changed yet (dry run)" is no longer true
+        self.query_one("#replay-summary", Static).update(applied_summary(result))
         self.query_one("#replay-close", Button).focus()
 
     # -- confirm ---------------------------------------------------------

@@ -191,7 +191,8 @@ class TimelineScreen(BaseScreen):
         yield Static(Text("Type an order id, correlation id or trace id and press enter. "
                           "Events appear in time order with a mark per consumer group: "
                           "✓ processed  … pending  ✗ dead-lettered.\nNo id at hand? In Dead "
-                          "letters (2), put the cursor on a record and press t.",
+                          f"letters ({self.key('app.dead_letters')}), put the cursor on a "
+                          f"record and press {self.key('dlq.follow')}.",
                           style="dim"), id="timeline-info", classes="header-line")
         yield KeyedTable(COLUMNS, id="timeline-events")
         with VerticalScroll(id="timeline-detail"):
