@@ -27,6 +27,8 @@ import re
 
 #: the visible end of a value cut short
 MARK = "…"
+#: characters of one record field on a line of the CLI's text output (`--json` has it whole)
+FIELD_LIMIT = 1000
 #: characters kept as they are in multi-line blocks (detail panes, tracebacks)
 _BLOCK_KEEP = "\n\t"
 _unprintable: re.Pattern[str] | None = None

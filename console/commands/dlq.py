@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collectors.errors import UsageError
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
 from dlq.browse import DeadLetter, read_page
 from dlq.discovery import list_dead_letter_topics
@@ -76,6 +77,11 @@ def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
+def _s(value: bytes | str | None, none: str = "") -> str:
+    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
+    return one_line(value, FIELD_LIMIT, none=none)
+
+
 # -- list -------------------------------------------------------------------------------
 
 
@@ -93,13 +99,13 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     if not summaries:
         _out("no dead-letter topics found")
         return 0
-    width = max(len("TOPIC"), *(len(s.topic) for s in summaries))
+    width = max(len("TOPIC"), *(len(_s(s.topic)) for s in summaries))
     _out(f"{'TOPIC':<{width}}  {'DEPTH':>8}  {'OLDEST':<20}  {'NEWEST':<20}  TOP ERRORS")
     for s in summaries:
-        errors = ", ".join(f"{e.error_class} ({e.count})" for e in s.top_errors) or "-"
+        errors = ", ".join(f"{_s(e.error_class)} ({e.count})" for e in s.top_errors) or "-"
         if s.sampled and s.sampled < s.depth:
             errors += f"  [newest {s.sampled}]"
-        _out(f"{s.topic:<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
+        _out(f"{_s(s.topic):<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
              f"{_when(s.newest_ms):<20}  {errors}")
     return 0
 
@@ -132,29 +138,29 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
                     "messages": [_message_json(d) for d in page.entries]})
         return 0
     if not page.entries:
-        _out(f"{page.topic}: no dead letters from there (depth {page.depth})")
+        _out(f"{_s(page.topic)}: no dead letters from there (depth {page.depth})")
         return 0
     for d in page.entries:
         r, e = d.record, d.envelope
-        key = display_text(r.key)
-        _out(f"{r.topic}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
-        origin = e.original_topic or "?"
+        key = _s(display_text(r.key), none="None")
+        _out(f"{_s(r.topic)}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
+        origin = _s(e.original_topic) or "?"
         if e.original_partition is not None:
             origin += f"[{e.original_partition}]"
         if e.original_offset is not None:
             origin += f"@{e.original_offset}"
-        extra = f"  group {e.original_group}" if e.original_group else ""
+        extra = f"  group {_s(e.original_group)}" if e.original_group else ""
         _out(f"  from {origin}{extra}  ({e.layout})")
         if e.error_class or e.error_message:
-            _out(f"  error: {e.error_class or '?'}: {e.error_message or ''}".rstrip())
+            _out(f"  error: {_s(e.error_class) or '?'}: {_s(e.error_message)}".rstrip())
         if e.attempts is not None or e.redrive_count:
             _out(f"  attempts: {e.attempts if e.attempts is not None else '-'}"
                  f"  redriven: {e.redrive_count or 0}")
         for problem in e.problems:
-            _out(f"  malformed: {problem}")
+            _out(f"  malformed: {_s(problem)}")
         if e.layout == "none":
             for h in r.headers:
-                _out(f"  header {h.key}: {display_text(h.value)}")
+                _out(f"  header {_s(h.key)}: {_s(display_text(h.value), none='None')}")
     shown = len(page.entries)
     tail = ""
     if page.next is not None:
@@ -192,7 +198,7 @@ class ProgressLine:
                 TimeRemainingColumn,
             )
 
-            self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
+            self._rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                   MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
                                   TimeRemainingColumn(), console=Console(stderr=True),
                                   transient=True)
@@ -245,31 +251,33 @@ def _ctrl_c_sets(event: threading.Event):
 
 def _print_result(r: RedriveResult) -> None:
     if r.dry_run:
-        _out(f"dry run: {r.selected} of {r.scanned} dead letters in {r.topic} selected "
-             f"({r.selection}); nothing changed")
+        _out(f"dry run: {r.selected} of {r.scanned} dead letters in {_s(r.topic)} selected "
+             f"({_s(r.selection)}); nothing changed")
         for target, n in r.targets:
-            _out(f"  would redrive {n} to {target}")
+            _out(f"  would redrive {n} to {_s(target)}")
         if r.skipped:
             _out(f"  would skip {r.skipped}")
         if r.failed:
             _out(f"  would fail {r.failed}")
     else:
         verb = "stopped after redriving" if r.cancelled else "redrove"
-        _out(f"{verb} {r.redriven} of {r.selected} selected dead letters from {r.topic} "
+        _out(f"{verb} {r.redriven} of {r.selected} selected dead letters from {_s(r.topic)} "
              f"(skipped {r.skipped}, failed {r.failed}, not selected {r.unmatched}) "
              f"in {r.elapsed_s:.1f}s")
         for target, n in r.targets:
-            _out(f"  {n} -> {target}")
+            _out(f"  {n} -> {_s(target)}")
     for reason, n in r.reasons:
-        _out(f"  {n} x {reason}")
+        _out(f"  {n} x {_s(reason)}")
     for err in r.errors[:5]:
-        _out(f"  {err}")
+        _out(f"  {_s(err)}")
     if r.samples and r.dry_run:
         _out("first records:")
         for s in r.samples:
-            what = f"-> {s.target}" if s.action == "redrive" else f"{s.action}: {s.reason}"
-            _out(f"  [{s.partition}]@{s.offset} key={s.key} {s.error_class or '-'} {what}")
-    _out(f"progress group: {r.group}" + ("" if r.dry_run or r.cancelled or r.failed
+            what = f"-> {_s(s.target)}" if s.action == "redrive" else \
+                f"{s.action}: {_s(s.reason)}"
+            _out(f"  [{s.partition}]@{s.offset} key={_s(s.key, none='None')} "
+                 f"{_s(s.error_class) or '-'} {what}")
+    _out(f"progress group: {_s(r.group)}" + ("" if r.dry_run or r.cancelled or r.failed
                                           else " (a rerun moves nothing more)"))
 
 
@@ -282,7 +290,7 @@ def _confirm(redrive: Redrive, json_out: bool) -> bool:
         _print_result(preview)
     if preview.selected == 0:
         return True
-    sys.stderr.write(f"Redrive {preview.selected} dead letters from {redrive.topic}? "
+    sys.stderr.write(f"Redrive {preview.selected} dead letters from {_s(redrive.topic)}? "
                      "Type 'yes' to proceed: ")
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() == "yes"
@@ -294,7 +302,7 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
                       max_attempts=args.max_attempts, group=args.group,
                       batch_size=args.batch_size)
     if args.dry_run:
-        with ProgressLine(f"scanning {args.topic}", enabled=not args.json) as bar:
+        with ProgressLine(f"scanning {_s(args.topic)}", enabled=not args.json) as bar:
             result = redrive.plan(progress=bar)
         if args.json:
             print_json(result.to_json())
@@ -306,7 +314,7 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         sys.stderr.write("lagdeck: redrive not confirmed; nothing changed\n")
         return 1
     cancel = threading.Event()
-    with _ctrl_c_sets(cancel), ProgressLine(f"redriving {args.topic}") as bar:
+    with _ctrl_c_sets(cancel), ProgressLine(f"redriving {_s(args.topic)}") as bar:
         result = redrive.run(progress=bar, cancel=cancel)
     if args.json:
         print_json(result.to_json())
