@@ -105,7 +105,7 @@ def detail(dl: DeadLetter) -> Group:
     e, r = dl.envelope, dl.record
     facts = Table.grid(padding=(0, 1))
     facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(overflow="fold")  # long values whole, folded
 
     def fact(name: str, value: object) -> None:
         if value is not None and value != "":
@@ -129,7 +129,7 @@ def detail(dl: DeadLetter) -> Group:
         facts.add_row(Text("problem", style="bold yellow"), fmt.data_block(problem, "yellow"))
     headers = Table.grid(padding=(0, 1))
     headers.add_column(style="cyan")
-    headers.add_column()
+    headers.add_column(overflow="fold")
     for h in r.headers:
         if h.key.endswith("stacktrace"):
             continue

@@ -97,11 +97,20 @@ def header_value(data: bytes | None, limit: int | None = None) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and all(ch.isprintable() or ch in "\t\n" for ch in text):
+    if text is not None and _mostly_text(text):
         return block(text) if limit is None else one_line(text, limit)
     room = 4096 if limit is None else max(1, limit // 2)
     shown = data[:room].hex()
     return f"0x{shown}{'…' if len(data) > room else ''} ({len(data)} bytes)"
+
+
+def _mostly_text(text: str) -> bool:
+    """Text with a few control characters is shown as text, escaped; four bytes of a
+    big-endian int (valid UTF-8, all controls) as hex."""
+    if text.isprintable():
+        return True
+    bad = sum(1 for ch in text[:4096] if not ch.isprintable() and ch not in "\t\n")
+    return bad * 4 <= min(len(text), 4096)
 
 
 def printable(data: bytes | str | None, limit: int = 60) -> str:
