@@ -29,10 +29,10 @@ from dlq.discovery import DlqTopicSummary, ErrorCount
 from dlq.redrive import RedriveProgress, RedriveResult, RedriveSample
 from dlq.replay import PartitionReset, ReplayPlan, ReplayResult, ResetSpec
 from dlq.select import parse_where
+from tests.tui_fixtures import T0, FixedSource
 from tracing.deadletter import decode_envelope
 from tracing.extract import DeadLetterInfo
 from tracing.timeline import ScanStats, SpanInfo, Timeline, TimelineEvent
-from tests.tui_fixtures import T0, FixedSource
 
 MARKUP = "[/][bold red]x[/bold red]"
 LINK = "[link=https://evil.example/]click[/link]"
