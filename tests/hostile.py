@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -81,21 +82,31 @@ class HostileWorld:
         """A plain id, so `trace` can find the order whose every other field is hostile."""
         return f"ord-hostile-{self.run}"
 
+    # Topic names carry no `/`: Tansu accepts such a topic but panics when offsets are
+    # committed on it (it is a storage path there); Kafka refuses all of these names.
+
     @property
     def events_topic(self) -> str:
-        return f"orders{MARKUP}{CSI}\u202e.{self.run}"
+        return f"orders[bold]x[link=evil]{CSI}\u202e\u200b.{self.run}"
 
     @property
     def dlt_topic(self) -> str:
-        return f"payments{MARKUP}{OSC_TITLE}{BIDI}.{self.run}-dlt"
+        return f"payments[i]{OSC_TITLE}{BIDI}{ZERO_WIDTH}.{self.run}-dlt"
 
     @property
     def group(self) -> str:
-        return f"svc{MARKUP}{LINK}{CSI}{BIDI}{ZERO_WIDTH}\n{self.run}"
+        """No `/`: Tansu keeps group ids as storage keys, cut at `/` and %-encoded when
+        listed, so this is as hostile as a group name gets through this broker."""
+        return f"svc[bold]x[link=evil]{CSI}{OSC_TITLE}{BIDI}{ZERO_WIDTH}\n{self.run}"
+
+    @property
+    def plain_group(self) -> str:
+        """A group the broker reports faithfully, reading the hostile topic."""
+        return f"plain-{self.run}"
 
     @property
     def group_regex(self) -> str:
-        return re.escape(self.run) + r"\Z"
+        return re.escape(self.run)
 
 
 def _headers(world: HostileWorld, i: int) -> list[tuple[str, bytes]]:
@@ -148,20 +159,23 @@ def write_hostile(bootstrap: str, world: HostileWorld) -> None:
     create_topics(bootstrap, world.events_topic, world.dlt_topic)
     events, letters = hostile_records(world)
     producer = kp_producer(bootstrap, max_request_size=2_000_000)
+    now_ms = int(time.time() * 1000) - 60_000  # recent, so `trace --since` finds them
     try:
-        for r in (*events, *letters):
+        for i, r in enumerate((*events, *letters)):
             producer.send(r.topic, key=r.key, value=r.value, partition=0,
-                          timestamp_ms=r.timestamp_ms,
+                          timestamp_ms=now_ms + i * 1000,
                           headers=[(h.key, h.value) for h in r.headers]).get(timeout=15)
         producer.flush(15)
     finally:
         producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=world.group,
-                             enable_auto_commit=False)
-    try:
-        consumer.commit({TopicPartition(world.events_topic, 0): OffsetAndMetadata(1, "", -1)})
-    finally:
-        consumer.close()
+    for group in (world.group, world.plain_group):
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                 enable_auto_commit=False)
+        try:
+            consumer.commit({TopicPartition(world.events_topic, 0):
+                             OffsetAndMetadata(1, "", -1)})
+        finally:
+            consumer.close()
 
 
 # -- the same records for the TUI -------------------------------------------------------

@@ -192,7 +192,7 @@ async def test_timeline_alerts_and_palette_show_hostile_text_escaped():
         app.action_command_palette()
         await pilot.pause()
         await pilot.press(*"group: svc")
-        await until(pilot, lambda: any("svc[/]" in str(o.prompt) for o in
+        await until(pilot, lambda: any("svc[bold]x" in str(o.prompt) for o in
                                        app.screen.query("OptionList").first().options),
                     message="the palette hit with the hostile group")
         screenshot_text(app)
