@@ -22,7 +22,7 @@ from collectors.errors import UsageError
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
 from dlq.browse import DeadLetter, read_page
-from dlq.discovery import list_dead_letter_topics
+from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
 from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
 from dlq.select import display_text
@@ -99,15 +99,23 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     if not summaries:
         _out("no dead-letter topics found")
         return 0
+    for line in list_lines(summaries):
+        _out(line)
+    return 0
+
+
+def list_lines(summaries: list[DlqTopicSummary]) -> list[str]:
+    """The `dlq list` table (topic names and error classes are data: escaped)."""
+    out = []
     width = max(len("TOPIC"), *(len(_s(s.topic)) for s in summaries))
-    _out(f"{'TOPIC':<{width}}  {'DEPTH':>8}  {'OLDEST':<20}  {'NEWEST':<20}  TOP ERRORS")
+    out.append(f"{'TOPIC':<{width}}  {'DEPTH':>8}  {'OLDEST':<20}  {'NEWEST':<20}  TOP ERRORS")
     for s in summaries:
         errors = ", ".join(f"{_s(e.error_class)} ({e.count})" for e in s.top_errors) or "-"
         if s.sampled and s.sampled < s.depth:
             errors += f"  [newest {s.sampled}]"
-        _out(f"{_s(s.topic):<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
-             f"{_when(s.newest_ms):<20}  {errors}")
-    return 0
+        out.append(f"{_s(s.topic):<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
+                   f"{_when(s.newest_ms):<20}  {errors}")
+    return out
 
 
 # -- show -------------------------------------------------------------------------------
@@ -141,26 +149,8 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
         _out(f"{_s(page.topic)}: no dead letters from there (depth {page.depth})")
         return 0
     for d in page.entries:
-        r, e = d.record, d.envelope
-        key = _s(display_text(r.key), none="None")
-        _out(f"{_s(r.topic)}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
-        origin = _s(e.original_topic) or "?"
-        if e.original_partition is not None:
-            origin += f"[{e.original_partition}]"
-        if e.original_offset is not None:
-            origin += f"@{e.original_offset}"
-        extra = f"  group {_s(e.original_group)}" if e.original_group else ""
-        _out(f"  from {origin}{extra}  ({e.layout})")
-        if e.error_class or e.error_message:
-            _out(f"  error: {_s(e.error_class) or '?'}: {_s(e.error_message)}".rstrip())
-        if e.attempts is not None or e.redrive_count:
-            _out(f"  attempts: {e.attempts if e.attempts is not None else '-'}"
-                 f"  redriven: {e.redrive_count or 0}")
-        for problem in e.problems:
-            _out(f"  malformed: {_s(problem)}")
-        if e.layout == "none":
-            for h in r.headers:
-                _out(f"  header {_s(h.key)}: {_s(display_text(h.value), none='None')}")
+        for line in record_lines(d):
+            _out(line)
     shown = len(page.entries)
     tail = ""
     if page.next is not None:
@@ -168,6 +158,33 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
         tail = f"; next page starts at {offsets}"
     _out(f"-- {shown} shown, {page.remaining} after these (depth {page.depth}){tail}")
     return 0
+
+
+def record_lines(d: DeadLetter) -> list[str]:
+    """One dead letter as `dlq show` prints it (every field from the record escaped)."""
+    out: list[str] = []
+    add = out.append
+    r, e = d.record, d.envelope
+    key = _s(display_text(r.key), none="None")
+    add(f"{_s(r.topic)}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
+    origin = _s(e.original_topic) or "?"
+    if e.original_partition is not None:
+        origin += f"[{e.original_partition}]"
+    if e.original_offset is not None:
+        origin += f"@{e.original_offset}"
+    extra = f"  group {_s(e.original_group)}" if e.original_group else ""
+    add(f"  from {origin}{extra}  ({e.layout})")
+    if e.error_class or e.error_message:
+        add(f"  error: {_s(e.error_class) or '?'}: {_s(e.error_message)}".rstrip())
+    if e.attempts is not None or e.redrive_count:
+        add(f"  attempts: {e.attempts if e.attempts is not None else '-'}"
+             f"  redriven: {e.redrive_count or 0}")
+    for problem in e.problems:
+        add(f"  malformed: {_s(problem)}")
+    if e.layout == "none":
+        for h in r.headers:
+            add(f"  header {_s(h.key)}: {_s(display_text(h.value), none='None')}")
+    return out
 
 
 # -- redrive ----------------------------------------------------------------------------
