@@ -80,10 +80,7 @@ def _terminal(renderable: object) -> str:
 
 def assert_clean(*outputs: object) -> None:
     for out in outputs:
-        if isinstance(out, str):
-            text = out
-        else:
-            text = without_styling(_terminal(out))
+        text = out if isinstance(out, str) else without_styling(_terminal(out))
         assert unsafe_chars(text) == [], f"control characters in {text[:300]!r}"
 
 
@@ -137,8 +134,7 @@ def test_dead_letters_through_every_dlq_formatter(dl, selected):
     assert_clean(out.getvalue())
     # TUI: topic and record rows, the detail pane, the payload, the redrive dialog
     assert_cells(dead_letters.topic_row(summary).cells[:1])
-    assert_cells(dead_letters.TOPIC_COLUMNS[3].render(dead_letters.topic_row(summary).cells[3])
-                 for _ in [0])
+    assert_cells([dead_letters.TOPIC_COLUMNS[3].render(dead_letters.topic_row(summary).cells[3])])
     row = dead_letters.record_row(dl, selected)
     assert_cells(col.render(v) if col.render else v
                  for col, v in zip(dead_letters.RECORD_COLUMNS, row.cells, strict=True))
