@@ -104,7 +104,7 @@ def pretty_payload(value: bytes | None) -> Any:
 def detail(dl: DeadLetter) -> Group:
     e, r = dl.envelope, dl.record
     facts = Table.grid(padding=(0, 1))
-    facts.add_column(style="bold")
+    facts.add_column(style="bold", no_wrap=True, min_width=8)
     facts.add_column(overflow="fold")  # long values whole, folded
 
     def fact(name: str, value: object) -> None:
@@ -129,11 +129,12 @@ def detail(dl: DeadLetter) -> Group:
         facts.add_row(Text("problem", style="bold yellow"), fmt.data_block(problem, "yellow"))
     headers = Table.grid(padding=(0, 1))
     headers.add_column(style="cyan")
-    headers.add_column(overflow="fold")
+    headers.add_column()
     for h in r.headers:
         if h.key.endswith("stacktrace"):
             continue
-        headers.add_row(fmt.data(h.key, None), Text(fmt.header_value(h.value)))
+        headers.add_row(fmt.data(h.key, None),
+                        Text(fmt.header_value(h.value), overflow="fold"))  # whole, folded
     parts: list[Any] = [facts, Text("\nheaders", style="bold"), headers,
                         Text("\npayload", style="bold"), pretty_payload(r.value)]
     if e.stack_trace:

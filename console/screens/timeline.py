@@ -146,7 +146,7 @@ def _link(url: str) -> Style:
 
 def event_detail(e: TimelineEvent) -> Table:
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold")
+    grid.add_column(style="bold", no_wrap=True, min_width=11)
     grid.add_column(overflow="fold")  # long values whole, folded
     grid.add_row("event", fmt.data_block(f"{e.event_type or '(no event type)'} on "
                                          f"{event_key(e)} at {fmt.timestamp_ms(e.timestamp_ms)}"))
