@@ -29,7 +29,7 @@ from console.screens.redrive import RedriveScreen
 from console.screens.replay import ReplayScreen
 from console.screens.timeline import TimelineScreen
 from console.widgets.keyed_table import KeyedTable
-from tests.hostile import BIG, VISIBLE, HostileSource, unsafe_chars, without_styling
+from tests.hostile import BIDI, BIG, CSI, VISIBLE, HostileSource, unsafe_chars, without_styling
 from tests.tui_fixtures import confirm_ready, until
 
 pytestmark = pytest.mark.anyio
@@ -181,6 +181,13 @@ async def test_timeline_alerts_and_palette_show_hostile_text_escaped():
             assert_escaped(text, where=f"timeline event {row}")
             screenshot_text(app)
         assert "field [/data/orderId] missing" in text and "note [/]" in text
+        # an id followed from a record (`t` on a dead letter) lands in the query box
+        screen.search(f"ord{CSI}{BIDI}")
+        await until(pilot, lambda: screen.query_text == f"ord{CSI}{BIDI}", message="search")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screenshot_text(app)
+        shown(screen)
 
         await pilot.press("4")
         assert isinstance(app.screen, AlertsScreen)

@@ -267,7 +267,10 @@ class TimelineScreen(BaseScreen):
     @on(Input.Submitted, "#timeline-query")
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.search(event.value)
+        query = event.value
+        if self.query_text and query == one_line(self.query_text):
+            query = self.query_text  # the box shows an id from a record escaped
+        self.search(query)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="timeline",
           name="order timeline")
