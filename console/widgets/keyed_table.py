@@ -41,13 +41,16 @@ def cell(value: Any, limit: int | None = CELL_LIMIT) -> Any:
         plain = value.plain
         if plain.isprintable() and (limit is None or len(plain) <= limit):
             return value
-        return Text(one_line(plain, limit), style=value.style, justify=value.justify)
+        return Text(one_line(plain, limit), style=value.style, justify=value.justify,
+                    no_wrap=True, end="")
     if value is None:
-        return Text("")
+        return Text("", end="")
     if isinstance(value, bool | int | float):
-        return Text(str(value))
+        return Text(str(value), no_wrap=True, end="")
     if isinstance(value, str | bytes):
-        return Text(one_line(value, limit))
+        # no_wrap and end="" as DataTable's own formatter makes them: a wrapping Text
+        # costs twice the paint time of a 10k-row table (bench/tui_refresh.py)
+        return Text(one_line(value, limit), no_wrap=True, end="")
     return value  # another renderable built by lagdeck (none today)
 
 
