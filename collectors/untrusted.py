@@ -23,6 +23,7 @@ No rich here: the TUI's wrappers live in `console/widgets/format.py`.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 
 #: the visible end of a value cut short
@@ -31,28 +32,19 @@ MARK = "…"
 FIELD_LIMIT = 1000
 #: characters kept as they are in multi-line blocks (detail panes, tracebacks)
 _BLOCK_KEEP = "\n\t"
-_unprintable: re.Pattern[str] | None = None
-
-
+@functools.cache
 def _unprintable_re() -> re.Pattern[str]:
-    """One character class of every code point `str.isprintable()` rejects (built once)."""
-    global _unprintable
-    if _unprintable is None:
-        ranges, start = [], None
-        for code in range(0x110001):
-            bad = code <= 0x10FFFF and not chr(code).isprintable()
-            if bad and start is None:
-                start = code
-            elif not bad and start is not None:
-                ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
-                start = None
-        _unprintable = re.compile("[" + "".join(ranges) + "]")
-    return _unprintable
-
-
-def is_plain(text: str) -> bool:
-    """True when `text` can be shown as it is (the fast path of every function here)."""
-    return text.isprintable()
+    """One character class of every code point `str.isprintable()` rejects (built once,
+    ~0.1 s, on the first value that is not printable)."""
+    ranges, start = [], None
+    for code in range(0x110001):
+        bad = code <= 0x10FFFF and not chr(code).isprintable()
+        if bad and start is None:
+            start = code
+        elif not bad and start is not None:
+            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+            start = None
+    return re.compile("[" + "".join(ranges) + "]")
 
 
 def _escape_char(ch: str) -> str:

@@ -17,7 +17,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from collectors.alerts import AlertEvent, AlertKey, AlertState, EventKind, Phase
 from collectors.errors import UsageError
@@ -293,6 +293,3 @@ class HostileSource(FixedSource):
         self.replayed.append(plan)
         return ReplayResult(plan, plan.changes, ((0, 0),), True)
 
-
-__all__ = ["BIG", "HOSTILE", "HOSTILE_BYTES", "VISIBLE", "HostileSource", "HostileWorld",
-           "hostile_records", "replace", "unsafe_chars", "without_styling", "write_hostile"]
