@@ -128,3 +128,44 @@ def test_redrive_audit_log_and_log_file_stay_free_of_control_chars(
     assert entries and entries[0]["parameters"]["topic"] == world.dlt_topic  # same meaning
     log = (isolated_state / "lagdeck.log").read_bytes().decode("utf-8")
     assert unsafe_chars(log) == []
+
+
+def test_console_over_the_wire_shows_the_hostile_dead_letters_escaped(broker, world):
+    """The same records read back by the console's own Kafka source (real browse,
+    decode and timeline over the wire), not the hand-made `HostileSource`."""
+    import asyncio
+
+    from collectors.config import ClusterConfig
+    from console.app import LagdeckApp
+    from console.data import KafkaSource
+    from console.screens.dead_letters import DeadLettersScreen
+    from console.widgets.keyed_table import KeyedTable
+    from tests.test_untrusted_tui import assert_escaped, screenshot_text, shown
+    from tests.tui_fixtures import until
+
+    async def run() -> None:
+        source = KafkaSource(ClusterConfig({"bootstrap.servers": broker.bootstrap}),
+                             timeout=10.0)
+        app = LagdeckApp(source, poll_interval=3600)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await app.workers.wait_for_complete()
+            app.show_dead_letters(world.dlt_topic, partition=0, offset=0)
+            await until(pilot, lambda: isinstance(app.screen, DeadLettersScreen)
+                        and app.screen.page is not None
+                        and app.screen.page.topic == world.dlt_topic, message="the page")
+            screen = app.screen
+            records = screen.query_one("#dlq-records", KeyedTable)
+            await until(pilot, lambda: records.row_count >= 1, message="the records")
+            await pilot.pause()
+            text = shown(screen)
+            assert_escaped(text, where="dead letters read from the broker")
+            assert "field [/data/orderId] missing" in text
+            screenshot_text(app)
+            app.follow(world.order)
+            await until(pilot, lambda: getattr(app.screen, "timeline", None) is not None
+                        and bool(app.screen.timeline.events), timeout=60,
+                        message="the order's timeline")
+            assert_escaped(shown(app.screen), where="the timeline read from the broker")
+            screenshot_text(app)
+
+    asyncio.run(run())
