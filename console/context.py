@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.config import LagdeckConfig, resolve
+from collectors.untrusted import as_text, json_text
 
 
 class Context:
@@ -51,7 +52,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
+        return as_text(value)
     if isinstance(value, Path):
         return str(value)
     return value
@@ -59,5 +60,7 @@ def to_jsonable(value: Any) -> Any:
 
 def print_json(document: Any) -> None:
     """One JSON document on stdout, as DESIGN.md promises for every `--json`."""
-    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(to_jsonable(document), indent=2, ensure_ascii=False)
+    # same meaning, but no C1 control, bidi override or lone surrogate reaches the terminal
+    sys.stdout.write(json_text(text) + "\n")
     sys.stdout.flush()
