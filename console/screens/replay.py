@@ -112,10 +112,12 @@ def applied_summary(result: ReplayResult) -> Text:
     """What the table above now shows: moves that were applied, not a preview."""
     plan = result.plan
     text = Text()
-    text.append(f"{plan.group} on {plan.topic}, {plan.spec.describe()}: ", style="bold")
+    text.append(f"{one_line(plan.group)} on {one_line(plan.topic)}, {plan.spec.describe()}: ",
+                style="bold")
     n = len(result.applied)
     text.append(f"applied to {n} partition{'s' if n != 1 else ''}")
-    text.append(f"\ngroup state {plan.group_state}; the changes above were made.", style="dim")
+    text.append(f"\ngroup state {one_line(plan.group_state)}; the changes above were made.",
+                style="dim")
     return text
 
 
