@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.config import LagdeckConfig, resolve
+from collectors.untrusted import as_text, json_text
 
 
 class Context:
@@ -56,7 +57,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
+        return as_text(value)
     if isinstance(value, Path):
         return str(value)
     return value
@@ -71,5 +72,6 @@ def print_json(document: Any, *, compact: bool = False) -> None:
     """
     text = json.dumps(to_jsonable(document), indent=None if compact else 2,
                       ensure_ascii=False, separators=(",", ":") if compact else None)
-    sys.stdout.write(text + "\n")
+    # same meaning, but no C1 control, bidi override or lone surrogate reaches the terminal
+    sys.stdout.write(json_text(text) + "\n")
     sys.stdout.flush()

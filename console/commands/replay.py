@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from collectors.errors import UsageError
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
 from dlq.guard import ensure_writable
 from dlq.replay import ReplayPlan, ResetSpec, execute_reset, plan_reset
@@ -53,15 +54,20 @@ def _show(v: int | None) -> str:
     return "-" if v is None else str(v)
 
 
+def _s(value: str | None) -> str:
+    """A group or topic name (chosen by other teams) on a line: escaped, cut."""
+    return one_line(value, FIELD_LIMIT)
+
+
 def _print_plan(plan: ReplayPlan, header: str) -> None:
     out = sys.stdout
     state = plan.group_state if plan.exists else "does not exist"
-    out.write(f"{header}: group {plan.group} ({state}) on {plan.topic}, "
+    out.write(f"{header}: group {_s(plan.group)} ({_s(state)}) on {_s(plan.topic)}, "
               f"reset {plan.spec.describe()}\n")
     out.write(f"  {'PARTITION':>9}  {'CURRENT':>10}  {'NEW':>10}  {'DELTA':>8}  RANGE\n")
     for p in plan.partitions:
         delta = "" if p.delta is None or not p.changes else f"{p.delta:+d}"
-        note = f"  ({p.note})" if p.note else ""
+        note = f"  ({_s(p.note)})" if p.note else ""
         out.write(f"  {p.partition:>9}  {_show(p.current_offset):>10}  {_show(p.new_offset):>10}"
                   f"  {delta:>8}  [{p.low}, {p.high}]{note}\n")
 

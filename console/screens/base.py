@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
+from collectors import untrusted
 from console import keymap as km
 from console.widgets.status_bar import StatusBar
 
@@ -56,7 +58,7 @@ class BaseScreen(Screen):
         """A line under the status bar (errors, firing alerts); None hides it."""
         widget = self.query_one("#banner", Static)
         widget.set_classes(f"banner {severity}" + ("" if text else " hidden"))
-        widget.update(text or "")
+        widget.update(Text(untrusted.block(text)) if text else "")  # errors carry names
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:
