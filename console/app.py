@@ -34,6 +34,7 @@ from console.messages import LagUpdated
 from console.palette import GlobalCommands
 from console.screens.alerts import AlertsScreen
 from console.screens.dead_letters import DeadLettersScreen
+from console.screens.flows import FlowsScreen
 from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen
 from console.screens.overview import OverviewScreen
@@ -68,6 +69,7 @@ class LagdeckApp(App[None]):
         "dead-letters": DeadLettersScreen,
         "timeline": TimelineScreen,
         "alerts": AlertsScreen,
+        "flows": FlowsScreen,
     }
     DEFAULT_MODE = "overview"
     COMMANDS: ClassVar = App.COMMANDS | {GlobalCommands}
@@ -270,7 +272,8 @@ DEMO_WELCOME = (
     "An order pipeline is running on an embedded broker. loyalty-service stops after "
     "~15 s (watch it turn STOP on top of this list); notification-service is slow; a "
     "share of payments fail into payments.events-dlt.\n"
-    "Try: 2 dead letters → t follows a record's order → R redrives it. ? shows every key."
+    "Try: 2 dead letters → t follows a record's order → R redrives it; 5 flows shows where "
+    "orders stop. ? shows every key."
 )
 
 

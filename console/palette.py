@@ -49,6 +49,8 @@ class GlobalCommands(_Commands):
              "follow one order / correlation id / trace id"),
             ("go: alerts", partial(app.switch_mode, "alerts"),
              "firing, pending and resolved alerts"),
+            ("go: flows", partial(app.switch_mode, "flows"),
+             "all orders: steps, latencies, where they stop"),
             ("refresh now", app.action_refresh, "poll the cluster without waiting"),
             ("help: keys", app.action_help, "the keys of this screen"),
         ]
