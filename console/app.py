@@ -226,13 +226,16 @@ class LagdeckApp(App[None]):
 
         self.call_later(go)
 
-    def follow(self, query: str) -> None:
-        """Open the timeline of an order / correlation id / trace id."""
+    def follow(self, query: str,
+               flow_marks: Mapping[tuple[str, int, int], str] | None = None) -> None:
+        """Open the timeline of an order / correlation id / trace id (with the flows
+        view's duplicate / out-of-order marks of its events, when it comes from there)."""
 
         async def go() -> None:
             await self.switch_mode("timeline")
             screen = self.screen
             if isinstance(screen, TimelineScreen):
+                screen.flow_marks = dict(flow_marks or {})
                 screen.search(query)
 
         self.call_later(go)

@@ -58,3 +58,19 @@ async def test_flows_screen_steps_then_stopped_orders_then_a_timeline():
         assert isinstance(app.screen, FlowStepScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, FlowsScreen)
+        # an order with a re-sent event: its timeline flags the copy
+        reserved = Step("inventory.events", "InventoryReserved")
+        table.move_cursor(row=table.row_keys.index(step_key(reserved)))
+        await pilot.press("enter")
+        step_screen = app.screen
+        orders = step_screen.query_one("#flowstep-orders", KeyedTable)
+        await until(pilot, lambda: orders.row_keys == ["ord_00004"], message="ord_00004")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TimelineScreen)
+                    and app.screen.timeline is not None
+                    and app.screen.timeline.query == "ord_00004", message="its timeline")
+        events = app.screen.query_one("#timeline-events", KeyedTable)
+        await until(pilot, lambda: events.values("inventory.events[1]@101") is not None,
+                    message="the timeline rows")
+        assert events.values("inventory.events[1]@101")[3] == " DUP "
+        assert events.values(events.row_keys[0])[3] == ""

@@ -160,7 +160,8 @@ def order_timeline(query: str = "ord_00001") -> Timeline:
 
 def order_flows() -> FlowMap:
     """Six orders: two complete, two dead-lettered (one with an id full of markup),
-    one waiting at InventoryReserved, one with a re-sent payment event."""
+    one waiting at InventoryReserved (its reservation re-sent, at the position the
+    canned timeline shows), one with a re-sent payment event."""
     ms = int(T0 * 1000)
     records = []
     for n, fate in enumerate(("ok", "ok", "dead", "dead", "waiting", "dup")):
@@ -168,6 +169,10 @@ def order_flows() -> FlowMap:
         base = ms - 3_600_000 + n * 60_000
         records += [FlowRecord(order, "orders.events", "OrderPlaced", base, 0, n),
                     FlowRecord(order, "inventory.events", "InventoryReserved", base + 300, 1, n)]
+        if fate == "waiting":
+            records.append(FlowRecord(order, "inventory.events", "InventoryReserved",
+                                      base + 400, 1, 101, identity=f"res-{n}"))
+            records[-2] = replace(records[-2], identity=f"res-{n}")
         if fate == "dead":
             records.append(FlowRecord(order, DLT, "InventoryReserved", base + 800, 0, n,
                                       kind=1))

@@ -260,6 +260,8 @@ class FlowMap:
         if step is not None:
             doc["step"] = step
             doc["stopped_orders"] = [s.to_json() for s in self.stopped_at(self.find_steps(step))]
+        doc["flagged"] = [{"order": m.order, "topic": m.topic, "partition": m.partition,
+                           "offset": m.offset, "mark": m.mark} for m in self.marks]
         doc["notes"] = list(self.notes)
         doc["stats"] = {"topics": self.stats.topics, "partitions": self.stats.partitions,
                         "scanned_records": self.stats.scanned_records,

@@ -309,4 +309,6 @@ class FlowStepScreen(_FlowsFetching):
     def action_open_order(self) -> None:
         key = self.query_one("#flowstep-orders", KeyedTable).current_key
         if key:
-            self.lagdeck.follow(key)
+            marks = {(m.topic, m.partition, m.offset): m.mark
+                     for m in (self.flows.marks if self.flows else ()) if m.order == key}
+            self.lagdeck.follow(key, marks)
