@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -151,11 +152,17 @@ def poll_loop_flows(bootstrap: str, partitions: int, now_ms: int, stuck_after_ms
 
 
 def run_cli(bootstrap: str, env: dict[str, str]) -> tuple[float, dict]:
+    """Wall time of a whole `lagdeck flows` process (and its CPU time, printed)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "console.cli", "-b", bootstrap, "flows",
                           "--since", "7d", "--topics", r"^fb\.", "--stuck-after", "5m",
                           "--json"], capture_output=True, text=True, env=env, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"      one run: {elapsed:.2f}s wall, {cpu:.2f}s CPU (user+sys), "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if out.returncode != 0:
         raise SystemExit(f"lagdeck flows failed ({out.returncode}): {out.stderr.strip()}")
     return elapsed, json.loads(out.stdout)

@@ -61,7 +61,7 @@ def reference(records: list[FlowRecord], now_ms: int, stuck_after_ms: int,
         for a, b in itertools.pairwise(kept):
             ref.latencies[((a.topic, a.event_type), (b.topic, b.event_type))].append(
                 b.timestamp_ms - a.timestamp_ms)
-    going_on = {k[0] for k in ref.latencies}
+    going_on = {a for a, b in ref.latencies if a != b}
     dead = {(r.topic, r.event_type) for r in records if r.kind == 1}
     for order, kept in sequences.items():
         last = kept[-1]

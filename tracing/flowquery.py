@@ -51,13 +51,15 @@ def read_facts(index: CorrelationIndex, coverage: dict[tuple[str, int], Coverage
     """The facts of records in each partition's covered range still on the broker,
     written at or after `cutoff_ms`."""
     by_id = {c.tp_id: (tp, c) for tp, c in coverage.items()}
-    blocks = index.flow_blocks(by_id)
+    # in (topic, partition, offset) order: the flow computation's tie-break, so its
+    # time sort needs one pass
+    blocks = sorted(index.flow_blocks(by_id), key=lambda b: (by_id[b[0]][0], b[1]))
     columns: list[np.ndarray] = []
     tp_cols: list[np.ndarray] = []
     overlap = False
     last: tuple[int, int] = (-1, -1)
     for tp_id, first, last_offset, blob in blocks:
-        if tp_id == last[0] and first <= last[1]:
+        if tp_id == last[0] and first <= last[1]:  # blocks of one partition are adjacent
             overlap = True
         last = (tp_id, last_offset)
         tp, cov = by_id[tp_id]
@@ -72,10 +74,11 @@ def read_facts(index: CorrelationIndex, coverage: dict[tuple[str, int], Coverage
         tp_cols.append(np.full(block.shape[1], tp_id, dtype=np.int64))
     if not columns:
         return FactColumns(np.zeros(0, np.int64), np.zeros((_WIDTH, 0), np.int64))
-    facts = np.concatenate(columns, axis=1)
+    facts = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
     tp_ids = np.concatenate(tp_cols)
     keep = facts[_COL["timestamp_ms"]] >= cutoff_ms
-    facts, tp_ids = facts[:, keep], tp_ids[keep]
+    if not keep.all():  # a copy of every column: only when something is cut
+        facts, tp_ids = facts[:, keep], tp_ids[keep]
     if overlap:  # two scans wrote the same offsets: keep one fact per record
         _, first = np.unique(np.stack((tp_ids, facts[_COL["offset"]])), axis=1,
                              return_index=True)
@@ -103,19 +106,29 @@ def resolve(index: CorrelationIndex, coverage: dict[tuple[str, int], Coverage],
     order_h[no_order] = key_h[no_order]
     assigned = order_h != 0
     unassigned = int((~assigned).sum())
-    f, order_h, tp_ids = f[:, assigned], order_h[assigned], columns.tp_id[assigned]
+    tp_ids = columns.tp_id
+    if unassigned:
+        f, order_h, tp_ids = f[:, assigned], order_h[assigned], tp_ids[assigned]
 
     unique_orders, order_index = np.unique(order_h, return_inverse=True)
+    # event types are few: a dense code per hash, then one small key per (tp_id, type)
     etype_h = f[_COL["event_type"]]
-    step_pairs, step_index = np.unique(np.stack((tp_ids, etype_h)), axis=1,
-                                       return_inverse=True)
+    etypes = np.unique(etype_h)
+    pair_key = tp_ids * len(etypes) + np.searchsorted(etypes, etype_h)
+    # dense codes of the few (tp_id, type) pairs without another sort
+    present = np.bincount(pair_key) > 0
+    step_pairs = np.flatnonzero(present)
+    dense = np.cumsum(present) - 1
+    step_index = dense[pair_key]
     topic_of = {c.tp_id: tp[0] for tp, c in coverage.items()}
     partition_of = {c.tp_id: tp[1] for tp, c in coverage.items()}
-    names = index.flow_names([*unique_orders.tolist(), *set(step_pairs[1].tolist())])
+    names = index.flow_names([*unique_orders.tolist(), *etypes.tolist()])
     # steps: (topic, event type); several partitions of a topic are one step
     step_of_pair = []
     steps: dict[Step, int] = {}
-    for tp_id, eh in zip(step_pairs[0].tolist(), step_pairs[1].tolist(), strict=True):
+    for key in step_pairs.tolist():
+        tp_id, eh = divmod(key, len(etypes))
+        eh = int(etypes[eh])
         step = Step(topic_of[tp_id], names.get(eh) if eh else None)
         step_of_pair.append(steps.setdefault(step, len(steps)))
     step_map = np.asarray(step_of_pair, dtype=np.int64)

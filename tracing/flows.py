@@ -23,7 +23,8 @@ The rules (DESIGN.md "flows", docs/flows.md):
   always one of the measured values.
 - An order has **stopped** at step S when its latest event is at S, is older
   than `stuck_after` (now - timestamp > stuck_after), and S is a dead-letter
-  step or a step that some order goes on from (has an outgoing transition).
+  step or a step that some order goes on from to another step (a repeated
+  step, such as a third status update, is not going on).
   An order whose latest step no order goes on from has completed.
 - Step A **precedes** step B when, among the orders that have both, A's first
   event comes before B's first event in at least `PRECEDES_RATIO` (95 %) of
@@ -301,8 +302,8 @@ def compute_flows(events: FlowEvents, *, now_ms: int, stuck_after_ms: int,
                             dtype=np.int64)
     order, step, ts = events.order, events.step, events.timestamp_ms
     # time order within each order: (order, timestamp, topic, partition, offset)
-    idx = np.lexsort((events.offset, events.partition, topic_rank[step] if len(step) else step,
-                      ts, order))
+    idx = _time_order(order, ts, topic_rank[step] if len(step) else step, events.partition,
+                      events.offset)
     order, step, ts = order[idx], step[idx], ts[idx]
     partition, offset = events.partition[idx], events.offset[idx]
     dedup, kind = events.dedup[idx], events.kind[idx]
@@ -312,7 +313,11 @@ def compute_flows(events: FlowEvents, *, now_ms: int, stuck_after_ms: int,
     dup = np.zeros(n, dtype=bool)
     candidates = np.flatnonzero(kind != REDRIVEN)
     if len(candidates):
-        by = np.lexsort((candidates, dedup[candidates], step[candidates], order[candidates]))
+        # one 64-bit key per (order, step, identity) (equal keys are checked field by
+        # field below); the stable sort keeps the time order among equal keys
+        combo = dedup[candidates] ^ ((order[candidates] * n_steps + step[candidates])
+                                     * np.int64(-7046029254386353131))
+        by = np.argsort(combo, kind="stable")
         c = candidates[by]
         same = ((order[c][1:] == order[c][:-1]) & (step[c][1:] == step[c][:-1])
                 & (dedup[c][1:] == dedup[c][:-1]))
@@ -331,7 +336,7 @@ def compute_flows(events: FlowEvents, *, now_ms: int, stuck_after_ms: int,
     # -- orders per step, events per step ---------------------------------------------
     events_per_step = np.bincount(k_step, minlength=n_steps)
     pair_key = k_order * max(n_steps, 1) + k_step
-    first_keys, first_index = np.unique(pair_key, return_index=True)
+    first_keys, first_index = _first_of_each(pair_key)
     orders_per_step = np.bincount(first_keys % max(n_steps, 1), minlength=n_steps)
 
     # -- transitions --------------------------------------------------------------------
@@ -339,8 +344,7 @@ def compute_flows(events: FlowEvents, *, now_ms: int, stuck_after_ms: int,
     src, dst = k_step[:-1][same_order], k_step[1:][same_order]
     latency = (k_ts[1:] - k_ts[:-1])[same_order]
     t_key = src * max(n_steps, 1) + dst
-    t_sort = np.lexsort((latency, t_key))
-    t_key, latency_sorted, src_sorted = t_key[t_sort], latency[t_sort], src[t_sort]
+    t_key, latency_sorted = _sorted_pairs(t_key, latency)
     starts = _group_starts(t_key)
     ends = _group_ends(starts, len(t_key))
     transitions = []
@@ -349,18 +353,17 @@ def compute_flows(events: FlowEvents, *, now_ms: int, stuck_after_ms: int,
         key = int(t_key[a])
         transitions.append((key // n_steps, key % n_steps, b - a,
                             *(nearest_rank(lat, q) for q in PERCENTILES), int(lat[-1])))
+    # a step some order goes on from to another step (a repeated step is not "going on")
     outgoing = np.zeros(n_steps, dtype=bool)
-    outgoing[src] = True
+    outgoing[src[src != dst]] = True
     # p95 of everything leaving a step
     p95_next: dict[int, int] = {}
     if len(src):
-        by_src = np.lexsort((latency, src))
-        s_sorted, l_sorted = src[by_src], latency[by_src]
+        s_sorted, l_sorted = _sorted_pairs(src, latency)
         s_starts = _group_starts(s_sorted)
         s_ends = _group_ends(s_starts, len(s_sorted))
         for a, b in zip(s_starts.tolist(), s_ends.tolist(), strict=True):
             p95_next[int(s_sorted[a])] = nearest_rank(l_sorted[a:b], 95)
-    del src_sorted
 
     # -- where orders stop ------------------------------------------------------------
     o_starts = _group_starts(k_order)
@@ -421,20 +424,57 @@ def compute_flows(events: FlowEvents, *, now_ms: int, stuck_after_ms: int,
         stats=stats or FlowStats())
 
 
-def _pairs(group_sizes: np.ndarray, group_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every ordered pair (i, j), i != j, of elements within the same group."""
-    sizes_per_elem = np.repeat(group_sizes, group_sizes)
-    starts_per_elem = np.repeat(group_starts, group_sizes)
-    total = int((group_sizes.astype(np.int64) ** 2).sum())
-    n = int(group_sizes.sum())
-    elem = np.arange(n, dtype=np.int64) + np.repeat(group_starts - np.concatenate(
-        ([0], np.cumsum(group_sizes)[:-1])), group_sizes)
-    i = np.repeat(elem, sizes_per_elem)
-    block_start = np.repeat(np.concatenate(([0], np.cumsum(sizes_per_elem)[:-1])),
-                            sizes_per_elem)
-    j = np.repeat(starts_per_elem, sizes_per_elem) + (np.arange(total) - block_start)
-    mask = i != j
-    return i[mask], j[mask]
+_TS_BITS = 42  # timestamps within 139 years of the earliest one: (order, time) in one int64
+_LOW_BITS = 40
+
+
+def _fits(values: np.ndarray, bits: int) -> bool:
+    return len(values) == 0 or (int(values.min()) >= 0 and int(values.max()) < (1 << bits))
+
+
+def _time_order(order: np.ndarray, ts: np.ndarray, topic_rank: np.ndarray,
+                partition: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Indices sorting by (order, timestamp, topic, partition, offset).
+
+    Packs (order, timestamp) into one int64 and the tie-break into another
+    when they fit (one or two sorts instead of a five-key lexsort); input
+    already in tie-break order (the index reads it so) needs one sort only.
+    """
+    if len(order) == 0:
+        return np.zeros(0, dtype=np.int64)
+    rel = ts - ts.min()
+    tp_key = topic_rank * (int(partition.max()) + 1) + partition if len(partition) else partition
+    if not (_fits(rel, _TS_BITS) and _fits(order, 63 - _TS_BITS) and _fits(offset, _LOW_BITS)
+            and _fits(tp_key, 63 - _LOW_BITS)):
+        return np.lexsort((offset, partition, topic_rank, ts, order))
+    primary = (order << _TS_BITS) | rel
+    tie = (tp_key << _LOW_BITS) | offset
+    if bool(np.all(tie[1:] >= tie[:-1])):
+        return np.argsort(primary, kind="stable")
+    by_tie = np.argsort(tie, kind="stable")
+    return by_tie[np.argsort(primary[by_tie], kind="stable")]
+
+
+def _sorted_pairs(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(key, value) pairs sorted by key then value: one sort of packed values when
+    they fit (no index array, no gathers), else a lexsort."""
+    if _fits(value, _LOW_BITS) and _fits(key, 63 - _LOW_BITS):
+        packed = np.sort((key << _LOW_BITS) | value)
+        return packed >> _LOW_BITS, packed & ((1 << _LOW_BITS) - 1)
+    by = np.lexsort((value, key))
+    return key[by], value[by]
+
+
+def _first_of_each(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys, sorted, and the index of each one's first occurrence."""
+    n = len(keys)
+    bits = max(int(n).bit_length(), 1)
+    if _fits(keys, 63 - bits):
+        packed = np.sort((keys << bits) | np.arange(n, dtype=np.int64))
+        k = packed >> bits
+        first = np.concatenate(([True], k[1:] != k[:-1])) if n else np.zeros(0, bool)
+        return k[first], packed[first] & ((1 << bits) - 1)
+    return np.unique(keys, return_index=True)
 
 
 def _out_of_order(k_order: np.ndarray, k_step: np.ndarray, k_ts: np.ndarray,
@@ -450,17 +490,40 @@ def _out_of_order(k_order: np.ndarray, k_step: np.ndarray, k_ts: np.ndarray,
     if wide.any():
         notes.append(f"{int(wide.sum())} orders have more than {MAX_PAIRED_STEPS} distinct "
                      "steps and were not checked for out-of-order events")
-    i, j = _pairs(g_sizes[~wide], g_starts[~wide])
-    before = np.bincount((f_step[i] * n_steps + f_step[j])[f_ts[i] < f_ts[j]],
+    # Pairs of one order's first events: element x with x + d, for each distance d
+    # (each x appears once per d, so plain indexing replaces ufunc.at).
+    group_of = np.repeat(np.arange(len(g_starts)), g_sizes)
+    ok = ~wide[group_of]
+    n_first = len(f_order)
+    codes = []
+    max_d = int(g_sizes[~wide].max()) if (~wide).any() else 1
+    for d in range(1, max_d):
+        i = np.arange(n_first - d)
+        j = i + d
+        same = (group_of[i] == group_of[j]) & ok[i]
+        i, j = i[same], j[same]
+        ti, tj = f_ts[i], f_ts[j]
+        si, sj = f_step[i], f_step[j]
+        codes.append((si * n_steps + sj)[ti < tj])
+        codes.append((sj * n_steps + si)[tj < ti])
+    before = np.bincount(np.concatenate(codes) if codes else np.zeros(0, np.int64),
                          minlength=n_steps * n_steps).reshape(n_steps, n_steps)
     both = before + before.T
     precedes = (before >= PRECEDES_MIN_ORDERS) & (before >= PRECEDES_RATIO * both)
     # For the first event of each (order, B): the latest first event of a step A
     # that precedes B in the same order.
-    relevant = precedes[f_step[j], f_step[i]]  # does j's step precede i's step?
-    latest = np.full(len(f_order), np.iinfo(np.int64).min, dtype=np.int64)
-    if relevant.any():
-        np.maximum.at(latest, i[relevant], f_ts[j[relevant]])
+    latest = np.full(n_first, np.iinfo(np.int64).min, dtype=np.int64)
+    if precedes.any():
+        for d in range(1, max_d):
+            i = np.arange(n_first - d)
+            j = i + d
+            same = (group_of[i] == group_of[j]) & ok[i]
+            i, j = i[same], j[same]
+            si, sj = f_step[i], f_step[j]
+            a = precedes[sj, si]  # j's step precedes i's step
+            latest[i[a]] = np.maximum(latest[i[a]], f_ts[j[a]])
+            b = precedes[si, sj]
+            latest[j[b]] = np.maximum(latest[j[b]], f_ts[i[b]])
     # every event of (order, B) arrived before that time is out of order
     key = k_order * n_steps + k_step
     where = np.searchsorted(first_keys, key)
