@@ -128,3 +128,20 @@ class AlertsCommands(_Commands):
             out.append((f"alerts: open {group}", partial(self.app.open_group, group),
                         "the group's partitions"))
         return out
+
+
+class FlowsCommands(_Commands):
+    """The steps where orders stopped, worst first; each opens its stopped orders."""
+
+    def commands(self) -> list[Command]:
+        screen = self.screen
+        flows = getattr(screen, "flows", None)
+        out: list[Command] = [("refresh flows", screen.reload, "read the index again now")]
+        if flows is None:
+            return out
+        for s in sorted(flows.steps, key=lambda s: -s.stopped):
+            if s.stopped:
+                out.append((f"stopped at: {s.step.name} ({s.step.topic})",
+                            partial(screen.open_step, s.step),
+                            f"{s.stopped:,} orders, oldest {s.oldest_stopped_seconds or 0:.0f}s"))
+        return out

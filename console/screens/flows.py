@@ -23,6 +23,7 @@ from textual.widgets import Static
 from textual.worker import Worker
 
 from console import keymap as km
+from console.palette import FlowsCommands
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -194,6 +195,7 @@ class FlowsScreen(_FlowsFetching):
     TITLE_TEXT = "Flows"
     KEYS = km.FLOWS
     BINDINGS: ClassVar = km.bindings(km.FLOWS)
+    COMMANDS: ClassVar = {FlowsCommands}
 
     def body(self) -> ComposeResult:
         yield Static(Text("reading the flow of every order…", style="yellow"),
@@ -233,9 +235,13 @@ class FlowsScreen(_FlowsFetching):
 
     def action_open_step(self) -> None:
         s = self.current_step()
-        if s is None or self.flows is None:
-            return
-        self.app.push_screen(FlowStepScreen(s.step, self.flows))
+        if s is not None:
+            self.open_step(s.step)
+
+    def open_step(self, step: Step) -> None:
+        """The orders stopped at `step` (also from the command palette)."""
+        if self.flows is not None:
+            self.app.push_screen(FlowStepScreen(step, self.flows))
 
 
 def render_order(value: str) -> Text:
