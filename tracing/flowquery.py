@@ -49,40 +49,55 @@ class FactColumns:
 def read_facts(index: CorrelationIndex, coverage: dict[tuple[str, int], Coverage],
                lows: dict[tuple[str, int], int], cutoff_ms: int) -> FactColumns:
     """The facts of records in each partition's covered range still on the broker,
-    written at or after `cutoff_ms`."""
+    written at or after `cutoff_ms`.
+
+    Blocks are copied one at a time into arrays sized beforehand, so a million
+    facts cost their own 64 MB and one block more, not every blob plus a
+    concatenated copy.
+    """
     by_id = {c.tp_id: (tp, c) for tp, c in coverage.items()}
     # in (topic, partition, offset) order: the flow computation's tie-break, so its
     # time sort needs one pass
-    blocks = sorted(index.flow_blocks(by_id), key=lambda b: (by_id[b[0]][0], b[1]))
-    columns: list[np.ndarray] = []
-    tp_cols: list[np.ndarray] = []
+    listing = sorted(index.flow_block_list(by_id), key=lambda b: (by_id[b[0]][0], b[1]))
+    chosen = []
     overlap = False
     last: tuple[int, int] = (-1, -1)
-    for tp_id, first, last_offset, blob in blocks:
+    for tp_id, first, last_offset, size in listing:
         if tp_id == last[0] and first <= last[1]:  # blocks of one partition are adjacent
             overlap = True
         last = (tp_id, last_offset)
         tp, cov = by_id[tp_id]
         low = max(cov.start, lows.get(tp, 0))
-        if last_offset < low or first >= cov.end:
+        if last_offset >= low and first < cov.end:
+            chosen.append((tp_id, first, last_offset, size // (8 * _WIDTH), low, cov.end))
+    total = sum(c[3] for c in chosen)
+    facts = np.empty((_WIDTH, total), dtype=np.int64)
+    tp_ids = np.empty(total, dtype=np.int64)
+    ts_row = _COL["timestamp_ms"]
+    n = 0
+    for tp_id, first, last_offset, _, low, end in chosen:
+        blob = index.flow_block(tp_id, first)
+        if blob is None:
             continue
         block = np.frombuffer(blob, dtype=np.int64).reshape(_WIDTH, -1)
-        if first < low or last_offset >= cov.end:
+        cut = block[ts_row] >= cutoff_ms
+        if first < low or last_offset >= end:
             offs = block[_COL["offset"]]
-            block = block[:, (offs >= low) & (offs < cov.end)]
-        columns.append(block)
-        tp_cols.append(np.full(block.shape[1], tp_id, dtype=np.int64))
-    if not columns:
-        return FactColumns(np.zeros(0, np.int64), np.zeros((_WIDTH, 0), np.int64))
-    facts = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
-    tp_ids = np.concatenate(tp_cols)
-    keep = facts[_COL["timestamp_ms"]] >= cutoff_ms
-    if not keep.all():  # a copy of every column: only when something is cut
-        facts, tp_ids = facts[:, keep], tp_ids[keep]
+            cut &= (offs >= low) & (offs < end)
+        if cut.all():
+            size = block.shape[1]
+            facts[:, n:n + size] = block
+        else:
+            size = int(cut.sum())
+            facts[:, n:n + size] = block[:, cut]
+        tp_ids[n:n + size] = tp_id
+        n += size
+    facts, tp_ids = facts[:, :n], tp_ids[:n]
     if overlap:  # two scans wrote the same offsets: keep one fact per record
-        _, first = np.unique(np.stack((tp_ids, facts[_COL["offset"]])), axis=1,
-                             return_index=True)
-        facts, tp_ids = facts[:, first], tp_ids[first]
+        _, first_seen = np.unique(np.stack((tp_ids, facts[_COL["offset"]])), axis=1,
+                                  return_index=True)
+        first_seen.sort()
+        facts, tp_ids = facts[:, first_seen], tp_ids[first_seen]
     return FactColumns(tp_ids, facts)
 
 

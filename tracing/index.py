@@ -390,6 +390,28 @@ class CorrelationIndex:
                     "ORDER BY tp_id, first_offset", part).fetchall()
         return out
 
+    def flow_block_list(self, tp_ids: Iterable[int]) -> list[tuple[int, int, int, int]]:
+        """(tp_id, first_offset, last_offset, byte size) of the fact blocks of the partitions,
+        without reading them (so a reader can size its arrays first)."""
+        wanted = sorted(set(tp_ids))
+        out: list[tuple[int, int, int, int]] = []
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                out += self._db.execute(
+                    "SELECT tp_id, first_offset, last_offset, length(facts) FROM flow_blocks "
+                    f"WHERE tp_id IN ({','.join('?' * len(part))}) "
+                    "ORDER BY tp_id, first_offset", part).fetchall()
+        return out
+
+    def flow_block(self, tp_id: int, first_offset: int) -> bytes | None:
+        """One block of packed facts (see `flow_block_list`); None if it went away."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT facts FROM flow_blocks WHERE tp_id = ? AND first_offset = ?",
+                (tp_id, first_offset)).fetchone()
+        return None if row is None else row[0]
+
     def flow_names(self, hashes: Iterable[int]) -> dict[int, str]:
         """The names (order ids, keys, event types) behind fact hashes; unknown ones left out."""
         wanted = list(set(hashes))
