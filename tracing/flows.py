@@ -496,12 +496,14 @@ def _out_of_order(k_order: np.ndarray, k_step: np.ndarray, k_ts: np.ndarray,
     ok = ~wide[group_of]
     n_first = len(f_order)
     codes = []
+    pairs = []
     max_d = int(g_sizes[~wide].max()) if (~wide).any() else 1
     for d in range(1, max_d):
         i = np.arange(n_first - d)
         j = i + d
         same = (group_of[i] == group_of[j]) & ok[i]
         i, j = i[same], j[same]
+        pairs.append((i, j))
         ti, tj = f_ts[i], f_ts[j]
         si, sj = f_step[i], f_step[j]
         codes.append((si * n_steps + sj)[ti < tj])
@@ -514,11 +516,7 @@ def _out_of_order(k_order: np.ndarray, k_step: np.ndarray, k_ts: np.ndarray,
     # that precedes B in the same order.
     latest = np.full(n_first, np.iinfo(np.int64).min, dtype=np.int64)
     if precedes.any():
-        for d in range(1, max_d):
-            i = np.arange(n_first - d)
-            j = i + d
-            same = (group_of[i] == group_of[j]) & ok[i]
-            i, j = i[same], j[same]
+        for i, j in pairs:
             si, sj = f_step[i], f_step[j]
             a = precedes[sj, si]  # j's step precedes i's step
             latest[i[a]] = np.maximum(latest[i[a]], f_ts[j[a]])
