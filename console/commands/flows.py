@@ -45,15 +45,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def keep_freed_heap() -> None:
-    """Let glibc reuse freed memory for the flow computation's big temporary arrays.
+def tune_memory() -> None:
+    """Memory settings for a one-shot flow computation over big temporary arrays.
 
     By default every array above 128 KiB is its own mmap, returned on free and
     page-faulted in afresh by the next one: a third of the command's CPU time
     at a million events went to the kernel. The command is a short-lived
     process, so keeping freed heap costs nothing; elsewhere (the TUI) this is
     not called. A no-op off glibc.
+
+    numpy also asks for transparent huge pages on big arrays; where the kernel
+    compacts memory on demand for such requests (`defrag=madvise`, a common
+    default) that cost more kernel time than it saved, so it is turned off.
     """
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    if callable(setter):
+        setter(False)
     name = ctypes.util.find_library("c")
     if not name or not sys.platform.startswith("linux"):
         return
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--step: the step name is empty")
     config = ctx.config
     progress = _progress() if sys.stderr.isatty() else None
-    keep_freed_heap()
+    tune_memory()
     try:
         flows = find_flows(config.cluster, since_seconds=since, topics_regex=args.topics,
                            stuck_after_seconds=stuck_after,
