@@ -3,9 +3,10 @@ duplicates and out-of-order events (`tracing.flows`, the same map as `lagdeck fl
 
 Fetch in a worker (`source.flows()`, which reads only what the correlation
 index lacks), post a typed `FlowsLoaded`, render on the main thread; while
-the screen is on top the fetch repeats every few seconds, rescheduled after
-each one finishes. Enter on a step opens the orders stopped there
-(`FlowStepScreen`); enter on an order opens its timeline. Every cell that
+the screen is on top the fetch repeats every few seconds (at least three
+times as long as the last fetch took), rescheduled after each one finishes.
+Enter on a step opens the orders stopped there (`FlowStepScreen`); enter on
+an order opens its timeline. Every cell that
 comes from a record (topics, event types, order ids) is a `rich.text.Text`,
 never markup.
 """
@@ -185,7 +186,8 @@ class _FlowsFetching(BaseScreen):
         self.flows = message.flows
         self.banner(None)
         self.show_flows(message.flows)
-        self._schedule(REFRESH_INTERVAL)
+        # a big flow takes a while to compute: never spend more than a quarter of the time on it
+        self._schedule(max(REFRESH_INTERVAL, 3 * message.flows.stats.elapsed_seconds))
 
     def show_flows(self, flows: FlowMap) -> None:
         raise NotImplementedError
