@@ -6,9 +6,8 @@ index lacks), post a typed `FlowsLoaded`, render on the main thread; while
 the screen is on top the fetch repeats every few seconds (at least three
 times as long as the last fetch took), rescheduled after each one finishes.
 Enter on a step opens the orders stopped there (`FlowStepScreen`); enter on
-an order opens its timeline. Every cell that
-comes from a record (topics, event types, order ids) is a `rich.text.Text`,
-never markup.
+an order opens its timeline. Every cell that comes from a record (topics,
+event types, order ids) is a `rich.text.Text`, never markup.
 """
 
 from __future__ import annotations
