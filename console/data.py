@@ -324,16 +324,20 @@ class KafkaSource:
 
     # -- timeline --------------------------------------------------------
 
+    def _shared_tracer(self) -> Any:
+        """The one tracer of the timeline and the flows (call with `_trace_lock` held)."""
+        from tracing.search import Tracer  # loaded on first use: the scanner is heavy
+
+        if self._tracer is None:
+            self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
+        return self._tracer
+
     def timeline(self, query: str) -> Timeline:
         """The order's events; the tracer (clients, correlation index) is kept between
         lookups so following an order re-reads only what arrived since."""
-        from tracing.search import Tracer  # loaded on first use: the scanner is heavy
-
         with self._trace_lock:
-            if self._tracer is None:
-                self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
             try:
-                return self._tracer.find(query, since_seconds=self.since_seconds,
+                return self._shared_tracer().find(query, since_seconds=self.since_seconds,
                                          stuck_after_seconds=self.stuck_after_seconds)
             except LagdeckError:
                 raise
@@ -350,12 +354,9 @@ class KafkaSource:
         from tracing.flowquery import flows_from_index
 
         with self._trace_lock:
-            if self._tracer is None:
-                from tracing.search import Tracer
-
-                self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
             try:
-                return flows_from_index(self._tracer, since_seconds=self.flows_since_seconds,
+                return flows_from_index(self._shared_tracer(),
+                                        since_seconds=self.flows_since_seconds,
                                         stuck_after_seconds=self.stuck_after_seconds)
             except LagdeckError:
                 raise
