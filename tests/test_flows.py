@@ -169,3 +169,19 @@ def test_empty_input():
     flows = flows_of([])
     assert (flows.orders, flows.steps, flows.transitions, flows.stopped) == (0, (), (), ())
     assert flows.to_json(step="X")["stopped_orders"] == []
+
+
+def test_the_text_output_never_passes_terminal_escapes_through():
+    from console.commands.flows import render, render_stopped
+
+    evil = "\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07"
+    records = [FlowRecord(f"ord{evil}", f"t{evil}", f"Placed{evil}", 1000, offset=0),
+               FlowRecord(f"ord{evil}", "t2", "Next", 2000, offset=1)]
+    for n in range(3):  # others go on from Next, so the evil order has stopped there
+        records += [FlowRecord(f"o{n}", "t2", "Next", 1000 + n, offset=n + 2),
+                    FlowRecord(f"o{n}", "t3", "Done", 1500 + n, offset=n)]
+    flows = flows_of(records, stuck_after=0)
+    assert [s.id for s in flows.stopped] == [f"ord{evil}"]
+    text = render(flows) + render_stopped("Next", flows.stopped)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.count("\\x1b[2J") >= 3  # topic, event type and order id: shown, escaped
