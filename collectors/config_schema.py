@@ -182,7 +182,7 @@ SCHEMA = Table({
         "correlation_headers": STRING_LIST, "order_id_paths": STRING_LIST,
         "event_type_headers": STRING_LIST, "event_type_paths": STRING_LIST,
         "trace_url": URL, "jaeger_url": URL, "jaeger_timeout": NUMBER,
-        "scan_processes": COUNT,
+        "scan_processes": COUNT, "event_id_headers": STRING_LIST,
     }),
     "dlq": Table({
         "patterns": STRING_LIST, "extra_patterns": STRING_LIST, "content_scan": BOOL,
