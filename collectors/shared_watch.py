@@ -67,8 +67,9 @@ class SharedWatch:
         self.publisher = SnapshotPublisher(cluster, topic, interval=interval,
                                            timeout=timeout, client_overrides=client_overrides)
         self.reader = SnapshotReader(cluster, topic, timeout=timeout)
-        self.group = WatchGroup(cluster, cluster_id, snapshot_topic=topic, partitions=partitions,
-                                session_timeout=session_timeout, timeout=timeout)
+        self.group = WatchGroup(cluster, cluster_id, snapshot_topic=topic,
+                                partitions=partitions, session_timeout=session_timeout,
+                                timeout=timeout)
         self.cluster_id = cluster_id
         self._held: frozenset[int] = frozenset()
         self._round: frozenset[int] = frozenset()

@@ -55,7 +55,8 @@ class WatchGroup:
     """This watcher's share of the groups, kept current by the consumer group protocol."""
 
     def __init__(self, cluster: ClusterConfig, cluster_id: str, *,
-                 snapshot_topic: str | None = None, topic: str = COORDINATION_TOPIC, partitions: int = COORDINATION_PARTITIONS,
+                 snapshot_topic: str | None = None, topic: str = COORDINATION_TOPIC,
+                 partitions: int = COORDINATION_PARTITIONS,
                  session_timeout: float = 10.0, timeout: float = 10.0,
                  client_overrides: Mapping[str, Any] | None = None) -> None:
         self.topic = check_topic_name(topic)
