@@ -13,6 +13,8 @@ groups' snapshots with their alert states, and tombstones.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -81,6 +83,16 @@ class SharedWatch:
     def wait_assigned(self, timeout: float) -> bool:
         return self.group.wait_assigned(timeout)
 
+    def wait(self, stop: threading.Event, seconds: float) -> None:
+        """Sleep between rounds, but start the next one at once when the share changed:
+        groups taken over from a dead watcher are published without waiting an interval."""
+        generation = self.group.generation
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self.group.generation != generation and self.group.owned != self._round:
+                return
+            stop.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+
     def begin_round(self) -> Callable[[str], bool]:
         """This round's share, frozen: ownership may change meanwhile, the round may not."""
         self._round = self.group.owned
@@ -91,8 +103,8 @@ class SharedWatch:
         gained = self._round - self._held
         if not gained:
             return {}
-        published: PublishedLag = self.reader.read()
         owns = owner_predicate(gained, self.group.partitions)
+        published: PublishedLag = self.reader.read(owns)
         out = {g: (p.snapshot_at, p.alerts) for g, p in published.provenance.items()
                if owns(g)}
         # groups published before (by anyone) are ours to tombstone if they are gone

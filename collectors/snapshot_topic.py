@@ -160,7 +160,8 @@ def ensure_topic(cluster: ClusterConfig, topic: str, partitions: int,
     """Create `topic` if missing (with `config`); its partition count either way."""
     client = kafka.admin(cluster)
     try:
-        meta = client.list_topics(topic=topic, timeout=timeout)
+        # every topic: a metadata request naming one auto-creates it on some brokers
+        meta = client.list_topics(timeout=timeout)
         found = meta.topics.get(topic)
         if found is not None and found.error is None and found.partitions:
             return len(found.partitions)
@@ -291,7 +292,10 @@ class SnapshotReader:
         self._overrides = dict(client_overrides or {})
         self._consumer: Any = None
         self._partitions: list[int] = []
-        self._latest: dict[str, tuple[GroupLag, Provenance]] = {}
+        #: latest raw value per group, and its decoded form once asked for
+        self._raw: dict[str, bytes] = {}
+        self._latest: dict[str, tuple[bytes, tuple[GroupLag, Provenance]]] = {}
+        self._bad: set[str] = set()
         self._unreadable = 0
         self._lock = threading.Lock()
 
@@ -314,7 +318,9 @@ class SnapshotReader:
 
     def _assign_new_partitions(self, consumer: Any) -> None:
         try:
-            meta = consumer.list_topics(topic=self.topic, timeout=self.timeout)
+            # the first look lists every topic: naming a missing one may auto-create it
+            meta = consumer.list_topics(topic=self.topic if self._partitions else None,
+                                        timeout=self.timeout)
         except KafkaException as exc:
             raise kafka.translate(exc, f"reading snapshots from {self.topic}") from None
         found = meta.topics.get(self.topic)
@@ -327,8 +333,9 @@ class SnapshotReader:
                                          for p in new])
             self._partitions += new
 
-    def read(self) -> PublishedLag:
-        """Everything published up to now (the end offsets when the read started)."""
+    def read(self, select: Callable[[str], bool] | None = None) -> PublishedLag:
+        """Everything published up to now (the end offsets when the read started);
+        `select` keeps only the groups it accepts (and decodes only those)."""
         with self._lock:
             consumer = self._client()
             self._assign_new_partitions(consumer)
@@ -363,8 +370,8 @@ class SnapshotReader:
                 raise KafkaOperationError(
                     f"reading snapshots from {self.topic}: partitions {sorted(waiting)} not "
                     f"read to their end within {self.timeout:g}s")
-            latest = dict(self._latest)
-            unreadable = self._unreadable
+            latest = self._decoded(select)
+            unreadable = self._unreadable + len(self._bad)
         groups = tuple(sorted((g for g, _ in latest.values()), key=lambda g: g.group))
         taken = max((p.snapshot_at for _, p in latest.values()), default=started)
         errors: tuple[str, ...] = ()
@@ -377,21 +384,40 @@ class SnapshotReader:
                             unreadable)
 
     def _take(self, key: bytes | None, value: bytes | None) -> None:
+        """Keep the latest raw record per group; decoding waits until a group is asked for
+        (a watcher taking over reads thousands of records and needs a few groups)."""
         if key is None:
             self._unreadable += 1
             return
         name = key.decode("utf-8", errors="replace")
         if value is None:
-            self._latest.pop(name, None)  # tombstone: the group is gone
-            return
-        try:
-            group, provenance = decode(value)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            _log.warning("snapshot of %r unreadable: %s", name, exc)
-            self._unreadable += 1
+            self._raw.pop(name, None)  # tombstone: the group is gone
+            self._bad.discard(name)
+            self._latest.pop(name, None)
             return
         # one key lives in one partition: the later record is the newer snapshot
-        self._latest[name] = (group, provenance)
+        self._raw[name] = value
+
+    def _decoded(self, select: Callable[[str], bool] | None) -> dict[str, tuple[GroupLag,
+                                                                               Provenance]]:
+        out: dict[str, tuple[GroupLag, Provenance]] = {}
+        for name, value in self._raw.items():
+            if select is not None and not select(name):
+                continue
+            cached = self._latest.get(name)
+            if cached is not None and cached[0] is value:
+                out[name] = cached[1]
+                continue
+            try:
+                decoded = decode(value)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                _log.warning("snapshot of %r unreadable: %s", name, exc)
+                self._bad.add(name)
+                continue
+            self._bad.discard(name)
+            self._latest[name] = (value, decoded)
+            out[name] = decoded
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -352,8 +352,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     store.save(merge_book(result.book, others))
                 if shared is not None:
                     try:
-                        shared.publish(snapshot, result.book.states,
-                                       refresh_seconds=refresh_seconds)
+                        written, tombstones = shared.publish(
+                            snapshot, result.book.states, refresh_seconds=refresh_seconds)
+                        _log.info("round: %d group(s) refreshed in %.2fs, %d snapshot(s) and "
+                                  "%d tombstone(s) published", len(snapshot.groups),
+                                  refresh_seconds or 0.0, written, tombstones)
                     except LagdeckError as exc:
                         report(str(exc))
                 code = result.exit_code
@@ -368,7 +371,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     _print_text(result, args.once, len(snapshot.groups))
                 if args.once:
                     break
-                stop.wait(args.interval)
+                if shared is not None:
+                    shared.wait(stop, args.interval)
+                else:
+                    stop.wait(args.interval)
         except KeyboardInterrupt:
             _log.info("watch interrupted")
         finally:
