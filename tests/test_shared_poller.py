@@ -241,3 +241,169 @@ def test_three_watchers_split_the_groups_and_take_over_from_a_killed_one(
 
 def snapshots_of(text: str) -> dict:
     return json.loads(text)
+
+
+# ---------------------------------------------------------------- viewers
+
+
+class Stats:
+    """librdkafka's own statistics of one client: requests sent, per type and in total."""
+
+    def __init__(self) -> None:
+        self.latest: dict = {}
+
+    def __call__(self, raw: str) -> None:
+        self.latest = json.loads(raw)
+
+    def overrides(self) -> dict:
+        return {"statistics.interval.ms": 100, "stats_cb": self}
+
+    def requests(self) -> tuple[dict[str, int], int]:
+        by_type: dict[str, int] = defaultdict(int)
+        total = 0
+        for broker in self.latest.get("brokers", {}).values():
+            total += broker["tx"]
+            for kind, n in (broker.get("req") or {}).items():
+                by_type[kind] += n
+        return dict(by_type), total
+
+
+def settle_stats(poll, stats: Stats) -> None:
+    """Serve callbacks until a statistics round after the work was seen."""
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        poll(0.05)
+    assert stats.latest, "no statistics received"
+
+
+GROUP_CALLS = ("OffsetFetch", "DescribeGroups", "JoinGroup", "SyncGroup", "Heartbeat",
+               "OffsetCommit", "LeaveGroup", "ListGroups", "ConsumerGroupDescribe",
+               "ConsumerGroupHeartbeat")
+
+
+@pytest.fixture
+def published(bootstrap: str, cluster, names) -> dict:
+    """40 groups at assorted offsets, published once by `watch --publish --once`."""
+    from console.cli import main
+
+    prefix, topic, snapshots = names("view"), names("view-orders"), names("view-lag")
+    create_topics(bootstrap, topic, partitions=2)
+    produce(bootstrap, topic, 2, 12)
+    groups = {f"{prefix}-{i:02d}": {(topic, 0): i % 12, (topic, 1): (i * 5) % 13}
+              for i in range(40)}
+    commit_groups(bootstrap, groups)
+    code = main(["-b", bootstrap, "watch", "--publish", snapshots, "--group", f"^{prefix}-",
+                 "--once", "--session-timeout", "2", "--interval", "2"])
+    assert code == 0
+    return {"prefix": prefix, "topic": topic, "snapshots": snapshots, "groups": groups}
+
+
+def lag_table(groups) -> dict[tuple[str, str, int], tuple]:
+    return {(g.group, p.topic, p.partition): (p.committed_offset, p.end_offset, p.lag)
+            for g in groups for p in g.partitions}
+
+
+def test_a_viewer_shows_the_polled_lag_without_asking_any_group_coordinator(
+        cluster, published: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from collectors.lag import LagCollector
+    from collectors.snapshot_topic import SnapshotReader
+    from console.cli import main
+
+    with LagCollector(cluster) as collector:
+        direct = collector.refresh(f"^{published['prefix']}-")
+    stats = Stats()
+    reader = SnapshotReader(cluster, published["snapshots"], client_overrides=stats.overrides())
+    try:
+        view = reader.read()
+        settle_stats(reader.poll, stats)
+    finally:
+        reader.close()
+    assert lag_table(view.snapshot.groups) == lag_table(direct.groups)
+    assert len(view.snapshot.groups) == 40
+    by_type, total = stats.requests()
+    assert by_type.get("Fetch", 0) >= 1 and by_type.get("ListOffsets", 0) >= 1
+    assert {k: by_type[k] for k in GROUP_CALLS if by_type.get(k)} == {}
+    assert total == sum(by_type.values()), "every request sent is itemised by type"
+
+    # the same counter does see an OffsetFetch when a client sends one
+    control_stats = Stats()
+    control = Consumer({"bootstrap.servers": cluster.bootstrap_servers,
+                        "group.id": f"{published['prefix']}-00", **control_stats.overrides()})
+    try:
+        control.committed([TopicPartition(published["topic"], 0)], timeout=10)
+        settle_stats(control.poll, control_stats)
+    finally:
+        control.close()
+    assert control_stats.requests()[0].get("OffsetFetch", 0) >= 1
+
+    # the CLI: the same figures, with where they came from
+    capsys.readouterr()
+    assert main(["-b", cluster.bootstrap_servers, "--from-snapshots", published["snapshots"],
+                 "lag", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["offsets_via"] == "snapshots"
+    assert {(g["group"], p["topic"], p["partition"]): (p["committed_offset"], p["end_offset"],
+                                                        p["lag"])
+            for g in doc["groups"] for p in g["partitions"]} == lag_table(direct.groups)
+    for g in doc["groups"]:
+        assert g["snapshot_at"].endswith("Z") and g["published_by"].count(":") == 1
+        assert g["stale"] is False
+
+
+def test_stale_snapshots_are_shown_as_stale_and_deleted_groups_disappear(
+        bootstrap: str, cluster, published: dict, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    from collectors.snapshot_topic import SnapshotPublisher, read_snapshots
+    from console.cli import main
+
+    snapshots, prefix = published["snapshots"], published["prefix"]
+    # a publisher that stopped two minutes ago left this snapshot of one group
+    first = read_snapshots(cluster, snapshots)
+    old = dataclasses.replace(first.snapshot, taken_at=time.time() - 120,
+                              groups=first.snapshot.groups[:1])
+    stale_group = old.groups[0].group
+    publisher = SnapshotPublisher(cluster, snapshots, interval=2.0, published_by="gone:1")
+    try:
+        publisher.publish(old, owns=lambda g: False)
+    finally:
+        publisher.close()
+
+    capsys.readouterr()
+    assert main(["-b", bootstrap, "--from-snapshots", snapshots, "lag", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    stale = {g["group"]: g for g in doc["groups"] if g["stale"]}
+    assert list(stale) == [stale_group]
+    assert stale[stale_group]["published_by"] == "gone:1"
+    assert stale[stale_group]["age_seconds"] >= 120
+    assert main(["-b", bootstrap, "--from-snapshots", snapshots, "lag"]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith(stale_group + " "))
+    assert " STALE " in row and "snapshot 2m" in row
+    assert "1 STALE" in text
+
+    # watch --once from snapshots judges only fresh groups: the stale one is held
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[[rule]]\nname = "any"\ngroup = "{prefix}-.*"\nmax_lag = 100000\n')
+    assert main(["-b", bootstrap, "--from-snapshots", snapshots, "watch", "--rules",
+                 str(rules), "--once"]) == 0
+    captured = capsys.readouterr()
+    assert "39 group(s) checked" in captured.out
+    assert "stale" in captured.err and stale_group in captured.err
+
+    # a group deleted on the cluster gets a tombstone from the next publishing round
+    gone = f"{prefix}-07"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_consumer_groups([gone], request_timeout=10)[gone].result(timeout=15)
+    assert main(["-b", bootstrap, "watch", "--publish", snapshots, "--group", f"^{prefix}-",
+                 "--once", "--session-timeout", "2"]) == 0
+    after = read_snapshots(cluster, snapshots)
+    assert gone not in after.provenance
+    assert len(after.snapshot.groups) == 39
+    tail = Tail(bootstrap, snapshots)
+    try:
+        wait_until(lambda: (gone, None, None, None) in tail.snapshot(), timeout=15,
+                   message="a tombstone for the deleted group")
+    finally:
+        tail.close()
