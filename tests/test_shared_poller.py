@@ -407,3 +407,57 @@ def test_stale_snapshots_are_shown_as_stale_and_deleted_groups_disappear(
                    message="a tombstone for the deleted group")
     finally:
         tail.close()
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+def test_metrics_port_serves_every_group_for_prometheus(
+        bootstrap: str, names, tmp_path: Path) -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from console.embedded import free_port
+
+    prefix, topic = names("prom"), names("prom-orders")
+    create_topics(bootstrap, topic, partitions=2)
+    produce(bootstrap, topic, 2, 8)
+    groups = {f"{prefix}-{i:02d}": {(topic, 0): i, (topic, 1): 8} for i in range(6)}
+    commit_groups(bootstrap, groups)
+    rules = tmp_path / "rules.toml"
+    # the rule names one group; the exporter exports all six
+    rules.write_text(f'[[rule]]\nname = "behind"\ngroup = "{prefix}-00"\nmax_lag = 4\n')
+    port = free_port()
+    state = tmp_path / "watcher-state"
+    state.mkdir()
+    proc = Proc(["-b", bootstrap, "watch", "--rules", str(rules), "--group", f"^{prefix}-",
+                 "--metrics-port", f"127.0.0.1:{port}", "--interval", "1"], state)
+    try:
+        def scrape() -> dict:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return {}
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            lag = families.get("lagdeck_consumer_lag")
+            if lag is None or len(lag.samples) < 12:
+                return {}
+            return families
+
+        families = wait_until(scrape, timeout=30, every=0.3, message="12 lag series")
+        samples = families["lagdeck_consumer_lag"].samples
+        by_key = {(s.labels["group"], s.labels["topic"], int(s.labels["partition"])): s
+                  for s in samples}
+        assert set(by_key) == {(g, t, p) for g, tps in groups.items() for t, p in tps}
+        for (group, t, p), sample in by_key.items():
+            assert sample.value == 8 - groups[group][(t, p)]
+            assert sample.labels["status"] in ("OK", "WARN", "STOP", "STALL", "REWIND")
+            assert sample.labels["alert_state"] == ("firing" if group == f"{prefix}-00"
+                                                    else "ok")
+        seconds = families["lagdeck_consumer_lag_seconds"].samples
+        assert {s.labels["group"] for s in seconds} <= set(groups)
+    finally:
+        code = proc.stop(signal.SIGTERM)
+        proc.kill()
+    assert code == 1, "".join(proc.err)  # the warning rule was firing
+    assert "Traceback" not in "".join(proc.err)
