@@ -76,3 +76,4 @@ def published_document(published: PublishedLag, now: float | None = None) -> dic
     doc["offsets_via"] = "snapshots"
     doc["snapshot_topic"] = published.topic
     return doc
+

@@ -461,3 +461,50 @@ def test_metrics_port_serves_every_group_for_prometheus(
         proc.kill()
     assert code == 1, "".join(proc.err)  # the warning rule was firing
     assert "Traceback" not in "".join(proc.err)
+
+
+# ---------------------------------------------------------------- the console
+
+
+def test_console_shows_snapshot_age_publisher_and_stale_groups(
+        cluster, published: dict) -> None:
+    import asyncio
+    import dataclasses
+
+    from textual.widgets import Static
+
+    from collectors.snapshot_topic import SnapshotPublisher, read_snapshots
+    from console.app import LagdeckApp
+    from console.snapshot_source import SnapshotSource
+    from console.widgets.keyed_table import KeyedTable
+
+    first = read_snapshots(cluster, published["snapshots"])
+    old = dataclasses.replace(first.snapshot, taken_at=time.time() - 300,
+                              groups=first.snapshot.groups[:2])
+    stale = {g.group for g in old.groups}
+    publisher = SnapshotPublisher(cluster, published["snapshots"], interval=5.0,
+                                  published_by="old-host:42")
+    try:
+        publisher.publish(old, owns=lambda g: False)
+    finally:
+        publisher.close()
+
+    async def drive() -> tuple[dict, str]:
+        source = SnapshotSource(cluster, topic=published["snapshots"])
+        app = LagdeckApp(source, poll_interval=3600, cursor_blink=False)
+        async with app.run_test(size=(160, 50)):
+            await app.workers.wait_for_complete()
+            table = app.screen.query_one("#groups", KeyedTable)
+            rows = {key: table.values(key) for key in table.row_keys}
+            summary = str(app.screen.query_one("#summary", Static).render())
+        return rows, summary
+
+    rows, summary = asyncio.run(drive())
+    assert set(rows) == set(published["groups"])
+    for group, values in rows.items():
+        if group in stale:
+            assert values[0] == "STALE" and values[2].startswith("stale 5m")
+        else:
+            assert values[0] != "STALE" and not values[2].startswith("stale")
+    assert f"snapshots {published['snapshots']}" in summary
+    assert "old-host:42" in summary and "2 STALE" in summary
