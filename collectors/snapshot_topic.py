@@ -339,6 +339,9 @@ class SnapshotReader:
         with self._lock:
             consumer = self._client()
             self._assign_new_partitions(consumer)
+            assigned = [TopicPartition(self.topic, p) for p in self._partitions]
+            # fetching only while reading: between reads a viewer costs the broker nothing
+            consumer.resume(assigned)
             started = time.time()
             ends: dict[int, int] = {}
             for p in self._partitions:
@@ -366,6 +369,7 @@ class SnapshotReader:
                             _log.warning("snapshot read: %s", err)
                         continue
                     self._take(msg.key(), msg.value())
+            consumer.pause(assigned)
             if waiting:
                 raise KafkaOperationError(
                     f"reading snapshots from {self.topic}: partitions {sorted(waiting)} not "
