@@ -50,6 +50,9 @@ TOPIC_CONFIG = {
 }
 #: a snapshot older than this many of its publisher's intervals is stale
 STALE_INTERVALS = 3
+#: a publisher's interval counts as at most this (s): a record claiming a huge interval
+#: must not make its snapshot look fresh forever
+MAX_INTERVAL = 3600.0
 FORMAT = 1
 
 _log = get_logger("snapshots")
@@ -94,7 +97,8 @@ class Provenance:
 
     def stale(self, now: float | None = None) -> bool:
         """Older than `STALE_INTERVALS` of its publisher's intervals (at least 1 s)."""
-        return self.age(now) > STALE_INTERVALS * max(self.interval, 1.0 / STALE_INTERVALS)
+        interval = min(max(self.interval, 1.0 / STALE_INTERVALS), MAX_INTERVAL)
+        return self.age(now) > STALE_INTERVALS * interval
 
 
 def _plain(value: Any) -> Any:

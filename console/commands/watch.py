@@ -333,7 +333,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 for error in sorted(set(snapshot.errors) - reported):
                     report(f"lag collection: {error}")
                 reported = set(snapshot.errors)
-                if first_round:
+                if first_round and owns is None:  # a share of the groups proves nothing
                     _report_unmatched(ruleset.rules, snapshot)
                     first_round = False
                 store = AlertStore(cluster=cluster_id)
