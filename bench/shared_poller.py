@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         collectors = [LagCollector(cluster, h, client_overrides=direct.overrides())
                       for h in histories]
         try:
-            (per_min_a,), _, times_a = run_side(
+            (per_min_a,), elapsed_a, times_a = run_side(
                 [lambda c=c: c.refresh(regex) for c in collectors], args.interval,
                 args.duration, [direct], [c.poll for c in collectors])
         finally:
@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
           "each)")
     print(f"ratio: direct polling sends {per_min_a / max(per_min_b, 1):.1f}x the requests "
           "of shared snapshots")
+    per_refresh = per_min_a * elapsed_a / 60.0 / max(refreshes_a, 1)
+    if mean([x for t in times_a for x in t]) > args.interval:
+        kept = args.consoles * 60.0 / args.interval * per_refresh
+        print(f"  the direct consoles could not keep their {args.interval:g}s interval (the "
+              f"broker was saturated): {per_refresh:,.0f} requests per refresh; at their "
+              f"interval they would send {kept:,.0f}/min, {kept / max(per_min_b, 1):.1f}x")
     return 0
 
 
