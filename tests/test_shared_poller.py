@@ -239,10 +239,6 @@ def test_three_watchers_split_the_groups_and_take_over_from_a_killed_one(
             assert "Traceback" not in err, err
 
 
-def snapshots_of(text: str) -> dict:
-    return json.loads(text)
-
-
 # ---------------------------------------------------------------- viewers
 
 
