@@ -69,9 +69,14 @@ class SharedWatch:
         self.publisher = SnapshotPublisher(cluster, topic, interval=interval,
                                            timeout=timeout, client_overrides=client_overrides)
         self.reader = SnapshotReader(cluster, topic, timeout=timeout)
-        self.group = WatchGroup(cluster, cluster_id, snapshot_topic=topic,
-                                partitions=partitions, session_timeout=session_timeout,
-                                timeout=timeout)
+        try:
+            self.group = WatchGroup(cluster, cluster_id, snapshot_topic=topic,
+                                    partitions=partitions, session_timeout=session_timeout,
+                                    timeout=timeout)
+        except BaseException:
+            self.publisher.close()
+            self.reader.close()
+            raise
         self.cluster_id = cluster_id
         self._held: frozenset[int] = frozenset()
         self._round: frozenset[int] = frozenset()
@@ -80,8 +85,8 @@ class SharedWatch:
     def published_by(self) -> str:
         return self.publisher.published_by
 
-    def wait_assigned(self, timeout: float) -> bool:
-        return self.group.wait_assigned(timeout)
+    def wait_assigned(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        return self.group.wait_assigned(timeout, stop)
 
     def wait(self, stop: threading.Event, seconds: float) -> None:
         """Sleep between rounds, but start the next one at once when the share changed:

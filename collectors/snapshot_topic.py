@@ -128,6 +128,11 @@ def encode(group: GroupLag, *, taken_at: float, published_by: str, interval: flo
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _printable(text: str, limit: int = 200) -> str:
+    """Whoever can write the topic writes this: no control characters, bounded."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 def _build(cls: type, data: Mapping[str, Any], **fixed: Any) -> Any:
     names = {f.name for f in fields(cls)}
     values = {k: v for k, v in data.items() if k in names}
@@ -150,7 +155,7 @@ def decode(value: bytes) -> tuple[GroupLag, Provenance]:
     group = _build(GroupLag, doc, status=Status(doc["status"]), partitions=parts,
                    members=members)
     alerts = book_from_dict({"format": 2, "alerts": doc.get("alerts") or []}).states
-    provenance = Provenance(float(doc["taken_at"]), str(doc["published_by"]),
+    provenance = Provenance(float(doc["taken_at"]), _printable(str(doc["published_by"])),
                             float(doc.get("interval") or 10.0), doc.get("refresh_seconds"),
                             alerts)
     return group, provenance

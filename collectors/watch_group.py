@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -123,11 +124,17 @@ class WatchGroup:
     def owns(self, group: str) -> bool:
         return group_partition(group, self.partitions) in self.owned
 
-    def wait_assigned(self, timeout: float) -> bool:
-        """Wait for the first assignment (the broker holds a join for a while)."""
+    def wait_assigned(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait for the first assignment (the broker holds a join for a while); `stop`
+        ends the wait early (SIGTERM while joining)."""
+        deadline = time.monotonic() + timeout
         with self._changed:
-            return self._changed.wait_for(lambda: bool(self._owned), timeout)
+            while not self._owned and time.monotonic() < deadline:
+                if stop is not None and stop.is_set():
+                    break
+                self._changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            return bool(self._owned)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         self._stop.set()
         self._thread.join(timeout)

@@ -267,7 +267,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if ruleset.rules else args.group
     stop = threading.Event()
     code = 0
-    failing = False
+    failing = publish_failing = False
     first_round = True
     reported: set[str] = set()
     expired = sweep_expired()
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     else:
                         cluster_id = identity.fetch(REACH_TIMEOUT)
                         if args.publish is not None and shared is None:
-                            shared = _join_fleet(config.cluster, cluster_id, args)
+                            shared = _join_fleet(config.cluster, cluster_id, args, stop)
                         if shared is not None:
                             owns = shared.begin_round()
                             collector.group_filter = owns
@@ -357,8 +357,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                         _log.info("round: %d group(s) refreshed in %.2fs, %d snapshot(s) and "
                                   "%d tombstone(s) published", len(snapshot.groups),
                                   refresh_seconds or 0.0, written, tombstones)
+                        if publish_failing:
+                            report("publishing snapshots recovered")
+                            publish_failing = False
                     except LagdeckError as exc:
-                        report(str(exc))
+                        _log.warning("%s", exc)
+                        if not publish_failing:  # once per outage on the terminal
+                            report(f"{exc}; viewers see these groups go stale until it "
+                                   "recovers")
+                        publish_failing = True
                 code = result.exit_code
                 for event in result.events:
                     _log.info("%s", notice(event))
@@ -388,14 +395,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return code
 
 
-def _join_fleet(cluster: Any, cluster_id: str, args: argparse.Namespace) -> Any:
+def _join_fleet(cluster: Any, cluster_id: str, args: argparse.Namespace,
+                stop: threading.Event) -> Any:
     """Join the watchers of this cluster; wait (bounded) for a first share of the groups."""
     from collectors.shared_watch import SharedWatch
 
     shared = SharedWatch(cluster, cluster_id, args.publish, interval=args.interval,
                          session_timeout=args.session_timeout)
     # the broker holds a join up to a session timeout; the first round waits for it
-    if not shared.wait_assigned(args.session_timeout * 1.5 + 5.0):
+    if not shared.wait_assigned(args.session_timeout * 1.5 + 5.0, stop) and not stop.is_set():
         report(f"no share of the groups assigned yet by {shared.group.group_id}; "
                "publishing what is assigned from the next round")
     _log.info("watch: publishing to %s as %s", args.publish, shared.published_by)
