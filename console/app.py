@@ -20,10 +20,12 @@ from typing import ClassVar
 
 from textual import on, work
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from collectors import untrusted
 from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
 from collectors.logs import get_logger
@@ -200,6 +202,13 @@ class LagdeckApp(App[None]):
                 return
             self.notify(line, title=f"{worker.name or worker.group} failed", severity="error",
                         timeout=8)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every toast is plain text: messages carry topic and group names, broker errors
+        and record fields, which are data, never markup (`[/]` would raise)."""
+        super().notify(untrusted.block(message), title=untrusted.one_line(title),
+                       severity=severity, timeout=timeout, markup=False)
 
     # -- app-wide actions ------------------------------------------------
 

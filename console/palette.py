@@ -11,6 +11,9 @@ from collections.abc import Callable
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+
+from collectors.untrusted import one_line
 
 Command = tuple[str, Callable[[], object], str]
 
@@ -25,14 +28,18 @@ class _Commands(Provider):
 
     async def discover(self) -> Hits:
         for title, callback, help_text in self.commands():
-            yield DiscoveryHit(title, callback, help=help_text)
+            title = one_line(title, 200)
+            yield DiscoveryHit(Content(title), callback, text=title, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, callback, help_text in self.commands():
+            title = one_line(title, 200)  # group and topic names are data
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+                # `highlight` parses its argument as markup: only markup-free titles
+                shown = Content(title) if "[" in title else matcher.highlight(title)
+                yield Hit(score, shown, callback, text=title, help=help_text)
 
 
 class GlobalCommands(_Commands):

@@ -85,8 +85,8 @@ def parse_duration(text: str, flag: str = "duration") -> float:
     try:
         return duration_seconds(text)
     except ValueError:
-        raise UsageError(f"{flag}: {text.strip().lower()!r} is not a duration "
-                         "(examples: 90s, 15m, 24h, 7d)") from None
+        raise UsageError(f"{flag}: {text!r} is not a duration "
+                         "(examples: 90s, 15m, 24h, 7d, PT1H)") from None
 
 
 def query_ids(query: str) -> tuple[str, ...]:

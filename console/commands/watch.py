@@ -52,6 +52,7 @@ from collectors.redact import scrub
 from collectors.rules import Rule
 from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json, to_jsonable
 
 #: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
@@ -97,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(line: str) -> None:
     """Sink and collection problems: one line on stderr (thread-safe) and in the log."""
-    line = scrub(line)
+    line = one_line(scrub(line), FIELD_LIMIT)
     _log.warning("%s", line)
     with _err_lock:
         sys.stderr.write(f"lagdeck: warning: {line}\n")
@@ -150,7 +151,13 @@ def document(result: Evaluation) -> dict[str, Any]:
 
 def notice(event: AlertEvent) -> str:
     tag = "FIRING" if event.kind is EventKind.FIRING else "RESOLVED"
-    return f"{_iso(event.at)} {tag} [{event.severity.value}] {event.rule}: {event.message}"
+    return (f"{_iso(event.at)} {tag} [{event.severity.value}] {_s(event.rule)}: "
+            f"{_s(event.message)}")
+
+
+def _s(value: str | None) -> str:
+    """Alert messages name groups and topics (chosen by other teams): escaped, cut."""
+    return one_line(value, FIELD_LIMIT)
 
 
 def _print_text(result: Evaluation, once: bool, checked: int) -> None:
@@ -159,12 +166,12 @@ def _print_text(result: Evaluation, once: bool, checked: int) -> None:
         firing = result.firing
         if firing:
             lines.append(f"{len(firing)} alert(s) firing:")
-            lines.extend(f"  [{a.severity.value}] {a.rule}: {a.message} (since {_iso(a.since)})"
-                         for a in firing)
+            lines.extend(f"  [{a.severity.value}] {_s(a.rule)}: {_s(a.message)} "
+                         f"(since {_iso(a.since)})" for a in firing)
         else:
             lines.append(f"no alerts firing ({checked} group(s) checked)")
         for s in result.book.pending:
-            lines.append(f"  pending since {_iso(s.since)}: {s.key.rule}: {s.message}")
+            lines.append(f"  pending since {_iso(s.since)}: {_s(s.key.rule)}: {_s(s.message)}")
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()

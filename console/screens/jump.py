@@ -62,11 +62,11 @@ class JumpScreen(ModalScreen[None]):
     def _go(self, event: Input.Submitted) -> None:
         target, arg = parse_jump(event.value)
         app = self.app
+        self.dismiss()  # always: an open jump box would swallow the keys that follow
         if not target:
-            self.notify(f"unknown jump {event.value!r}: try :group NAME, :trace ID, :dlq, "
-                        ":alerts", severity="warning")
+            app.notify(f"unknown jump {event.value!r}: try :group NAME, :trace ID, :dlq, "
+                       ":alerts", severity="warning")
             return
-        self.dismiss()
         if target == "overview":
             app.switch_mode("overview")
         elif target == "group":

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.widgets import Input, Static
 
 from collectors.snapshots import GroupLag
+from collectors.untrusted import one_line
 from console import keymap as km
 from console.palette import OverviewCommands
 from console.screens.base import BaseScreen
@@ -31,7 +32,7 @@ def render_state(state: str) -> Text:
         return Text("error", style="bold red")
     if state.startswith("stale "):
         return Text(state, style="bold yellow")
-    return Text(state, style="dim" if state.upper() in ("EMPTY", "DEAD", "?") else "")
+    return Text(one_line(state, 12), style="dim" if state.upper() in ("EMPTY", "DEAD", "?") else "")
 
 
 COLUMNS = (
@@ -145,7 +146,8 @@ class OverviewScreen(BaseScreen):
         text = Text()
         text.append(f"{total - own} groups", style="bold")
         if self.filter_text:
-            text.append(f" ({shown} shown, filter {self.filter_text!r})", style="yellow")
+            text.append(f" ({shown} shown, filter {one_line(repr(self.filter_text))})",
+                        style="yellow")
         if own and "lagdeck" not in self.filter_text.lower():
             text.append(f" (+{own} lagdeck redrive progress groups hidden: /lagdeck shows them)",
                         style="dim")
@@ -154,7 +156,7 @@ class OverviewScreen(BaseScreen):
             for i, g in enumerate(sorted(bad, key=lambda g: -g.status.severity)):
                 if i:
                     text.append(", ")
-                text.append(g.group, style="bold red")
+                text.append(one_line(g.group, fmt.CELL_LIMIT), style="bold red")
                 text.append(f" {g.status.value}", style="red")
         text.append(f"  ·  sorted by {self.sort}", style="dim")
         if view.provenance is None:
@@ -176,8 +178,8 @@ class OverviewScreen(BaseScreen):
             return
         text.append(f", {fmt.seconds(min(ages))}-{fmt.seconds(max(ages))} old, by ",
                     style="dim")
-        text.append(", ".join(publishers[:3]) + (f" +{len(publishers) - 3}"
-                                                 if len(publishers) > 3 else ""))
+        text.append(", ".join(one_line(p, fmt.CELL_LIMIT) for p in publishers[:3])
+                    + (f" +{len(publishers) - 3}" if len(publishers) > 3 else ""))
         stale = sum(1 for p in view.provenance.values() if p.stale(now))
         if stale:
             text.append(f"  ·  {stale} STALE (no fresh snapshot for a few intervals)",

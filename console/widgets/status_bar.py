@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from collectors.untrusted import one_line
 from console.widgets.format import clock
 
 
@@ -73,7 +74,7 @@ class StatusBar(Static):
             current = mode == self.mode
             text.append(f" {key} {label} ", style="bold reverse" if current else "dim")
             if current and self.title:
-                text.append(f"› {self.title} ", style="bold cyan")
+                text.append(f"› {one_line(self.title, 80)} ", style="bold cyan")
         text.append(" │  ", style="dim")
         text.append(getattr(app, "cluster_label", ""), style="")
         text.append("  │  ", style="dim")
