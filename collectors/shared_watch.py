@@ -80,6 +80,7 @@ class SharedWatch:
         self.cluster_id = cluster_id
         self._held: frozenset[int] = frozenset()
         self._round: frozenset[int] = frozenset()
+        self._caught_up = True
 
     @property
     def published_by(self) -> str:
@@ -110,6 +111,7 @@ class SharedWatch:
             return {}
         owns = owner_predicate(gained, self.group.partitions)
         published: PublishedLag = self.reader.read(owns)
+        self._caught_up = published.complete
         out = {g: (p.snapshot_at, p.alerts) for g, p in published.provenance.items()
                if owns(g)}
         # groups published before (by anyone) are ours to tombstone if they are gone
@@ -126,7 +128,8 @@ class SharedWatch:
         result = self.publisher.publish(snapshot, owns=owns, alerts=by_group,
                                         refresh_seconds=refresh_seconds,
                                         cluster=self.cluster_id)
-        self._held = self._round
+        if self._caught_up:  # else: import again next round, from where the read got to
+            self._held = self._round
         return result
 
     def close(self) -> None:

@@ -280,6 +280,8 @@ class PublishedLag:
     topic: str = DEFAULT_TOPIC
     #: records that were not lagdeck snapshots (skipped)
     unreadable: int = 0
+    #: False when the read stopped at its timeout before the end of the topic
+    complete: bool = True
 
     def stale_groups(self, now: float | None = None) -> list[str]:
         return sorted(g for g, p in self.provenance.items() if p.stale(now))
@@ -379,10 +381,9 @@ class SnapshotReader:
                         continue
                     self._take(msg.key(), msg.value())
             consumer.pause(assigned)
-            if waiting:
-                raise KafkaOperationError(
-                    f"reading snapshots from {self.topic}: partitions {sorted(waiting)} not "
-                    f"read to their end within {self.timeout:g}s")
+            # not at the end yet (a long uncompacted topic): what was read counts, and the
+            # next read goes on from there
+            behind = sorted(waiting)
             latest = self._decoded(select)
             unreadable = self._unreadable + len(self._bad)
         groups = tuple(sorted((g for g, _ in latest.values()), key=lambda g: g.group))
@@ -391,10 +392,13 @@ class SnapshotReader:
         if unreadable:
             errors = (f"{unreadable} record(s) on {self.topic} are not lagdeck snapshots "
                       "(skipped)",)
+        if behind:
+            errors += (f"still reading {self.topic} (partitions {behind} not at their end "
+                       f"after {self.timeout:g}s): some figures may be older than published",)
         snapshot = LagSnapshot(taken_at=taken, groups=groups, errors=errors,
                                groups_on_cluster=len(groups))
         return PublishedLag(snapshot, {g: p for g, (_, p) in latest.items()}, self.topic,
-                            unreadable)
+                            unreadable, complete=not behind)
 
     def _take(self, key: bytes | None, value: bytes | None) -> None:
         """Keep the latest raw record per group; decoding waits until a group is asked for
