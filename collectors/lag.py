@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,6 +267,8 @@ class LagCollector:
         self._unreadable: dict[tuple[str, int, int], float] = {}
         #: counts of the last refresh, for `-v` and the bench
         self.last_stats: dict[str, float] = {}
+        #: only groups this accepts are read (a watcher's share, `collectors.watch_group`)
+        self.group_filter: Callable[[str], bool] | None = None
 
     # ---------------------------------------------------------- lifecycle
 
@@ -355,7 +357,8 @@ class LagCollector:
                   if tm.error is None or tm.partitions}
         errors = [f"listing groups: {kafka.describe(e)}" for e in listing.errors or ()]
         listed = sorted({g.group_id for g in listing.valid})
-        wanted = [g for g in listed if regex is None or regex.search(g)]
+        wanted = [g for g in listed if (regex is None or regex.search(g))
+                  and (self.group_filter is None or self.group_filter(g))]
         # groups seen recently whose topics may have been deleted (Tansu drops their offsets)
         recent: dict[str, dict[TP, Sample]] = {}
         for (g, topic, partition), sample in self.history.last_seen(
@@ -363,7 +366,8 @@ class LagCollector:
             recent.setdefault(g, {})[(topic, partition)] = sample
         listed_set = set(listed)
         ghosts = sorted(g for g in recent if g not in listed_set
-                        and (regex is None or regex.search(g)))
+                        and (regex is None or regex.search(g))
+                        and (self.group_filter is None or self.group_filter(g)))
         ids = wanted + ghosts
 
         # everything in flight together, spread over the pool's connections

@@ -66,6 +66,10 @@ class LagView:
     #: group -> recent total lag values, oldest first (from the lag history)
     trends: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     alerts: AlertsView | None = None
+    #: read from the snapshot topic (`--from-snapshots`): per group, who published it
+    #: and when (`collectors.snapshot_topic.Provenance`); None when polled directly
+    provenance: Mapping[str, Any] | None = None
+    snapshot_topic: str | None = None
 
 
 @dataclass(frozen=True)
