@@ -119,6 +119,9 @@ SECONDS = Kind("a duration", _seconds)
 STRING_LIST = Kind("a list of strings", _string_list)
 URL = Kind("an http(s) URL", _url)
 SCALAR = Kind("a string, number or boolean", _scalar)
+#: `snapshots` in a profile: the snapshot topic to read lag from, or true (the default topic)
+TOPIC_OR_BOOL = Kind("a topic name or true/false",
+                     lambda v: None if isinstance(v, bool) else _string(v))
 NUMBER = Kind("a number", lambda v: None if _is_number(v) and v > 0
               else "expected a number more than zero")
 
@@ -166,6 +169,7 @@ PROFILE = Table({
     "config_file": STRING,
     "properties": MapOf(SCALAR, "librdkafka property"),
     "schema_registry": SCHEMA_REGISTRY,
+    "snapshots": TOPIC_OR_BOOL,
 })
 
 #: Every section of config.toml. A new section is one entry here.
@@ -184,7 +188,7 @@ SCHEMA = Table({
         "correlation_headers": STRING_LIST, "order_id_paths": STRING_LIST,
         "event_type_headers": STRING_LIST, "event_type_paths": STRING_LIST,
         "trace_url": URL, "jaeger_url": URL, "jaeger_timeout": NUMBER,
-        "scan_processes": COUNT,
+        "scan_processes": COUNT, "event_id_headers": STRING_LIST,
     }),
     "dlq": Table({
         "patterns": STRING_LIST, "extra_patterns": STRING_LIST, "content_scan": BOOL,

@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -298,6 +298,8 @@ class LagCollector:
         self._groups_read = 0
         self._batched_retry_at: float | None = None
         self._closed = False
+        #: only groups this accepts are read (a watcher's share, `collectors.watch_group`)
+        self.group_filter: Callable[[str], bool] | None = None
 
     # ---------------------------------------------------------- lifecycle
 
@@ -402,7 +404,8 @@ class LagCollector:
                   if tm.error is None or tm.partitions}
         errors = [f"listing groups: {kafka.describe(e)}" for e in listing.errors or ()]
         listed = sorted({g.group_id for g in listing.valid})
-        wanted = [g for g in listed if regex is None or regex.search(g)]
+        wanted = [g for g in listed if (regex is None or regex.search(g))
+                  and (self.group_filter is None or self.group_filter(g))]
         if opener is not None:
             opener.join()
         # the listed groups are read while the history loads (both mostly wait)
@@ -414,7 +417,8 @@ class LagCollector:
             recent.setdefault(g, {})[(topic, partition)] = sample
         listed_set = set(listed)
         ghosts = sorted(g for g in recent if g not in listed_set
-                        and (regex is None or regex.search(g)))
+                        and (regex is None or regex.search(g))
+                        and (self.group_filter is None or self.group_filter(g)))
         if ghosts:
             read += self._read_groups(ghosts, more=True)
 

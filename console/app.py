@@ -37,6 +37,7 @@ from console.messages import LagUpdated
 from console.palette import GlobalCommands
 from console.screens.alerts import AlertsScreen
 from console.screens.dead_letters import DeadLettersScreen
+from console.screens.flows import FlowsScreen
 from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen
 from console.screens.overview import OverviewScreen
@@ -76,6 +77,7 @@ class LagdeckApp(App[None]):
         "dead-letters": DeadLettersScreen,
         "timeline": TimelineScreen,
         "alerts": AlertsScreen,
+        "flows": FlowsScreen,
     }
     DEFAULT_MODE = "overview"
     COMMANDS: ClassVar = App.COMMANDS | {GlobalCommands}
@@ -250,13 +252,16 @@ class LagdeckApp(App[None]):
 
         self.call_later(go)
 
-    def follow(self, query: str) -> None:
-        """Open the timeline of an order / correlation id / trace id."""
+    def follow(self, query: str,
+               flow_marks: Mapping[tuple[str, int, int], str] | None = None) -> None:
+        """Open the timeline of an order / correlation id / trace id (with the flows
+        view's duplicate / out-of-order marks of its events, when it comes from there)."""
 
         async def go() -> None:
             await self.switch_mode("timeline")
             screen = self.screen
             if isinstance(screen, TimelineScreen):
+                screen.flow_marks = dict(flow_marks or {})
                 screen.search(query)
 
         self.call_later(go)
@@ -296,7 +301,8 @@ DEMO_WELCOME = (
     "An order pipeline is running on an embedded broker. loyalty-service stops after "
     "~15 s (watch it turn STOP on top of this list); notification-service is slow; a "
     "share of payments fail into payments.events-dlt.\n"
-    "Try: 2 dead letters → t follows a record's order → R redrives it. ? shows every key."
+    "Try: 2 dead letters → t follows a record's order → R redrives it; 5 flows shows where "
+    "orders stop. ? shows every key."
 )
 
 

@@ -20,6 +20,8 @@ from console.commands import COMMANDS
 from console.context import Context
 
 PROG = "lagdeck"
+#: the default topic of `--from-snapshots` (collectors.snapshot_topic.DEFAULT_TOPIC)
+SNAPSHOT_TOPIC = "_lagdeck.lag"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,14 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
                       help="TOML config file (default: $LAGDECK_CONFIG or the user config dir)")
     conn.add_argument("--read-only", action="store_true", default=None,
                       help="block every mutating action (redrive, replay)")
+    conn.add_argument("--from-snapshots", nargs="?", const=SNAPSHOT_TOPIC, metavar="TOPIC",
+                      help="read lag from the snapshots `watch --publish` writes instead of "
+                      f"polling the groups (default topic {SNAPSHOT_TOPIC})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.register(sub)
     return parser
 
 
+def _bare_optional(argv: Sequence[str], flag: str, value: str,
+                   commands: Sequence[str]) -> list[str]:
+    """`--from-snapshots lag`: the flag takes no topic when a command follows it."""
+    out = list(argv)
+    for i, item in enumerate(out[:-1]):
+        if item == flag and out[i + 1] in commands:
+            out[i] = f"{flag}={value}"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = _bare_optional(sys.argv[1:] if argv is None else argv, "--from-snapshots",
+                          SNAPSHOT_TOPIC, [m.__name__.rsplit(".", 1)[-1] for m in COMMANDS])
     args = parser.parse_args(argv)
     ctx = Context(args)
     log = get_logger("cli")

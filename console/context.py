@@ -33,6 +33,18 @@ class Context:
             checks={"keymap": _keymap_problems},
         )
 
+    @cached_property
+    def snapshots_topic(self) -> str | None:
+        """The snapshot topic to read lag from (`--from-snapshots`, else the profile's
+        `snapshots`), or None to poll the groups."""
+        from collectors.snapshot_topic import check_topic_name, snapshots_setting
+
+        typed = getattr(self.args, "from_snapshots", None)
+        if typed is not None:
+            return check_topic_name(typed)
+        config = self.config
+        return snapshots_setting(config.settings.data, config.cluster.profile)
+
 
 _PLAIN = (str, int, float, bool, type(None))
 

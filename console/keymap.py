@@ -59,6 +59,7 @@ APP = (
     Key("app.dead_letters", "2", "switch_mode('dead-letters')", "Dead letters", show=False),
     Key("app.timeline", "3", "switch_mode('timeline')", "Timeline", show=False),
     Key("app.alerts", "4", "switch_mode('alerts')", "Alerts", show=False),
+    Key("app.flows", "5", "switch_mode('flows')", "Flows", show=False),
     Key("app.refresh", "ctrl+r", "refresh", "Refresh now", show=False),
     Key("app.quit", "q", "quit", "Quit"),
 )
@@ -99,7 +100,18 @@ ALERTS = (
     Key("alerts.back", "escape", "back", "Back", show=False),
 )
 
-ALL: tuple[Key, ...] = APP + OVERVIEW + GROUP + DEAD_LETTERS + TIMELINE + ALERTS
+FLOWS = (
+    Key("flows.open", "enter", "open_step", "Stopped orders"),
+    Key("flows.back", "escape", "back", "Back", show=False),
+)
+
+FLOW_STEP = (
+    Key("flowstep.open", "enter", "open_order", "Open timeline"),
+    Key("flowstep.back", "escape", "back", "Back"),
+)
+
+ALL: tuple[Key, ...] = (APP + OVERVIEW + GROUP + DEAD_LETTERS + TIMELINE + ALERTS + FLOWS
+                        + FLOW_STEP)
 KNOWN_IDS = frozenset(k.id for k in ALL)
 
 

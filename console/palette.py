@@ -56,6 +56,8 @@ class GlobalCommands(_Commands):
              "follow one order / correlation id / trace id"),
             ("go: alerts", partial(app.switch_mode, "alerts"),
              "firing, pending and resolved alerts"),
+            ("go: flows", partial(app.switch_mode, "flows"),
+             "all orders: steps, latencies, where they stop"),
             ("refresh now", app.action_refresh, "poll the cluster without waiting"),
             ("help: keys", app.action_help, "the keys of this screen"),
         ]
@@ -132,4 +134,21 @@ class AlertsCommands(_Commands):
         for group in getattr(screen, "alert_groups", lambda: [])():
             out.append((f"alerts: open {group}", partial(self.app.open_group, group),
                         "the group's partitions"))
+        return out
+
+
+class FlowsCommands(_Commands):
+    """The steps where orders stopped, worst first; each opens its stopped orders."""
+
+    def commands(self) -> list[Command]:
+        screen = self.screen
+        flows = getattr(screen, "flows", None)
+        out: list[Command] = [("refresh flows", screen.reload, "read the index again now")]
+        if flows is None:
+            return out
+        for s in sorted(flows.steps, key=lambda s: -s.stopped):
+            if s.stopped:
+                out.append((f"stopped at: {s.step.name} ({s.step.topic})",
+                            partial(screen.open_step, s.step),
+                            f"{s.stopped:,} orders, oldest {s.oldest_stopped_seconds or 0:.0f}s"))
         return out

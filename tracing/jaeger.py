@@ -83,7 +83,9 @@ def parse_trace(document: Any) -> tuple[SpanInfo, ...]:
 def fetch_spans(base_url: str, trace_ids: Iterable[str], *, timeout: float = 3.0,
                 client: httpx.Client | None = None) -> SpanFetch:
     """Fetch every trace; a failure becomes a note, and stops further requests to a dead server."""
-    import httpx  # here, not at the top: it costs every `lagdeck` command ~0.15 s at start-up
+    # Imported here: httpx pulls in its own CLI (click, rich) on import, a few hundred
+    # ms that every `trace` and `flows` would pay without a Jaeger URL configured.
+    import httpx
 
     spans: dict[str, tuple[SpanInfo, ...]] = {}
     notes: list[str] = []

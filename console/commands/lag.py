@@ -63,6 +63,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     config = ctx.config
     options = LagSettings.from_settings(config.settings)
+    if ctx.snapshots_topic is not None:
+        return _run_from_snapshots(args, ctx, ctx.snapshots_topic, options)
     check_reachable(config.cluster, timeout=args.timeout)  # the timeout the user set
 
     history = LagHistory(retention_seconds=options.history_retention_seconds)
@@ -140,6 +142,43 @@ def without_own_groups(snapshot: LagSnapshot) -> LagSnapshot:
     return dataclasses.replace(snapshot, groups=kept)
 
 
+def _run_from_snapshots(args: argparse.Namespace, ctx: Context, topic: str,
+                        options: LagSettings) -> int:
+    """The same output from the snapshot topic: no request to any group coordinator."""
+    from console.snapshot_view import published_document, read_published, stale_ages
+
+    if args.samples != 1:
+        raise UsageError("--samples does not apply to --from-snapshots (the publisher "
+                         "samples; its interval sets how fresh the figures are)")
+    published = read_published(ctx.config.cluster, topic, args.group, timeout=args.timeout)
+    snapshot = published.snapshot
+    if args.group is not None and not snapshot.groups:
+        raise NotFoundError(f"no snapshot on {topic!r} matches {args.group!r} "
+                            f"({len(published.provenance)} groups published)")
+    for line in warnings(snapshot):
+        sys.stderr.write(f"lagdeck: warning: {line}\n")
+    if args.json:
+        print_json(published_document(published))
+        return 0
+    stale = stale_ages(published)
+    sys.stdout.write(render(snapshot, partitions=args.verbose or args.group is not None,
+                            min_samples=options.policy.min_samples, stale=stale))
+    sys.stdout.write(_provenance_line(published, stale))
+    return 0
+
+
+def _provenance_line(published, stale: dict[str, float]) -> str:
+    ages = [p.age() for p in published.provenance.values()]
+    if not ages:
+        return f"no snapshots on {published.topic} yet\n"
+    by = ", ".join(_s(p) for p in published.publishers())
+    line = (f"from snapshots on {published.topic}: published by {by}; "
+            f"newest {duration(min(ages))} old, oldest {duration(max(ages))} old")
+    if stale:
+        line += f"; {len(stale)} STALE (older than a few publisher intervals)"
+    return line + "\n"
+
+
 def warnings(snapshot: LagSnapshot) -> list[str]:
     """One line per group and deleted topic, and per snapshot error."""
     out = [_s(e) for e in snapshot.errors]
@@ -212,14 +251,18 @@ def _s(value: str | None) -> str:
     return one_line(value, FIELD_LIMIT)
 
 
-def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int = 2) -> str:
+def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int = 2,
+           stale: dict[str, float] | None = None) -> str:
     """The human table: one line per group, then its partitions when asked."""
     if not snapshot.groups:
         return "no consumer groups with committed offsets on this cluster\n"
     header = ["GROUP", "STATE", "STATUS", "TOTAL LAG", "MAX LAG TIME", "WHY"]
     groups = sorted(snapshot.groups, key=lambda g: (-g.status.severity, g.group))
-    rows = [[_s(g.group), _s(g.state), g.status.value, str(g.total_lag),
-             duration(g.max_lag_seconds, _max_method(g)), _s(g.status_reason)]
+    stale = stale or {}
+    rows = [[_s(g.group), _s(g.state), "STALE" if g.group in stale else g.status.value,
+             str(g.total_lag), duration(g.max_lag_seconds, _max_method(g)),
+             (f"snapshot {duration(stale[g.group])} old, was {g.status.value}: "
+              if g.group in stale else "") + _s(g.status_reason)]
             for g in groups]
     lines = _table(header, rows, right={3, 4})
     if partitions:

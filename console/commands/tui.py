@@ -22,7 +22,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config
     require_bootstrap(config.cluster)
     keymap = load_keymap(config.settings)
-    source = KafkaSource(config.cluster, config.settings)
+    if ctx.snapshots_topic is not None:
+        from console.snapshot_source import SnapshotSource
+
+        source = SnapshotSource(config.cluster, config.settings, topic=ctx.snapshots_topic)
+    else:
+        source = KafkaSource(config.cluster, config.settings)
     LagdeckApp(source, keymap=keymap).run()
     return 0
 

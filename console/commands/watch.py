@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -49,6 +50,7 @@ from collectors.kafka import check_reachable
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.rules import Rule
+from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json, to_jsonable
@@ -62,6 +64,7 @@ STOP_BUDGET = 2.5
 STOP_CLOSE_TIMEOUT = 1.5
 #: `--once` fails fast when the cluster cannot be reached at all.
 REACH_TIMEOUT = 5.0
+SNAPSHOT_TOPIC = "_lagdeck.lag"
 
 _log = get_logger("watch")
 #: re-entrant: the signal handler writes to stderr on the main thread, maybe inside report()
@@ -76,6 +79,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="evaluate once and exit")
     p.add_argument("--json", action="store_true",
                    help="JSON on stdout (with --once one document, else one per line)")
+    share = p.add_argument_group("sharing (docs/shared-poller.md)")
+    share.add_argument("--publish", nargs="?", const=SNAPSHOT_TOPIC, metavar="TOPIC",
+                       help="after each round, write one lag snapshot per group to this "
+                       f"compacted topic (default {SNAPSHOT_TOPIC}); several publishing "
+                       "watchers split the groups between them")
+    share.add_argument("--metrics-port", metavar="[HOST:]PORT",
+                       help="serve the lag gauges for Prometheus on this port "
+                       "(127.0.0.1 unless HOST is given)")
+    share.add_argument("--group", metavar="REGEX",
+                       help="with --publish, --metrics-port or an otlp sink: only groups "
+                       "matching this regex (default: every group)")
+    share.add_argument("--session-timeout", type=float, default=10.0, metavar="S",
+                       help="with --publish: how long the others wait before taking over "
+                       "the groups of a watcher that died (default 10)")
     p.set_defaults(run=run)
 
 
@@ -210,28 +227,54 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _load_rules(args: argparse.Namespace, ctx: Context, exporting: bool) -> rulebook.RuleSet:
+    """Rules are optional for a watcher that only publishes or exports metrics."""
+    if exporting and args.rules is None:
+        return rulebook.from_settings(ctx.config.settings)
+    return rulebook.load(args.rules, ctx.config.settings)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.interval > 0:
         raise UsageError(f"--interval must be more than 0, got {args.interval:g}")
+    if not args.session_timeout > 0:
+        raise UsageError(f"--session-timeout must be more than 0, got "
+                         f"{args.session_timeout:g}")
     config = ctx.config
-    ruleset = rulebook.load(args.rules, config.settings)
+    viewing = ctx.snapshots_topic if args.publish is None else None
+    if args.publish is not None and getattr(args, "from_snapshots", None) is not None:
+        raise UsageError("--publish polls the groups itself: it cannot be combined with "
+                         "--from-snapshots")
+    from collectors.lag import compile_group_regex
+    from collectors.snapshot_topic import check_topic_name
+
+    if args.publish is not None:
+        check_topic_name(args.publish)
+    compile_group_regex(args.group)
+    ruleset = _load_rules(args, ctx, args.publish is not None or args.metrics_port is not None)
     require_bootstrap(config.cluster)
-    if args.once:
+    if args.once and viewing is None:
         check_reachable(config.cluster, timeout=REACH_TIMEOUT)
 
     from collectors.cluster_id import ClusterIdentity
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
+    from collectors.rules import SinkType
     from tracing.sinks import build_sinks, close_all
     from tracing.sinks.outbox import sweep_expired
 
     identity = ClusterIdentity(config.cluster)
     #: the owner of the alerts these rules raise (see collectors.alerts.evaluate)
     source = str(Path(ruleset.path).resolve()) if ruleset.path else "<config>"
-    pattern = group_pattern(ruleset.rules)
+    exporting = (args.publish is not None or args.metrics_port is not None
+                 or any(s.type is SinkType.OTLP for s in ruleset.sinks))
+    # exporters export every group (kafka-lag-exporter style); alerting alone reads
+    # only the groups its rules name
+    pattern = args.group if exporting else group_pattern(ruleset.rules) \
+        if ruleset.rules else args.group
     stop = threading.Event()
     code = 0
-    failing = False
+    failing = publish_failing = False
     first_round = True
     reported: set[str] = set()
     expired = sweep_expired()
@@ -239,16 +282,48 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         report(f"{expired} expired notice(s) removed from the outbox undelivered "
                "(details in the log)")
     sinks = build_sinks(ruleset.sinks, report, interval=args.interval)
+    prometheus = None
+    if args.metrics_port is not None:
+        from tracing.sinks.prometheus import PrometheusSink, parse_listen
+
+        host, port = parse_listen(args.metrics_port)
+        try:
+            prometheus = PrometheusSink(port, host)
+        except LagdeckError:
+            close_all(sinks, CLOSE_TIMEOUT, report)
+            raise
+        sinks.append(prometheus)
+        _log.info("watch: serving %s", prometheus.label)
     history = LagHistory()
     collector = LagCollector(config.cluster, history, settings=config.settings)
-    _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s", len(ruleset.rules),
-              ", ".join(s.label for s in sinks) or "none", args.interval, args.once)
+    reader = None
+    if viewing is not None:
+        from collectors.snapshot_topic import SnapshotReader
+
+        reader = SnapshotReader(config.cluster, viewing)
+    shared = None
+    _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s, publish=%s, from=%s",
+              len(ruleset.rules), ", ".join(s.label for s in sinks) or "none", args.interval,
+              args.once, args.publish, viewing)
     with _stop_on_signals(stop):
         try:
             while not stop.is_set():
+                owns = None
                 try:
-                    cluster_id = identity.fetch(REACH_TIMEOUT)
-                    snapshot = collector.refresh(group_regex=pattern)
+                    if reader is not None:
+                        cluster_id = f"snapshots:{viewing}"
+                        snapshot, refresh_seconds = _read_snapshots(reader, args.group), None
+                    else:
+                        cluster_id = identity.fetch(REACH_TIMEOUT)
+                        if args.publish is not None and shared is None:
+                            shared = _join_fleet(config.cluster, cluster_id, args, stop)
+                        if shared is not None:
+                            owns = shared.begin_round()
+                            collector.group_filter = owns
+                        started = time.monotonic()
+                        snapshot = collector.refresh(group_regex=pattern)
+                        refresh_seconds = time.monotonic() - started
+                        imported = shared.taken_over() if shared is not None else {}
                 except LagdeckError as exc:
                     if args.once:
                         raise
@@ -265,18 +340,39 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 for error in sorted(set(snapshot.errors) - reported):
                     report(f"lag collection: {error}")
                 reported = set(snapshot.errors)
-                if first_round:
+                if first_round and owns is None:  # a share of the groups proves nothing
                     _report_unmatched(ruleset.rules, snapshot)
                     first_round = False
                 store = AlertStore(cluster=cluster_id)
                 with store.locked():
-                    result = evaluate(ruleset.rules, snapshot, store.load(), source=source)
+                    book, others = store.load(), ()
+                    if owns is not None:
+                        book, others = split_book(book, owns, imported, source)
+                    result = evaluate(ruleset.rules, snapshot, book, source=source)
                     result = replace(result, events=tuple(
                         replace(e, cluster=cluster_id) for e in result.events))
                     for sink in sinks:  # into the outboxes before the book says "sent"
                         sink.observe(snapshot)
                         sink.notify(result.events)
-                    store.save(result.book)
+                    if prometheus is not None:
+                        prometheus.observe_alerts(result.book.states)
+                    store.save(merge_book(result.book, others))
+                if shared is not None:
+                    try:
+                        written, tombstones = shared.publish(
+                            snapshot, result.book.states, refresh_seconds=refresh_seconds)
+                        _log.info("round: %d group(s) refreshed in %.2fs, %d snapshot(s) and "
+                                  "%d tombstone(s) published", len(snapshot.groups),
+                                  refresh_seconds or 0.0, written, tombstones)
+                        if publish_failing:
+                            report("publishing snapshots recovered")
+                            publish_failing = False
+                    except LagdeckError as exc:
+                        _log.warning("%s", exc)
+                        if not publish_failing:  # once per outage on the terminal
+                            report(f"{exc}; viewers see these groups go stale until it "
+                                   "recovers")
+                        publish_failing = True
                 code = result.exit_code
                 for event in result.events:
                     _log.info("%s", notice(event))
@@ -289,11 +385,40 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     _print_text(result, args.once, len(snapshot.groups))
                 if args.once:
                     break
-                stop.wait(args.interval)
+                if shared is not None:
+                    shared.wait(stop, args.interval)
+                else:
+                    stop.wait(args.interval)
         except KeyboardInterrupt:
             _log.info("watch interrupted")
         finally:
             close_all(sinks, STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
+            if shared is not None:
+                shared.close()
+            if reader is not None:
+                reader.close()
             collector.close()
             history.close()
     return code
+
+
+def _join_fleet(cluster: Any, cluster_id: str, args: argparse.Namespace,
+                stop: threading.Event) -> Any:
+    """Join the watchers of this cluster; wait (bounded) for a first share of the groups."""
+    from collectors.shared_watch import SharedWatch
+
+    shared = SharedWatch(cluster, cluster_id, args.publish, interval=args.interval,
+                         session_timeout=args.session_timeout)
+    # the broker holds a join up to a session timeout; the first round waits for it
+    if not shared.wait_assigned(args.session_timeout * 1.5 + 5.0, stop) and not stop.is_set():
+        report(f"no share of the groups assigned yet by {shared.group.group_id}; "
+               "publishing what is assigned from the next round")
+    _log.info("watch: publishing to %s as %s", args.publish, shared.published_by)
+    return shared
+
+
+def _read_snapshots(reader: Any, group_regex: str | None) -> LagSnapshot:
+    """`watch --from-snapshots`: the published figures; stale groups are left out (held)."""
+    from console.snapshot_view import filtered, fresh_only
+
+    return fresh_only(filtered(reader.read(), group_regex))

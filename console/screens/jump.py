@@ -23,7 +23,7 @@ from textual.widgets import Input, Static
 from console.widgets.inputs import LineInput
 
 WORDS = ("overview", "groups", "group ", "dlq ", "dead-letters", "trace ", "timeline ",
-         "alerts", "quit")
+         "alerts", "flows", "quit")
 
 
 def parse_jump(text: str) -> tuple[str, str]:
@@ -36,6 +36,7 @@ def parse_jump(text: str) -> tuple[str, str]:
         "dlq": "dlq", "dead-letters": "dlq", "deadletters": "dlq", "d": "dlq",
         "trace": "trace", "timeline": "trace", "order": "trace", "t": "trace",
         "alerts": "alerts", "a": "alerts",
+        "flows": "flows", "flow": "flows", "f": "flows",
         "quit": "quit", "q": "quit",
     }
     return aliases.get(word, ""), arg
@@ -83,5 +84,7 @@ class JumpScreen(ModalScreen[None]):
                 app.switch_mode("timeline")
         elif target == "alerts":
             app.switch_mode("alerts")
+        elif target == "flows":
+            app.switch_mode("flows")
         elif target == "quit":
             app.exit()

@@ -8,6 +8,7 @@ or regex), `s` cycles the sort, `enter` opens the group.
 from __future__ import annotations
 
 import re
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -29,6 +30,8 @@ SORTS = ("status", "lag", "seconds", "name")
 def render_state(state: str) -> Text:
     if state == "error":
         return Text("error", style="bold red")
+    if state.startswith("stale "):
+        return Text(state, style="bold yellow")
     return Text(one_line(state, 12), style="dim" if state.upper() in ("EMPTY", "DEAD", "?") else "")
 
 
@@ -69,11 +72,16 @@ def matches(pattern: str, group: str) -> bool:
         return pattern.lower() in group.lower()
 
 
-def group_row(g: GroupLag, trend: tuple[int, ...]) -> Row:
+def group_row(g: GroupLag, trend: tuple[int, ...], stale_age: float | None = None) -> Row:
+    """`stale_age`: the group's snapshot is that old (`--from-snapshots`): shown as STALE,
+    never with a live status."""
     topics = sorted({p.topic for p in g.partitions})
     shown = ", ".join(topics[:3]) + (f" +{len(topics) - 3}" if len(topics) > 3 else "")
     state = "error" if g.error else (g.state or "?")
-    return Row(g.group, (g.status, g.group, state, g.total_lag, g.max_lag_seconds,
+    status: object = g.status
+    if stale_age is not None:
+        status, state = "STALE", f"stale {fmt.seconds(stale_age)}"
+    return Row(g.group, (status, g.group, state, g.total_lag, g.max_lag_seconds,
                          tuple(trend), shown))
 
 
@@ -118,8 +126,12 @@ class OverviewScreen(BaseScreen):
         if view is None:
             return
         groups = self.visible_groups()
+        now = time.time()
+        provenance = view.provenance or {}
+        stale = {name: p.age(now) for name, p in provenance.items() if p.stale(now)}
         with self.app.batch_update():
-            self.table.sync([group_row(g, view.trends.get(g.group, ())) for g in groups])
+            self.table.sync([group_row(g, view.trends.get(g.group, ()), stale.get(g.group))
+                             for g in groups])
             self._summary(len(groups), len(view.snapshot.groups))
             self._alerts_line()
             errors = "; ".join(view.snapshot.errors)
@@ -147,8 +159,31 @@ class OverviewScreen(BaseScreen):
                 text.append(one_line(g.group, fmt.CELL_LIMIT), style="bold red")
                 text.append(f" {g.status.value}", style="red")
         text.append(f"  ·  sorted by {self.sort}", style="dim")
-        text.append(f"  ·  polled {fmt.clock(view.snapshot.taken_at)}", style="dim")
+        if view.provenance is None:
+            text.append(f"  ·  polled {fmt.clock(view.snapshot.taken_at)}", style="dim")
+        else:
+            self._provenance(text)
         self.query_one("#summary", Static).update(text)
+
+    def _provenance(self, text: Text) -> None:
+        """Where the figures come from when read from the snapshot topic: age, publisher."""
+        view = self.lagdeck.lag_view
+        assert view is not None and view.provenance is not None
+        now = time.time()
+        ages = [p.age(now) for p in view.provenance.values()]
+        publishers = sorted({p.published_by for p in view.provenance.values()})
+        text.append(f"  ·  snapshots {view.snapshot_topic}", style="dim")
+        if not ages:
+            text.append(" (none published yet)", style="yellow")
+            return
+        text.append(f", {fmt.seconds(min(ages))}-{fmt.seconds(max(ages))} old, by ",
+                    style="dim")
+        text.append(", ".join(one_line(p, fmt.CELL_LIMIT) for p in publishers[:3])
+                    + (f" +{len(publishers) - 3}" if len(publishers) > 3 else ""))
+        stale = sum(1 for p in view.provenance.values() if p.stale(now))
+        if stale:
+            text.append(f"  ·  {stale} STALE (no fresh snapshot for a few intervals)",
+                        style="bold yellow")
 
     def _alerts_line(self) -> None:
         from console.screens.alerts import alerts_summary

@@ -78,6 +78,8 @@ def render_marks(value: tuple[tuple[str, str], ...]) -> Text:
 
 
 def render_flag(flag: str) -> Text:
+    if flag in FLOW_FLAGS.values():
+        return Text(flag, style="bold black on yellow")
     return Text(flag, style="bold white on red" if flag else "")
 
 
@@ -85,21 +87,27 @@ COLUMNS = (
     Column("time", "Time", 12, render_time),
     Column("where", "Where (topic[partition]@offset)"),
     Column("event", "Event", None, render_event),
-    Column("flag", "", 7, render_flag),
+    Column("flag", "", 7, render_flag),  # STUCK, or DUP / LATE from the flows view
     Column("consumers", "Consumer groups", None, render_marks),
 )
 
 
-def event_row(e: TimelineEvent) -> Row:
+#: Flags for events the flows view marked (`tracing.flows`): duplicate, out of order.
+FLOW_FLAGS = {"duplicate": " DUP ", "out-of-order": " LATE "}
+
+
+def event_row(e: TimelineEvent, marks: dict[tuple[str, int, int], str] | None = None) -> Row:
     error = None
     if e.redriven:
         error = ""  # shown as redriven
     elif e.dead_letter is not None:
         error = (e.dead_letter.error_class or "").rsplit(".", 1)[-1] or "(no error class)"
-    marks = tuple(sorted(e.consumers.items()))
+    group_marks = tuple(sorted(e.consumers.items()))
     return Row(event_key(e), ((e.timestamp_ms, e.stuck), event_key(e),
                               (e.event_type or "(no event type)", error, e.stuck),
-                              " STUCK " if e.stuck else "", marks))
+                              " STUCK " if e.stuck else
+                              FLOW_FLAGS.get((marks or {}).get(e.position, ""), ""),
+                              group_marks))
 
 
 def summary(t: Timeline) -> Text:
@@ -198,6 +206,8 @@ class TimelineScreen(BaseScreen):
         self.recent: list[str] = []
         self._follow_timer = None
         self._search_before_mount: str | None = None
+        #: positions the flows view flagged (duplicate / out-of-order), shown in the flag column
+        self.flow_marks: dict[tuple[str, int, int], str] = {}
 
     def body(self) -> ComposeResult:
         yield LineInput(placeholder="order id, correlation id or trace id — enter to follow",
@@ -310,7 +320,7 @@ class TimelineScreen(BaseScreen):
         with self.app.batch_update():
             self.query_one("#timeline-info", Static).update(info)
             self.query_one("#timeline-events", KeyedTable).sync(
-                [event_row(e) for e in timeline.events])
+                [event_row(e, self.flow_marks) for e in timeline.events])
             self._show_detail()
         self._schedule(FOLLOW_INTERVAL)
 

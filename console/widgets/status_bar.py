@@ -34,6 +34,7 @@ TABS = (
     ("dead-letters", "app.dead_letters", "Dead letters"),
     ("timeline", "app.timeline", "Timeline"),
     ("alerts", "app.alerts", "Alerts"),
+    ("flows", "app.flows", "Flows"),
 )
 
 
@@ -70,7 +71,7 @@ class StatusBar(Static):
             text.append(" ")
         keymap = getattr(app, "keymap", {})
         for mode, binding_id, label in TABS:
-            key = keymap.get(binding_id, "1234"[[t[0] for t in TABS].index(mode)])
+            key = keymap.get(binding_id, "12345"[[t[0] for t in TABS].index(mode)])
             current = mode == self.mode
             text.append(f" {key} {label} ", style="bold reverse" if current else "dim")
             if current and self.title:

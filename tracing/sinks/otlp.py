@@ -32,7 +32,7 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExportResult
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
@@ -153,6 +153,8 @@ class OtlpSink:
             metric_exporter,
             export_interval_millis=max(interval, 0.2) * 1000,
             export_timeout_millis=timeout * 1000,
+            # every group is exported (kafka-lag-exporter style), not the SDK's 2,000 series
+            cardinality_limits={ObservableGauge: 1_000_000},
         )
         self._meters = MeterProvider(resource=resource, metric_readers=[self._reader])
         meter = self._meters.get_meter("lagdeck")

@@ -1,0 +1,236 @@
+"""Broker requests per minute: consoles polling the groups vs consoles reading snapshots.
+
+Side A: `--consoles` consoles each poll every group themselves (a
+`LagCollector.refresh()` every `--interval` seconds, as the TUI does).
+Side B: one watcher polls and publishes one snapshot per group to the
+snapshot topic every `--interval` seconds (`LagCollector` + `SnapshotPublisher`,
+what `lagdeck watch --publish` runs), and the same number of consoles read
+the topic (`SnapshotReader.read()`, what `--from-snapshots` runs) every
+interval. Both sides run for `--duration` seconds in this process, against
+the same broker (the embedded Tansu broker unless `--bootstrap` is given).
+
+Requests are counted from librdkafka's own statistics (`stats_cb`, per broker
+`tx`: every request sent, whatever its type) over every client of each side,
+then scaled to one minute. Requests per refresh and per read are printed too,
+since a console whose refresh overruns the interval makes fewer refreshes
+(which flatters side A, never side B).
+
+    .venv/bin/python bench/shared_poller.py                       # modest: 5 consoles, 300 groups
+    .venv/bin/python bench/shared_poller.py --consoles 20 --groups 1000 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from collectors.config import ClusterConfig
+from collectors.history import LagHistory
+from collectors.lag import LagCollector
+from collectors.snapshot_topic import SnapshotPublisher, SnapshotReader
+
+
+class Requests:
+    """Requests sent by a set of clients, from their latest statistics (cumulative)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, raw: str) -> None:
+        stats = json.loads(raw)
+        with self.lock:
+            self.latest[stats["name"]] = stats
+
+    def overrides(self) -> dict[str, Any]:
+        return {"statistics.interval.ms": 200, "stats_cb": self}
+
+    def totals(self) -> tuple[int, Counter[str]]:
+        total, by_type = 0, Counter()
+        with self.lock:
+            for stats in self.latest.values():
+                for broker in stats.get("brokers", {}).values():
+                    total += broker.get("tx", 0)
+                    for kind, n in (broker.get("req") or {}).items():
+                        by_type[kind] += n
+        return total, by_type
+
+
+def setup(bootstrap: str, groups: int, topics: int, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [f"shared-bench-{i:02d}" for i in range(topics)]
+    for f in admin.create_topics([NewTopic(t, partitions, 1) for t in names],
+                                 operation_timeout=30, request_timeout=30).values():
+        f.result(timeout=60)
+    producer = Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1,
+                         "linger.ms": 0})
+    for t in names:
+        for p in range(partitions):
+            for _ in range(20):
+                producer.produce(t, b"x" * 64, partition=p)
+    producer.flush(60)
+    pending = []
+    for i in range(groups):
+        tps = [TopicPartition(names[i % topics], p, i % 20) for p in range(partitions)]
+        pending += admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(f"shared-bench-group-{i:04d}", tps)],
+            request_timeout=30).values()
+        if len(pending) >= 300:
+            for f in pending:
+                f.result(timeout=60)
+            pending = []
+    for f in pending:
+        f.result(timeout=60)
+
+
+def every(interval: float, stop: threading.Event, work, done: list[float]) -> None:
+    """Run `work` every `interval` seconds (from its start) until `stop`."""
+    while not stop.is_set():
+        started = time.monotonic()
+        work()
+        done.append(time.monotonic() - started)
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+def run_side(workers: list, interval: float, duration: float, counters: list[Requests],
+             pollers: list) -> tuple[list[float], float, list[list[float]]]:
+    """Run every worker on its own thread for `duration`; (requests/min per counter,
+    seconds, times)."""
+    stop = threading.Event()
+    times: list[list[float]] = [[] for _ in workers]
+    threads = [threading.Thread(target=every, args=(interval, stop, w, times[i]), daemon=True)
+               for i, w in enumerate(workers)]
+    bases = [c.totals()[0] for c in counters]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    stop.wait(duration)
+    stop.set()
+    for t in threads:
+        t.join(120)
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 0.6  # one more statistics round
+    while time.monotonic() < deadline:
+        for poll in pollers:
+            poll(0.05)
+    rates = [(c.totals()[0] - base) * 60.0 / elapsed for c, base in zip(counters, bases,
+                                                                         strict=True)]
+    return rates, elapsed, times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="an existing cluster (default: start Tansu)")
+    parser.add_argument("--groups", type=int, default=300)
+    parser.add_argument("--consoles", type=int, default=5)
+    parser.add_argument("--topics", type=int, default=10)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per side")
+    args = parser.parse_args(argv)
+
+    broker: Any = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from console.embedded import EmbeddedBroker
+
+        broker = EmbeddedBroker(log_dir=Path(tempfile.mkdtemp(prefix="lagdeck-bench-")))
+        broker.start()
+        bootstrap = broker.bootstrap
+    cluster = ClusterConfig({"bootstrap.servers": bootstrap})
+    try:
+        t0 = time.perf_counter()
+        setup(bootstrap, args.groups, args.topics, args.partitions)
+        print(f"setup: {args.groups} groups x {args.partitions} partitions in "
+              f"{time.perf_counter() - t0:.1f}s on {bootstrap}; {args.consoles} consoles, "
+              f"refresh every {args.interval:g}s, {args.duration:g}s per side")
+        regex = "^shared-bench-group-"
+
+        # side A: every console polls
+        direct = Requests()
+        histories = [LagHistory.in_memory() for _ in range(args.consoles)]
+        collectors = [LagCollector(cluster, h, client_overrides=direct.overrides())
+                      for h in histories]
+        try:
+            (per_min_a,), elapsed_a, times_a = run_side(
+                [lambda c=c: c.refresh(regex) for c in collectors], args.interval,
+                args.duration, [direct], [c.poll for c in collectors])
+        finally:
+            for c in collectors:
+                c.close()
+            for h in histories:
+                h.close()
+        refreshes_a = sum(len(t) for t in times_a)
+
+        # side B: one watcher publishes, every console reads the snapshots
+        shared, viewers = Requests(), Requests()
+        topic = "_lagdeck.bench-lag"
+        history = LagHistory.in_memory()
+        watcher = LagCollector(cluster, history, client_overrides=shared.overrides())
+        publisher = SnapshotPublisher(cluster, topic, interval=args.interval,
+                                      client_overrides=shared.overrides())
+
+        def publish_round() -> None:
+            started = time.monotonic()
+            snapshot = watcher.refresh(regex)
+            publisher.publish(snapshot, owns=lambda g: True,
+                              refresh_seconds=time.monotonic() - started)
+
+        publish_round()  # the topic holds every group before the consoles start
+        readers = [SnapshotReader(cluster, topic, client_overrides=viewers.overrides())
+                   for _ in range(args.consoles)]
+        try:
+            for r in readers:  # the first read of each console: from the beginning
+                r.read()
+            (per_min_w, per_min_v), _, times_b = run_side(
+                [publish_round, *[r.read for r in readers]], args.interval, args.duration,
+                [shared, viewers], [watcher.poll, *[r.poll for r in readers],
+                         lambda t: publisher._producer.poll(t)])
+            last = readers[0].read()
+        finally:
+            for r in readers:
+                r.close()
+            publisher.close()
+            watcher.close()
+            history.close()
+        reads_b = sum(len(t) for t in times_b[1:])
+        assert len(last.snapshot.groups) == args.groups, len(last.snapshot.groups)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    print(f"A: {args.consoles} consoles polling directly: {per_min_a:,.0f} requests/min "
+          f"({refreshes_a} refreshes, {mean([x for t in times_a for x in t]):.2f}s each)")
+    read_time = mean([x for t in times_b[1:] for x in t])
+    per_min_b = per_min_w + per_min_v
+    print(f"B: 1 watcher publishing + {args.consoles} consoles reading snapshots: "
+          f"{per_min_b:,.0f} requests/min ({len(times_b[0])} publishing rounds "
+          f"{mean(times_b[0]):.2f}s each, {reads_b} reads {read_time:.3f}s each): watcher "
+          f"{per_min_w:,.0f}, consoles {per_min_v:,.0f} ({per_min_v / args.consoles:,.0f} "
+          "each)")
+    print(f"ratio: direct polling sends {per_min_a / max(per_min_b, 1):.1f}x the requests "
+          "of shared snapshots")
+    per_refresh = per_min_a * elapsed_a / 60.0 / max(refreshes_a, 1)
+    if mean([x for t in times_a for x in t]) > args.interval:
+        kept = args.consoles * 60.0 / args.interval * per_refresh
+        print(f"  the direct consoles could not keep their {args.interval:g}s interval (the "
+              f"broker was saturated): {per_refresh:,.0f} requests per refresh; at their "
+              f"interval they would send {kept:,.0f}/min, {kept / max(per_min_b, 1):.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
