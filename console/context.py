@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.config import LagdeckConfig, resolve
+from collectors.registry import RegistryConfig, registry_config
 
 
 class Context:
@@ -30,6 +31,13 @@ class Context:
             config_path=a.config_path,
             read_only=a.read_only,
         )
+
+    @cached_property
+    def registry(self) -> RegistryConfig | None:
+        """The Schema Registry: `--schema-registry`, else `[schema_registry]` (profile first)."""
+        config = self.config
+        return registry_config(config.settings, config.cluster.profile,
+                               getattr(self.args, "schema_registry", None))
 
 
 def to_jsonable(value: Any) -> Any:

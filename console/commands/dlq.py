@@ -25,6 +25,7 @@ from dlq.discovery import list_dead_letter_topics
 from dlq.guard import ensure_writable
 from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
 from dlq.select import display_text
+from tracing.frames import REGISTRY_FORMATS, PayloadDecoder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +108,21 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 # -- show -------------------------------------------------------------------------------
 
 
+def _payload_json(d: DeadLetter) -> dict[str, Any]:
+    """`value`, `value_format` and, for Schema Registry frames, `schema_id` / `value_note`."""
+    out = d.payload.to_json() if d.payload is not None else {}
+    kp = d.key_payload
+    if kp is not None:
+        if kp.format in REGISTRY_FORMATS and not isinstance(kp.value, dict | list):
+            out["key"] = kp.value
+        out["key_format"] = kp.format
+        if kp.schema_id is not None:
+            out["key_schema_id"] = kp.schema_id
+        if kp.note:
+            out["key_note"] = kp.note
+    return out
+
+
 def _message_json(d: DeadLetter) -> dict[str, Any]:
     r, e = d.record, d.envelope
     return {
@@ -118,13 +134,19 @@ def _message_json(d: DeadLetter) -> dict[str, Any]:
         "error_message": e.error_message, "attempts": e.attempts,
         "redrive_count": e.redrive_count, "problems": list(e.problems),
         "headers": [{"key": h.key, "value": display_text(h.value)} for h in r.headers],
+        **_payload_json(d),
     }
 
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    page = read_page(ctx.config.cluster, args.topic, start=args.offset, limit=args.limit)
+    payloads = PayloadDecoder(ctx.registry)
+    try:
+        page = read_page(ctx.config.cluster, args.topic, start=args.offset, limit=args.limit,
+                         payloads=payloads)
+    finally:
+        payloads.close()
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
                     "next": None if page.next is None
@@ -155,6 +177,8 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
         if e.layout == "none":
             for h in r.headers:
                 _out(f"  header {h.key}: {display_text(h.value)}")
+        for line in _payload_lines(d):
+            _out(line)
     shown = len(page.entries)
     tail = ""
     if page.next is not None:
@@ -162,6 +186,28 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
         tail = f"; next page starts at {offsets}"
     _out(f"-- {shown} shown, {page.remaining} after these (depth {page.depth}){tail}")
     return 0
+
+
+def _payload_lines(d: DeadLetter) -> list[str]:
+    p = d.payload
+    if p is None:
+        return []
+    schema = f" schema {p.schema_id}" if p.schema_id is not None else ""
+    name = f" {p.record_name}" if p.record_name else ""
+    lines = [f"  value ({p.format}{schema}{name}): {_escape(p.text(400))}"]
+    if p.note:
+        lines.append(f"  note: {_escape(p.note)}")
+    if d.key_payload is not None and d.key_payload.note:
+        lines.append(f"  key note: {_escape(d.key_payload.note)}")
+    return lines
+
+
+def _escape(text: str) -> str:
+    """Control characters of record text as escapes (never written raw to a terminal)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 # -- redrive ----------------------------------------------------------------------------
