@@ -315,8 +315,10 @@ class RegistryClient(SchemaRegistryClient):
             if exc.http_status_code == 404:
                 self._missing[key] = f"the Schema Registry has no {subject_name} v{version}"
                 raise SchemaNotFound(self._missing[key]) from None
-            self.down = f"Schema Registry {self.settings.display_url} answered HTTP {exc.http_status_code}"
+            self.down = (f"Schema Registry {self.settings.display_url} answered HTTP "
+                         f"{exc.http_status_code}")
             raise RegistryUnavailable(self.down) from None
         except Exception as exc:
-            self.down = f"Schema Registry {self.settings.display_url} unreachable ({type(exc).__name__})"
+            self.down = (f"Schema Registry {self.settings.display_url} unreachable "
+                         f"({type(exc).__name__})")
             raise RegistryUnavailable(self.down) from None

@@ -24,7 +24,8 @@ from tests.sr_fixtures import ORDER_PLACED_AVRO, Writers, order_placed, registry
 from tracing.frames import AVRO, BINARY, JSON_SCHEMA, PROTOBUF, PayloadDecoder, find_frame
 
 integration = pytest.mark.integration
-SPRING = [("kafka_dlt-original-topic", b"orders"), ("kafka_dlt-original-partition", b"\x00\x00\x00\x00"),
+SPRING = [("kafka_dlt-original-topic", b"orders"),
+          ("kafka_dlt-original-partition", b"\x00\x00\x00\x00"),
           ("kafka_dlt-original-offset", b"\x00\x00\x00\x00\x00\x00\x00\x07"),
           ("kafka_dlt-exception-fqcn", b"java.lang.IllegalStateException"),
           ("kafka_dlt-exception-message", b"boom")]
