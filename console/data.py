@@ -25,6 +25,7 @@ from collectors.alerts import AlertBook, AlertEvent, AlertState, EventKind, eval
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import LagdeckError, UsageError
 from collectors.logs import get_logger
+from collectors.registry import RegistryConfig
 from collectors.rules import RuleSet, from_settings
 from collectors.snapshots import LagSnapshot, Record
 from dlq.browse import DeadLetter, PageCursor, read_page
@@ -33,6 +34,7 @@ from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
 from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
 from dlq.select import FIELDS, Selector, parse_where
 from tracing.deadletter import DeadLetterEnvelope
+from tracing.frames import PayloadDecoder
 from tracing.headers import correlation_id, header_map, id_text
 from tracing.settings import from_settings as trace_settings
 from tracing.timeline import Timeline
@@ -170,6 +172,14 @@ class Source(Protocol):
     def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
                          where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
 
+    @property
+    def payloads(self) -> PayloadDecoder:
+        """One decoder (registry client, schema cache) for the session; a registry that
+        went down is tried again after the next reconnect (see `close`)."""
+        if self._payloads is None or self._payloads.down:
+            self._payloads = PayloadDecoder(self.registry)
+        return self._payloads
+
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                 where: Sequence[str] = (), dry_run: bool,
                 progress: Callable[[RedriveProgress], None] | None = None,
@@ -220,8 +230,12 @@ class KafkaSource:
     def __init__(self, cluster: ClusterConfig, settings: Settings | None = None, *,
                  rules: RuleSet | None = None, timeout: float = 10.0,
                  label: str | None = None, since_seconds: float = 86400.0,
-                 stuck_after_seconds: float = 300.0) -> None:
+                 stuck_after_seconds: float = 300.0,
+                 registry: RegistryConfig | None = None) -> None:
         self.cluster = cluster
+        #: the Schema Registry for payloads (dead letters, timelines, value.PATH filters)
+        self.registry = registry
+        self._payloads: PayloadDecoder | None = None
         self.settings = settings or Settings()
         self.timeout = timeout
         self.since_seconds = since_seconds
@@ -288,18 +302,29 @@ class KafkaSource:
         selector = parse_where(where)
         entries: list[DeadLetter] = []
         scanned = 0
-        first = read_page(self.cluster, topic, start=start, limit=limit, timeout=self.timeout)
+        payloads = self.payloads
+        first = read_page(self.cluster, topic, start=start, limit=limit, timeout=self.timeout,
+                          payloads=payloads)
         page = first
         while True:
             scanned += len(page.entries)
-            entries += [e for e in page.entries if selector.matches(e.record, e.envelope)]
+            entries += [e for e in page.entries
+                        if selector.matches(e.record, e.envelope, e.payload)]
             if not selector.conditions or len(entries) >= limit or page.next is None \
                     or scanned >= scan_cap:
                 break
             page = read_page(self.cluster, topic, start=page.next, limit=limit,
-                             timeout=self.timeout)
+                             timeout=self.timeout, payloads=payloads)
         return DlqPageView(topic, tuple(entries[:limit]), first.start, page.next, page.depth,
                            page.remaining, scanned, selector.describe())
+
+    @property
+    def payloads(self) -> PayloadDecoder:
+        """One decoder (registry client, schema cache) for the session; a registry that
+        went down is tried again after the next reconnect (see `close`)."""
+        if self._payloads is None or self._payloads.down:
+            self._payloads = PayloadDecoder(self.registry)
+        return self._payloads
 
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                 where: Sequence[str] = (), dry_run: bool,
@@ -310,7 +335,8 @@ class KafkaSource:
             task = Redrive(self.cluster, topic, where=picked_selector(frozenset(picked)),
                            group=picked_group(topic, frozenset(picked)), timeout=self.timeout)
         elif where:
-            task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout)
+            task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout,
+                           payloads=self.payloads)
         else:
             raise UsageError("nothing to redrive: select records (space) or set a filter (/)")
         if dry_run:
@@ -326,7 +352,8 @@ class KafkaSource:
 
         with self._trace_lock:
             if self._tracer is None:
-                self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
+                self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout,
+                                      registry=self.registry)
             try:
                 return self._tracer.find(query, since_seconds=self.since_seconds,
                                          stuck_after_seconds=self.stuck_after_seconds)

@@ -45,7 +45,7 @@ from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 BUCKETS = 4096
 _BUCKET_MASK = BUCKETS - 1
 TP_BITS = 20

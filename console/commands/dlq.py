@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--to", metavar="TOPIC", help="target topic instead of the original")
     rd.add_argument("--where", action="append", default=[], metavar="EXPR",
                     help="FIELD=VALUE or FIELD~TEXT (also != and !~); FIELD is error_class, "
-                    "error_message, key, original_topic, original_group or header.NAME; "
-                    "repeatable, all must hold")
+                    "error_message, key, original_topic, original_group, header.NAME or "
+                    "value.PATH (decoded payload); repeatable, all must hold")
     rd.add_argument("--rate", type=float, metavar="N", help="records per second at most")
     rd.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
                     help="refuse records lagdeck already redrove N times "
@@ -336,9 +336,11 @@ def _confirm(redrive: Redrive, json_out: bool) -> bool:
 
 def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     cluster = ctx.config.cluster
+    payloads = PayloadDecoder(ctx.registry if any(w.strip().startswith("value.")
+                                                  for w in args.where) else None)
     redrive = Redrive(cluster, args.topic, to=args.to, where=args.where, rate=args.rate,
                       max_attempts=args.max_attempts, group=args.group,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, payloads=payloads)
     if args.dry_run:
         with ProgressLine(f"scanning {args.topic}", enabled=not args.json) as bar:
             result = redrive.plan(progress=bar)

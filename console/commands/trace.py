@@ -56,7 +56,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         timeline = find_timeline(config.cluster, args.id, since_seconds=since,
                                  topics_regex=args.topics, stuck_after_seconds=stuck_after,
-                                 settings=settings, progress=progress, on_answer=show)
+                                 settings=settings, progress=progress, on_answer=show,
+                                 registry=ctx.registry)
     finally:
         if progress is not None:
             sys.stderr.write("\r\033[K")
@@ -146,9 +147,25 @@ def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> li
                      + (f": {dl.error_message}" if dl.error_message else ""))
     for span in e.spans:
         lines.append(f"│  span {span.service} {span.operation} {span.duration_ms:g} ms")
+    if e.found_in:
+        lines.append(f"│  id found in {e.found_in}")
+    p = e.payload
+    if p is not None and p.value is not None:
+        schema = f" schema {p.schema_id}" if p.schema_id is not None else ""
+        lines.append(f"│  value ({p.format}{schema}): {_printable(p.text(160))}")
+    if p is not None and p.note:
+        lines.append(f"│  note: {_printable(p.note)}")
     if e.trace_url:
         lines.append(f"│  {e.trace_url}")
     return lines
+
+
+def _printable(text: str) -> str:
+    """Control characters of record text as escapes (never written raw to a terminal)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def render(timeline: Timeline, marks: dict[str, str] = UNICODE_MARKS) -> str:

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config
     require_bootstrap(config.cluster)
     keymap = load_keymap(config.settings)
-    source = KafkaSource(config.cluster, config.settings)
+    source = KafkaSource(config.cluster, config.settings, registry=ctx.registry)
     LagdeckApp(source, keymap=keymap).run()
     return 0
 
