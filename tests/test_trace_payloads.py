@@ -165,3 +165,33 @@ def test_orders_sharing_one_trace_context_keep_their_own_events(bootstrap, clust
 
     tl = find_timeline(cluster, "ord_b3", topics_regex=regex)
     assert [e.offset for e in tl.events] == [6, 7, 8]
+
+
+@integration
+def test_trace_with_the_registry_hanging_pays_one_timeout(bootstrap, names, writers, capsys,
+                                                          tmp_path, monkeypatch) -> None:
+    from tests.registry_server import SilentServer
+
+    config = tmp_path / "lagdeck.toml"  # the flag's URL, the file's timeout
+    config.write_text('[schema_registry]\nurl = "http://127.0.0.1:9"\ntimeout = 1\n')
+    monkeypatch.setenv("LAGDECK_CONFIG", str(config))
+    topic = names("sr-hang")
+    create_topics(bootstrap, topic)
+    p = kp_producer(bootstrap)
+    for n in range(4):
+        p.send(topic, key=b"ord_h", value=writers.avro(topic, order_placed("ord_h", f"e{n}")),
+               headers=[("correlation-id", b"ord_h")])
+    p.flush(10)
+    p.close(timeout=5)
+    with SilentServer() as silent:
+        code = main(["-b", bootstrap, "--schema-registry", silent.url, "trace", "ord_h",
+                     "--topics", f"^{topic}$", "--json"])
+        accepted = len(silent.accepted)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert accepted == 1
+    assert [e["offset"] for e in doc["events"]] == [0, 1, 2, 3]
+    assert all(e["value_format"] == "binary" and "unreachable" in e["value_note"]
+               for e in doc["events"])
+    assert any("registry-framed values are shown raw" in n for n in doc["notes"])
