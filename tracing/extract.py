@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from collectors.snapshots import Header, Record
 from tracing.deadletter import DeadLetterEnvelope, decode_envelope
 from tracing.frames import (
+    JSON_SCHEMA,
     KEY_SCHEMA_HEADER,
     NOT_DECODED,
+    PROTOBUF,
     REGISTRY_FORMATS,
     VALUE_SCHEMA_HEADER,
     Payload,
@@ -158,7 +160,7 @@ def payload_document(value: bytes | None, headers, payloads: PayloadDecoder | No
     """(document, record name) of a value: a decoded registry frame, or parsed JSON."""
     if _framed(value, headers, payloads):
         assert payloads is not None
-        p = payloads.decode(value, headers)
+        p = payloads.decode(value, headers, raw=True)
         doc = p.document
         return (NOT_JSON if doc is NOT_DECODED else doc), p.record_name
     return parse_json(value), None
@@ -282,6 +284,8 @@ class FastDecoder:
         self.event_type_paths = settings.event_type_paths
         #: header name as written -> what it carries (names repeat across records)
         self._names: dict[str, int] = {}
+        #: (5-byte frame prefix, is key) -> "no" / "yes" / "each" (see `irregular_frames`)
+        self._prefix_cache: dict[tuple[bytes, bool], str] = {}
 
     def _category(self, name: str) -> int:
         lowered = name.lower()
@@ -314,6 +318,54 @@ class FastDecoder:
         if cat is None:
             cat = self._category(name)
         return bool(cat & _DEAD_LETTER) or cat & 7 == _OTHER_TRACE
+
+    def irregular_frames(self, keys: Sequence[bytes | None], values: Sequence[bytes | None],
+                         headers: Sequence) -> set[int]:
+        """Indices of a batch's records for which `irregular_frame` holds.
+
+        Judged by the few distinct 5-byte frame prefixes (one per schema) of
+        the batch, so a batch of a million Avro records costs a set
+        comprehension, not a decode each; Protobuf prefixes are judged per record.
+        """
+        out: set[int] = set()
+        if self.payloads is None:
+            return out
+        cache = self._prefix_cache
+        for pieces, is_key in ((values, False), (keys, True)):
+            heads = {v[:5] for v in pieces if v and v[0] == 0}
+            if not heads:
+                continue
+            flagged = {}
+            for head in heads:
+                verdict = cache.get((head, is_key))
+                if verdict is None:
+                    info = self.payloads.prefix_info(head)
+                    fmt, numeric = info if info is not None else (None, frozenset())
+                    if fmt == PROTOBUF:
+                        verdict = "each"
+                    elif numeric and (("" in numeric) if is_key
+                                      else not numeric.isdisjoint(self.leaves)):
+                        verdict = "yes"
+                    elif fmt == JSON_SCHEMA and not is_key:
+                        verdict = "escapes"  # JSON text: irregular when it has escapes
+                    else:
+                        verdict = "no"
+                    if len(cache) < 10_000:
+                        cache[(head, is_key)] = verdict
+                if verdict != "no":
+                    flagged[head] = verdict
+            if not flagged:
+                continue
+            for i, v in enumerate(pieces):
+                verdict = flagged.get(v[:5]) if v else None
+                if verdict is None:
+                    continue
+                if verdict == "yes" or (verdict == "escapes" and b"\\" in v) or (
+                        verdict == "each" and (
+                            self.irregular_frame(v, None, headers[i]) if is_key
+                            else self.irregular_frame(None, v, headers[i]))):
+                    out.add(i)
+        return out
 
     def irregular_frame(self, key: bytes | None, value: bytes | None, headers) -> bool:
         """Whether a registry frame may give an id not spelled out in its bytes.
@@ -424,7 +476,7 @@ class FastDecoder:
                     value[0] == 0 or (headers and schema_header(headers, False) is not None)):
                 # A registry frame: decoded with its schema (cached by id).
                 value_header = schema_header(headers, False) if headers else None
-                p = self.payloads.decode(value, headers)
+                p = self.payloads.decode(value, headers, raw=True)
                 doc = p.document
                 if doc is not NOT_DECODED:
                     if etype is None:

@@ -288,16 +288,21 @@ class PayloadDecoder:
     # -- decoding ----------------------------------------------------------------------
 
     def decode(self, data: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None = None,
-               topic: str = "", is_key: bool = False) -> Payload:
-        """The payload of one key or value; never raises on record content."""
+               topic: str = "", is_key: bool = False, raw: bool = False) -> Payload:
+        """The payload of one key or value; never raises on record content.
+
+        `raw`: keep the deserializer's objects (bytes, datetimes) instead of
+        making them JSON-able, for callers that only read ids and names.
+        """
         try:
-            return self._decode(data, headers, topic, is_key)
+            return self._decode(data, headers, topic, is_key, raw)
         except Exception as exc:  # a library bug must not take the command down
             _log.info("decoding a payload failed", exc_info=True)
             return Payload(raw_hex(data) if data else data, BINARY,
                            note=f"could not be decoded ({type(exc).__name__})")
 
-    def _decode(self, data: bytes | None, headers, topic: str, is_key: bool) -> Payload:
+    def _decode(self, data: bytes | None, headers, topic: str, is_key: bool,
+                raw_objects: bool = False) -> Payload:
         if data is None:
             return Payload(None, NULL)
         header = schema_header(headers, is_key)
@@ -332,6 +337,8 @@ class PayloadDecoder:
                            note=f"does not match schema {ref} ({reader.format}): {detail}")
         if reader.format == PROTOBUF:
             value = json_format.MessageToDict(obj, preserving_proto_field_name=True)
+        elif raw_objects:
+            value = obj
         else:
             value = jsonable(obj)
         return Payload(value, reader.format, schema_id=ref, record_name=reader.record_name)
@@ -422,6 +429,24 @@ class PayloadDecoder:
             return (f"schema {frame.ref} (protobuf) has no message at index "
                     f"{list(indexes)}: {type(exc).__name__}: {exc}")[:200]
         return _Reader(PROTOBUF, deserializer, desc.name, frozenset(numeric))
+
+    def prefix_info(self, prefix: bytes) -> tuple[str, frozenset[str]] | None:
+        """(format, numeric field names) shared by every frame with this 5-byte prefix.
+
+        For Protobuf the names depend on each record's message (see
+        `numeric_fields`); None when the prefix is not a usable frame. Lets
+        the prefilter judge a whole batch by its few distinct prefixes.
+        """
+        frame = find_frame(prefix)
+        if frame is None or frame.problem is not None or self.client is None:
+            return None
+        found = self._readers.get((frame.ref,))
+        if found is None:
+            found = self._build(frame)
+            self._readers[(frame.ref,)] = found
+        if isinstance(found, str):
+            return None
+        return found.format, found.numeric
 
     def numeric_fields(self, data: bytes | None, headers=None, is_key: bool = False
                        ) -> frozenset[str] | None:

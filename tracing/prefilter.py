@@ -83,13 +83,12 @@ class RawBatch:
                     if h and any(decoder.irregular_header(str(n)) for n, _ in h):
                         out.add(i)
         if b"\\" in self.value_hay:
-            out.update(i for i, v in enumerate(self.values) if v and b"\\" in v)
+            # JSON escapes; a registry frame (first byte 0) is judged by its schema below
+            # (Avro and Protobuf bytes hold 0x5c at random, JSON Schema frames are text).
+            out.update(i for i, v in enumerate(self.values) if v and b"\\" in v and v[0] != 0)
         if decoder.payloads is not None:
             # Registry frames whose schema holds numeric id fields (varints, not text).
-            for i, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
-                if ((v and v[0] == 0) or (k and k[0] == 0)) and i not in out \
-                        and decoder.irregular_frame(k, v, self.headers[i]):
-                    out.add(i)
+            out |= decoder.irregular_frames(self.keys, self.values, self.headers)
         return sorted(out)
 
     def candidates(self, needles: Iterable[bytes]) -> set[int]:

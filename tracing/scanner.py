@@ -307,13 +307,21 @@ class FastScan:
         if self.keep:
             self.kept.append((msgs, batch))
         wanted = self.wanted
-        needles = wanted | {self._needle} if self._needle else wanted
-        for i in sorted(batch.candidates(needles).union(batch.irregular)):
+        candidates = batch.candidates(wanted)
+        for i in sorted(candidates.union(batch.irregular)):
             pos, (ids, row) = self._decode(msgs, batch, i)
             if not wanted.isdisjoint(ids):
                 self.matches.append((pos[0], pos[1], row))
-            elif self._needle and self.discover is not None:
-                where = where_found(self.discover, batch.values[i], batch.headers[i],
+        if self._needle and self.discover is not None:
+            # The id as typed, anywhere: records whose bytes hold it, and JSON with escapes.
+            spelled = batch.candidates([self._needle])
+            values = batch.values
+            for i in sorted(spelled.union(j for j in batch.irregular
+                                          if values[j] and b"\\" in values[j])):
+                pos, (ids, row) = self._decode(msgs, batch, i)
+                if not wanted.isdisjoint(ids):
+                    continue
+                where = where_found(self.discover, values[i], batch.headers[i],
                                     self.decoder.payloads)
                 if where is not None:
                     self.discovered.append((pos[0], pos[1], row, where))
