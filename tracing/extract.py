@@ -131,7 +131,8 @@ class EventInfo:
     trace_id: str | None
     span_id: str | None
     dead_letter: DeadLetterInfo | None = None
-    order_ids: tuple[str, ...] = ()
+    #: exact from `describe`; from the index a superset (see `FastDecoder._payload`)
+    order_ids: tuple[str, ...] = field(default=(), compare=False)
     value: bytes | int | None = field(default=None, repr=False)
     value_header: bytes | None = field(default=None, repr=False)
     #: the value decoded, filled in for a timeline (not from the row)
@@ -489,7 +490,7 @@ class FastDecoder:
                 etype = event_type(doc, self.event_type_paths)
                 found = order_ids(doc, self.paths)
             elif self.any_paths:
-                found = self._payload(value)
+                found = self._payload(value, ids)
             if found:
                 ids.update(i.encode("utf-8") for i in found)
         if shown_key is not None:
@@ -499,14 +500,40 @@ class FastDecoder:
         return ids, (offset, timestamp_ms, key, etype, correlation, trace, span, dead, found,
                      kept_value(value), value_header)
 
-    def _payload(self, value: bytes) -> tuple[str, ...]:
-        """The payload's order ids, parsing JSON only if a configured key is in the text."""
+    def _payload(self, value: bytes, ids: set[bytes]) -> tuple[str, ...]:
+        """The payload's order ids, parsing JSON only if it could add a new id.
+
+        Without `\\u` escapes every configured key is spelled out, so every
+        candidate is seen; when all of them are already ids of the record
+        (the common case: the order id in the key or a header *and* in the
+        payload), they are returned without parsing. They may then include a
+        configured key's value from elsewhere in the document: a superset of
+        the exact payload ids (see `EventInfo.order_ids`).
+        """
         if len(value) > MAX_JSON_BYTES:
             return ()
-        if not self.always_parse and b"\\u" not in value \
-                and not key_occurrences(value, self.leaf_tokens):
-            # Without \u escapes every configured key is spelled out: none is there.
-            return ()
+        if not self.always_parse and b"\\u" not in value:
+            seen: list[bytes] = []
+            for _, _, m in key_occurrences(value, self.leaf_tokens):
+                text, number = m.groups()
+                if number is not None:
+                    try:  # JSON `-0` is the id "0"; a huge number is refused by int()
+                        candidate = str(int(number)).encode()
+                    except ValueError:
+                        break
+                elif text is not None:
+                    candidate = text.strip()
+                    if not candidate or len(candidate) > MAX_ID_BYTES:
+                        if b"\\" in text:  # escapes may shrink it below the limit
+                            break
+                        continue
+                else:
+                    continue  # not a string or an integer: never an id
+                if b"\\" in candidate or candidate not in ids:
+                    break
+                seen.append(candidate)
+            else:
+                return tuple(dict.fromkeys(c.decode("utf-8", "replace") for c in seen))
         return order_ids(parse_json(value), self.paths)
 
     def decode_record(self, record: Record) -> tuple[set[bytes], Row]:
