@@ -251,12 +251,21 @@ class CorrelationIndex:
 
     def lookup(self, ids: Iterable[bytes]) -> dict[TP, set[int]]:
         """Offsets per partition of records carrying any of `ids`, within live coverage."""
-        live = {c.tp_id: c for c in self.coverage().values()}
         out: dict[TP, set[int]] = defaultdict(set)
+        for hits in self.lookup_each(ids).values():
+            for tp, offsets in hits.items():
+                out[tp] |= offsets
+        return dict(out)
+
+    def lookup_each(self, ids: Iterable[bytes]) -> dict[bytes, dict[TP, set[int]]]:
+        """`lookup` per id (one coverage read, one pass over each bucket)."""
+        live = {c.tp_id: c for c in self.coverage().values()}
+        out: dict[bytes, dict[TP, set[int]]] = {}
         wanted = list(dict.fromkeys(ids))
         by_bucket: dict[int, list[bytes]] = defaultdict(list)
         for ident in wanted:
             by_bucket[bucket_of(ident)].append(ident)
+            out[ident] = {}
         with self._lock:
             for bucket, idents in by_bucket.items():
                 for (blob,) in self._db.execute(
@@ -267,8 +276,9 @@ class CorrelationIndex:
                             cov = live.get(pos & _TP_MASK)
                             offset = pos >> TP_BITS
                             if cov is not None and cov.start <= offset < cov.end:
-                                out[(cov.topic, cov.partition)].add(offset)
-        return dict(out)
+                                out[ident].setdefault((cov.topic, cov.partition),
+                                                      set()).add(offset)
+        return out
 
     def rows(self, hits: Mapping[TP, Iterable[int]]) -> list[tuple[str, int, tuple]]:
         """(topic, partition, row) of each hit position that has a stored row."""

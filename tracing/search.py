@@ -455,8 +455,9 @@ class Tracer:
         mine |= {i for e in events for i in e.order_ids}
         have = {e.position for e in events}
         hits: dict[tuple[str, int], set[int]] = {}
+        each = self.index.lookup_each(i.encode("utf-8") for i in sorted(extra))
         for ident in sorted(extra):
-            found = self.index.lookup([ident.encode("utf-8")])
+            found = each.get(ident.encode("utf-8"), {})
             count = sum(len(offs) for offs in found.values())
             if count > MAX_HOP_EVENTS:
                 notes.append(f"{_kind(ident, events)} {ident} is carried by {count:,} events; "
