@@ -122,7 +122,8 @@ def picked_group(topic: str, picked: frozenset[tuple[int, int]]) -> str:
 
 
 _WHERE_START = re.compile(
-    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+)\s*(?:!=|!~|=|~)", re.IGNORECASE)
+    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+|value\.[^\s=~!]+)\s*(?:!=|!~|=|~)",
+    re.IGNORECASE)
 
 
 def parse_filter(text: str) -> list[str]:
@@ -383,6 +384,8 @@ class KafkaSource:
     def close(self) -> None:
         """Close clients that are idle; one still busy in a worker is left to the
         process exit rather than blocking the UI while it quits."""
+        if self._payloads is not None:
+            self._payloads.close()
         if self._trace_lock.acquire(timeout=0.5):
             try:
                 if self._tracer is not None:

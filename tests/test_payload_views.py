@@ -63,3 +63,10 @@ def test_where_value_path_reads_the_decoded_payload() -> None:
     assert not parse_where(["value.order.orderId=ord_7"]).matches(record, None, None)
     selector = parse_where(["value.order.orderId=ord_7", "key=ord_7"])
     assert selector.needs_payload and not selector.needs_envelope
+
+
+def test_the_console_filter_line_takes_value_paths() -> None:
+    from console.data import parse_filter
+
+    assert parse_filter("value.order.orderId=ord_7 error_message~did not answer") == [
+        "value.order.orderId=ord_7", "error_message~did not answer"]

@@ -66,7 +66,18 @@ def framed(draw, w, numeric):
         value = w.json("pf", {"orderId": ident, "amount": 1})
     if draw(st.booleans()):  # damaged frames must not break the promise either
         value = value[: draw(st.integers(min_value=0, max_value=len(value)))]
-    key = draw(st.one_of(st.none(), ids.map(str.encode)))
+    key_kind = draw(st.sampled_from(["none", "text", "avro-string", "avro-long"]))
+    if key_kind == "text":
+        key = draw(ids).encode()
+    elif key_kind == "avro-string":
+        key = AvroSerializer(w.client, '"string"')(draw(ids), SerializationContext(
+            "pf", MessageField.KEY))
+    elif key_kind == "avro-long":
+        key = AvroSerializer(w.client, '"long"')(draw(st.integers(
+            min_value=-(2**63), max_value=2**63 - 1)), SerializationContext("pf-l",
+                                                                             MessageField.KEY))
+    else:
+        key = None
     headers = draw(st.sampled_from([[], [("correlation-id", b"corr-1")],
                                     [("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-"
                                                      b"00f067aa0ba902b7-01")]]))
@@ -106,3 +117,18 @@ def test_numeric_ids_are_irregular_and_string_ids_are_not(world) -> None:
     ids, _ = decoder.decode(0, None, None, long_id, None)
     assert b"4242" in ids and b"4242" not in long_id  # a varint: not in the bytes
     assert raw.candidates([b"ord_str"]) == {1}
+
+
+def test_registry_framed_keys_count_as_their_decoded_text(world) -> None:
+    w, _, decoder = world
+    text_key = AvroSerializer(w.client, '"string"')("ord_k", SerializationContext(
+        "pf", MessageField.KEY))
+    long_key = AvroSerializer(w.client, '"long"')(
+        77, SerializationContext("pf-l", MessageField.KEY))
+    ids, row = decoder.decode(0, None, text_key, b'{"event": "X"}', None)
+    assert b"ord_k" in ids and row[2] == "ord_k"
+    ids, row = decoder.decode(1, None, long_key, None, None)
+    assert b"77" in ids and row[2] == "77"
+    raw = RawBatch([text_key, long_key], [None, None], [None, None], decoder)
+    assert raw.irregular == [1]  # a numeric key is not spelled out in its bytes
+    assert 0 in raw.candidates([b"ord_k"])

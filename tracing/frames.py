@@ -389,6 +389,8 @@ class PayloadDecoder:
                 parsed = json.loads(schema.schema_str or "null")
                 numeric: set[str] = set()
                 _numeric_names_avro(parsed, numeric)
+                if _is_numeric_avro(parsed):
+                    numeric.add("")  # the whole value is a number (a numeric key)
                 name = parsed.get("name") if isinstance(parsed, dict) else None
                 return _Reader(AVRO, AvroDeserializer(self.client, conf=dict(_DESER_CONF)),
                                str(name).rsplit(".", 1)[-1] if name else None,
