@@ -97,6 +97,25 @@ def test_real_serializers_decode_with_the_registry(registry, writers) -> None:
     assert avro.schema_id != proto.schema_id != js.schema_id
 
 
+def test_schema_guid_in_a_header_is_decoded(registry, writers) -> None:
+    from confluent_kafka.schema_registry import header_schema_id_serializer
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    serializer = AvroSerializer(writers.client, ORDER_PLACED_AVRO,
+                                conf={"schema.id.serializer": header_schema_id_serializer})
+    headers: list = []
+    value = serializer(order_placed("ord_hdr"), SerializationContext("hdr", MessageField.VALUE,
+                                                                     headers))
+    assert value[0] != 0 and headers[0][0] == "__value_schema_id"  # a bare Avro body
+    decoder = PayloadDecoder(RegistryConfig(registry.url, timeout=2))
+    payload = decoder.decode(value, headers, "hdr")
+    assert payload.format == AVRO and payload.value["order"]["orderId"] == "ord_hdr"
+    assert registry.requests("/schemas/guids/")
+    assert decoder.decode(value, [("__value_schema_id", b"\x09junk")], "hdr").note.startswith(
+        "schema id header has wrong magic byte 0x09")
+
+
 def test_frames_that_cannot_be_decoded_come_back_raw_with_a_note(registry, writers) -> None:
     good = writers.avro("notes", order_placed("ord_n"))
     decoder = PayloadDecoder(RegistryConfig(registry.url, timeout=2))
