@@ -33,6 +33,7 @@ moment they are read, like `sasl.password`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -42,8 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
-
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 from collectors.config import Settings
 from collectors.errors import ConfigError, LagdeckError
@@ -207,118 +206,134 @@ def registry_config(settings: Settings | None, profile: str | None = None,
     )
 
 
-class RegistryClient(SchemaRegistryClient):
-    """`SchemaRegistryClient` with a disk cache by id and a circuit breaker (see module doc).
+def RegistryClient(config: RegistryConfig) -> Any:
+    """A `SchemaRegistryClient` with a disk cache by id and a circuit breaker (module doc).
 
-    Only the read calls a deserializer makes are wrapped (`get_schema`,
-    `get_schema_by_guid`, `get_version`); lagdeck never registers schemas.
-    Thread-safe like its parent.
+    The class is built on first use: confluent-kafka's schema_registry package
+    (httpx, authlib, fastavro, protobuf) takes most of a second to import, and
+    commands that never meet a registry should not pay for it.
     """
+    return _client_class()(config)
 
-    def __init__(self, config: RegistryConfig) -> None:
-        super().__init__(config.client_conf())
-        self.settings = config
-        #: why the registry is considered down for the rest of this process
-        self.down: str | None = None
-        self.calls = 0
-        self._missing: dict[tuple, str] = {}
-        self._memory: dict[tuple, Schema] = {}
-        self._lock = threading.Lock()
 
-    # -- the cache -------------------------------------------------------------------
+@functools.cache
+def _client_class() -> type:
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-    def _path(self, key: tuple) -> Path:
-        name = "-".join(str(k) for k in key if k is not None)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return self.settings.cache_dir / f"{safe}.json"
+    class _RegistryClient(SchemaRegistryClient):
+        """`SchemaRegistryClient` with a disk cache by id and a circuit breaker (see module doc).
 
-    def _cached(self, key: tuple) -> Schema | None:
-        found = self._memory.get(key)
-        if found is not None:
-            return found
-        try:
-            data = json.loads(self._path(key).read_text(encoding="utf-8"))
-            schema = Schema.from_dict(data)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return None
-        self._memory[key] = schema
-        return schema
+        Only the read calls a deserializer makes are wrapped (`get_schema`,
+        `get_schema_by_guid`, `get_version`); lagdeck never registers schemas.
+        Thread-safe like its parent.
+        """
 
-    def _store(self, key: tuple, schema: Schema) -> None:
-        self._memory[key] = schema
-        path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(schema.to_dict()), encoding="utf-8")
-            tmp.replace(path)
-        except (OSError, TypeError, ValueError):
-            _log.debug("could not cache schema %s on disk", key, exc_info=True)
+        def __init__(self, config: RegistryConfig) -> None:
+            super().__init__(config.client_conf())
+            self.settings = config
+            #: why the registry is considered down for the rest of this process
+            self.down: str | None = None
+            self.calls = 0
+            self._missing: dict[tuple, str] = {}
+            self._memory: dict[tuple, Schema] = {}
+            self._lock = threading.Lock()
 
-    # -- the breaker -----------------------------------------------------------------
+        # -- the cache -------------------------------------------------------------------
 
-    def _call(self, key: tuple, what: str, fetch) -> Schema:
-        cached = self._cached(key)
-        if cached is not None:
-            return cached
-        if key in self._missing:
-            raise SchemaNotFound(self._missing[key])
-        if self.down is not None:
-            raise RegistryUnavailable(self.down)
-        with self._lock:
+        def _path(self, key: tuple) -> Path:
+            name = "-".join(str(k) for k in key if k is not None)
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            return self.settings.cache_dir / f"{safe}.json"
+
+        def _cached(self, key: tuple) -> Schema | None:
+            found = self._memory.get(key)
+            if found is not None:
+                return found
+            try:
+                data = json.loads(self._path(key).read_text(encoding="utf-8"))
+                schema = Schema.from_dict(data)
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                return None
+            self._memory[key] = schema
+            return schema
+
+        def _store(self, key: tuple, schema: Schema) -> None:
+            self._memory[key] = schema
+            path = self._path(key)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(schema.to_dict()), encoding="utf-8")
+                tmp.replace(path)
+            except (OSError, TypeError, ValueError):
+                _log.debug("could not cache schema %s on disk", key, exc_info=True)
+
+        # -- the breaker -----------------------------------------------------------------
+
+        def _call(self, key: tuple, what: str, fetch) -> Schema:
+            cached = self._cached(key)
+            if cached is not None:
+                return cached
+            if key in self._missing:
+                raise SchemaNotFound(self._missing[key])
             if self.down is not None:
                 raise RegistryUnavailable(self.down)
-            self.calls += 1
+            with self._lock:
+                if self.down is not None:
+                    raise RegistryUnavailable(self.down)
+                self.calls += 1
+                try:
+                    schema = fetch()
+                except SchemaRegistryError as exc:
+                    message = scrub(str(exc.error_message or exc))[:200]
+                    if exc.http_status_code == 404:
+                        self._missing[key] = f"the Schema Registry has no {what} ({message})"
+                        raise SchemaNotFound(self._missing[key]) from None
+                    self.down = (f"Schema Registry {self.settings.display_url} answered HTTP "
+                                 f"{exc.http_status_code}: {message}")
+                    _log.info("registry marked down: %s", self.down)
+                    raise RegistryUnavailable(self.down) from None
+                except Exception as exc:  # transport: refused, timeout, TLS, DNS
+                    reason = scrub(str(exc)) or type(exc).__name__
+                    self.down = (f"Schema Registry {self.settings.display_url} unreachable "
+                                 f"({type(exc).__name__}: {reason[:160]})")
+                    _log.info("registry marked down: %s", self.down)
+                    raise RegistryUnavailable(self.down) from None
+            self._store(key, schema)
+            return schema
+
+        # -- the calls the deserializers make ----------------------------------------------
+
+        def get_schema(self, schema_id: int, subject_name: str | None = None,
+                       fmt: str | None = None, reference_format: str | None = None) -> Schema:
+            return self._call(("id", schema_id, fmt), f"schema id {schema_id}",
+                              lambda: super(_RegistryClient, self).get_schema(
+                                  schema_id, subject_name, fmt, reference_format))
+
+        def get_schema_by_guid(self, guid: str, fmt: str | None = None) -> Schema:
+            return self._call(("guid", guid, fmt), f"schema guid {guid}",
+                              lambda: super(_RegistryClient, self).get_schema_by_guid(guid, fmt))
+
+        def get_version(self, subject_name: str, version: int | str, deleted: bool = False,
+                        fmt: str | None = None):
+            """A referenced schema (imports); cached in memory only, behind the breaker."""
+            key = ("version", subject_name, version, fmt)
+            if key in self._missing:
+                raise SchemaNotFound(self._missing[key])
+            if self.down is not None:
+                raise RegistryUnavailable(self.down)
             try:
-                schema = fetch()
+                return super().get_version(subject_name, version, deleted, fmt)
             except SchemaRegistryError as exc:
-                message = scrub(str(exc.error_message or exc))[:200]
                 if exc.http_status_code == 404:
-                    self._missing[key] = f"the Schema Registry has no {what} ({message})"
+                    self._missing[key] = f"the Schema Registry has no {subject_name} v{version}"
                     raise SchemaNotFound(self._missing[key]) from None
                 self.down = (f"Schema Registry {self.settings.display_url} answered HTTP "
-                             f"{exc.http_status_code}: {message}")
-                _log.info("registry marked down: %s", self.down)
+                             f"{exc.http_status_code}")
                 raise RegistryUnavailable(self.down) from None
-            except Exception as exc:  # transport: refused, timeout, TLS, DNS
-                reason = scrub(str(exc)) or type(exc).__name__
+            except Exception as exc:
                 self.down = (f"Schema Registry {self.settings.display_url} unreachable "
-                             f"({type(exc).__name__}: {reason[:160]})")
-                _log.info("registry marked down: %s", self.down)
+                             f"({type(exc).__name__})")
                 raise RegistryUnavailable(self.down) from None
-        self._store(key, schema)
-        return schema
 
-    # -- the calls the deserializers make ----------------------------------------------
-
-    def get_schema(self, schema_id: int, subject_name: str | None = None,
-                   fmt: str | None = None, reference_format: str | None = None) -> Schema:
-        return self._call(("id", schema_id, fmt), f"schema id {schema_id}",
-                          lambda: super(RegistryClient, self).get_schema(
-                              schema_id, subject_name, fmt, reference_format))
-
-    def get_schema_by_guid(self, guid: str, fmt: str | None = None) -> Schema:
-        return self._call(("guid", guid, fmt), f"schema guid {guid}",
-                          lambda: super(RegistryClient, self).get_schema_by_guid(guid, fmt))
-
-    def get_version(self, subject_name: str, version: int | str, deleted: bool = False,
-                    fmt: str | None = None):
-        """A referenced schema (imports); cached in memory only, behind the breaker."""
-        key = ("version", subject_name, version, fmt)
-        if key in self._missing:
-            raise SchemaNotFound(self._missing[key])
-        if self.down is not None:
-            raise RegistryUnavailable(self.down)
-        try:
-            return super().get_version(subject_name, version, deleted, fmt)
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                self._missing[key] = f"the Schema Registry has no {subject_name} v{version}"
-                raise SchemaNotFound(self._missing[key]) from None
-            self.down = (f"Schema Registry {self.settings.display_url} answered HTTP "
-                         f"{exc.http_status_code}")
-            raise RegistryUnavailable(self.down) from None
-        except Exception as exc:
-            self.down = (f"Schema Registry {self.settings.display_url} unreachable "
-                         f"({type(exc).__name__})")
-            raise RegistryUnavailable(self.down) from None
+    return _RegistryClient

@@ -16,6 +16,9 @@ payload that does not match its schema) comes back raw with a one-line
 Protobuf needs a message class: it is built once per (schema id, message
 indexes) from the registered file descriptor, with the deserializer's own
 schema parsing, and handed to `ProtobufDeserializer`.
+
+confluent-kafka's schema_registry package is imported on first use only (it
+takes most of a second): commands that meet no registry frame never load it.
 """
 
 from __future__ import annotations
@@ -29,15 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryError
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.schema_registry.common.serde import SchemaId
-from confluent_kafka.schema_registry.json_schema import JSONDeserializer
-from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from google.protobuf import json_format
-from google.protobuf.empty_pb2 import Empty
-from google.protobuf.message_factory import GetMessageClass
 
 from collectors.logs import get_logger
 from collectors.redact import scrub
@@ -268,7 +263,7 @@ class PayloadDecoder:
             registry = RegistryClient(registry)
         self.client: RegistryClient | None = registry
         self._readers: dict[tuple, _Reader | str] = {}
-        self._proto_probe: ProtobufDeserializer | None = None
+        self._proto_probe: Any = None
 
     @property
     def configured(self) -> bool:
@@ -336,6 +331,8 @@ class PayloadDecoder:
             return Payload(raw, BINARY, schema_id=ref,
                            note=f"does not match schema {ref} ({reader.format}): {detail}")
         if reader.format == PROTOBUF:
+            from google.protobuf import json_format
+
             value = json_format.MessageToDict(obj, preserving_proto_field_name=True)
         elif raw_objects:
             value = obj
@@ -380,6 +377,10 @@ class PayloadDecoder:
             schema = self._schema(frame)
         except RegistryError as exc:
             return str(exc)
+        from confluent_kafka.schema_registry import SchemaRegistryError
+        from confluent_kafka.schema_registry.avro import AvroDeserializer
+        from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+
         kind = (schema.schema_type or "AVRO").upper()
         fmt = _FORMAT_OF_TYPE.get(kind)
         if fmt is None:
@@ -413,6 +414,10 @@ class PayloadDecoder:
             schema = self._schema(frame, "serialized")
         except RegistryError as exc:
             return str(exc)
+        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+        from google.protobuf.empty_pb2 import Empty
+        from google.protobuf.message_factory import GetMessageClass
+
         try:
             if self._proto_probe is None:
                 self._proto_probe = ProtobufDeserializer(Empty, dict(_DESER_CONF), self.client)
@@ -475,6 +480,8 @@ def _message_indexes(framed: bytes) -> tuple[int, ...] | None:
     Read with the library's own `SchemaId` parser; `[0]` is written as a
     single 0 (the count) for the first message.
     """
+    from confluent_kafka.schema_registry.common.serde import SchemaId
+
     sid = SchemaId("PROTOBUF")
     try:
         sid.from_bytes(io.BytesIO(framed))
