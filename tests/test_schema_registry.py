@@ -192,6 +192,9 @@ def framed_dlq(bootstrap, names, writers) -> str:
     producer.send(topic, key=b"ord_pb", headers=SPRING,
                   value=writers.proto(topic + "-p", shipment_id="s-9", order_id="ord_pb"))
     producer.send(topic, key=b"ord_bad", value=b"\x00\x00\x00\x7f\xff\x02", headers=SPRING)
+    producer.send(topic, key=b"ord_cut", value=b"\x00\x00\x01", headers=SPRING)
+    producer.send(topic, key=b"ord_magic", headers=SPRING,
+                  value=b"\x07" + writers.avro(topic, order_placed("ord_magic"))[1:])
     producer.flush(10)
     producer.close(timeout=5)
     return topic
@@ -204,13 +207,15 @@ def test_dlq_show_json_has_the_decoded_fields(capsys, bootstrap, registry, frame
     out, err = capsys.readouterr()
     assert code == 0, err
     msgs = json.loads(out)["messages"]
-    avro, proto, bad = msgs
+    avro, proto, bad, cut, magic = msgs
     assert avro["value_format"] == "avro" and avro["value"]["order"]["orderId"] == "ord_av"
     assert isinstance(avro["schema_id"], int) and "value_note" not in avro
     assert proto["value_format"] == "protobuf"
     assert proto["value"]["detail"]["order_id"] == "ord_pb"
     assert bad["value_format"] == "binary" and bad["value"].startswith("0x00")
     assert bad["schema_id"] == 32767 and "no schema id 32767" in bad["value_note"]
+    assert cut["value"] == "0x000001" and "truncated Schema Registry frame" in cut["value_note"]
+    assert magic["value_format"] == "binary" and "magic byte 0x07" in magic["value_note"]
     assert avro["original_topic"] == "orders" and avro["error_class"].endswith("StateException")
 
     code = main(["-b", bootstrap, "--schema-registry", registry.url, "dlq", "show", framed_dlq])
@@ -231,8 +236,9 @@ def test_dlq_show_with_the_registry_down_is_raw_with_a_note(capsys, bootstrap,
     assert code == 0, err
     msgs = json.loads(out)["messages"]
     assert accepted == 1  # the whole command paid one registry timeout
-    assert [m["value_format"] for m in msgs] == ["binary"] * 3
-    assert all("unreachable" in m["value_note"] for m in msgs[:2])
+    assert [m["value_format"] for m in msgs] == ["binary"] * 5
+    assert all("unreachable" in m["value_note"] for m in msgs[:3])
+    assert "truncated" in msgs[3]["value_note"] and "magic byte" in msgs[4]["value_note"]
 
 
 @integration
