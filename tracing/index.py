@@ -123,6 +123,9 @@ class CorrelationIndex:
         self.path = path
         self.fingerprint = fingerprint
         self._lock = threading.RLock()
+        #: unpacked row blocks, (tp_id, first_offset, blob size) -> rows: one lookup reads
+        #: the same few blocks for the matches, the hop and the dead letters
+        self._blocks: dict[tuple[int, int, int], list[tuple]] = {}
         try:
             self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
                                        isolation_level=None)
@@ -236,6 +239,7 @@ class CorrelationIndex:
 
     def _retire(self, tp_id: int) -> None:
         with self._tx() as db:
+            self._blocks.clear()
             db.execute("UPDATE partitions SET live = 0 WHERE tp_id = ?", (tp_id,))
             db.execute("DELETE FROM details WHERE tp_id = ?", (tp_id,))
 
@@ -293,10 +297,11 @@ class CorrelationIndex:
                 for offset in sorted(set(offsets)):
                     if not block or not block[0][0] <= offset <= block[-1][0]:
                         found = self._db.execute(
-                            "SELECT blob FROM details WHERE tp_id = ? AND first_offset <= ? "
-                            "AND last_offset >= ? ORDER BY first_offset DESC LIMIT 1",
+                            "SELECT first_offset, blob FROM details WHERE tp_id = ? AND "
+                            "first_offset <= ? AND last_offset >= ? "
+                            "ORDER BY first_offset DESC LIMIT 1",
                             (cov.tp_id, offset, offset)).fetchone()
-                        block = _load_rows(found[0]) if found else []
+                        block = self._block(cov.tp_id, *found) if found else []
                     i = bisect_left(block, offset, key=lambda r: r[0])
                     if i < len(block) and block[i][0] == offset:
                         out.append((tp[0], tp[1], block[i]))
@@ -322,9 +327,20 @@ class CorrelationIndex:
             return self.incarnation(topic, partition, topic_id, start, since_ms)
         return tp_id
 
+    def _block(self, tp_id: int, first_offset: int, blob: bytes) -> list[tuple]:
+        key = (tp_id, first_offset, len(blob))
+        rows = self._blocks.get(key)
+        if rows is None:
+            rows = _load_rows(blob)
+            if len(self._blocks) >= 64:
+                self._blocks.pop(next(iter(self._blocks)))
+            self._blocks[key] = rows
+        return rows
+
     def reset(self, why: str) -> None:
         _log.info("correlation index %s reset: %s", self.path, why)
         with self._tx() as db:
+            self._blocks.clear()
             db.execute("DELETE FROM postings")
             db.execute("DELETE FROM partitions")
             db.execute("DELETE FROM details")
@@ -348,6 +364,7 @@ class CorrelationIndex:
                 block = records[i:i + BLOCK]
                 blocks.append((tp_id, block[0][0], block[-1][0], _pack(list(block))))
         with self._tx() as db:
+            self._blocks.clear()  # under the lock: rows() reads the cache holding it
             db.executemany("INSERT INTO postings (bucket, blob) VALUES (?, ?)", segments)
             db.executemany("INSERT OR REPLACE INTO details VALUES (?, ?, ?, ?)", blocks)
             for tp_id, (start, end, since_ms) in coverage.items():
