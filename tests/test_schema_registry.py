@@ -290,3 +290,26 @@ def test_a_planted_registry_password_never_leaks(capsys, bootstrap, names, frame
         assert planted not in out and planted not in err
     for path in files:
         assert planted.encode() not in path.read_bytes(), path
+
+
+def test_bearer_token_is_sent_and_redacted(writers) -> None:
+    data = writers.avro("bearer", order_placed("ord_tok"))
+    with RegistryServer(token="tok-Planted-123") as server:
+        # the same schema under the same id in this registry
+        registry_client(server.url, **{"bearer.auth.credentials.source": "CUSTOM",
+                                       "bearer.auth.custom.provider.function":
+                                           lambda c: {"bearer.auth.token": "tok-Planted-123",
+                                                      "bearer.auth.logical.cluster": ""},
+                                       "bearer.auth.custom.provider.config": {}}
+                        ).register_schema("bearer-value", Schema(ORDER_PLACED_AVRO, "AVRO"))
+        config = registry_config(Settings(data={"schema_registry": {
+            "url": server.url, "bearer_token": "tok-Planted-123", "timeout": 2}}))
+        assert config is not None and "tok-Planted-123" not in repr(config)
+        payload = PayloadDecoder(config).decode(b"\x00\x00\x00\x00\x01" + data[5:], None, "b")
+        assert payload.format == AVRO and payload.value["order"]["orderId"] == "ord_tok"
+        assert "Bearer tok-Planted-123" in server.state.authorizations
+        # (schema 1 is on disk now: a schema not cached yet reaches the registry)
+        wrong = RegistryConfig(server.url, bearer_token="wrong-token-1", timeout=2)
+        refused = PayloadDecoder(wrong).decode(b"\x00\x00\x00\x00\x07" + data[5:], None, "b")
+        assert refused.format == BINARY and "HTTP 401" in refused.note
+        assert "wrong-token-1" not in refused.note
