@@ -250,6 +250,12 @@ class Tracer:
               stuck_after_seconds: float, progress: Progress | None,
               now_ms: int | None, on_answer: Callable[[Timeline], object] | None) -> Timeline:
         started = time.monotonic()
+        if self.payloads.down:
+            # The registry was down for an earlier lookup (the TUI keeps its tracer):
+            # try it again, at the cost of at most one more timeout for this lookup.
+            self.payloads.close()
+            self.payloads = PayloadDecoder(self.registry)
+            self.decoder = FastDecoder(self.settings, self.payloads)
         forms = query_ids(query)
         wanted = {f.encode("utf-8") for f in forms}
         if since_seconds <= 0:
