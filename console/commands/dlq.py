@@ -348,6 +348,7 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
             print_json(result.to_json())
         else:
             _print_result(result)
+        _registry_note(payloads)
         return 0
     ensure_writable(cluster, f"redrive of {args.topic}")
     if not args.yes and not _confirm(redrive, args.json):
@@ -360,6 +361,15 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         print_json(result.to_json())
     else:
         _print_result(result)
+    _registry_note(payloads)
     if result.cancelled:
         return 130
     return 1 if result.failed else 0
+
+
+def _registry_note(payloads: PayloadDecoder) -> None:
+    """A registry that went down leaves `value.PATH` unmatched on framed records: say so."""
+    if payloads.down:
+        sys.stderr.write(f"lagdeck: note: {payloads.down}; value.PATH conditions did not match "
+                         "registry-framed records\n")
+    payloads.close()
