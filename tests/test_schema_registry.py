@@ -313,3 +313,24 @@ def test_bearer_token_is_sent_and_redacted(writers) -> None:
         refused = PayloadDecoder(wrong).decode(b"\x00\x00\x00\x00\x07" + data[5:], None, "b")
         assert refused.format == BINARY and "HTTP 401" in refused.note
         assert "wrong-token-1" not in refused.note
+
+
+@integration
+def test_redrive_by_a_decoded_field_says_when_the_registry_is_down(capsys, bootstrap, framed_dlq,
+                                                                    tmp_path,
+                                                                    monkeypatch) -> None:
+    create_topics(bootstrap, framed_dlq + "-out")
+    config = tmp_path / "lagdeck.toml"
+    config.write_text('[schema_registry]\ntimeout = 1\n')
+    monkeypatch.setenv("LAGDECK_CONFIG", str(config))
+    with SilentServer() as silent:
+        code = main(["-b", bootstrap, "--schema-registry", silent.url, "dlq", "redrive",
+                     framed_dlq, "--to", framed_dlq + "-out", "--where",
+                     "value.order.orderId=ord_av",
+                     "--dry-run", "--json"])
+        accepted = len(silent.accepted)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert accepted == 1
+    assert json.loads(out)["selected"] == 0
+    assert "unreachable" in err and "value.PATH conditions did not match" in err
