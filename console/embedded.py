@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from collectors.config import ClusterConfig
@@ -62,8 +63,13 @@ class EmbeddedBroker:
     *thread* that forked it exits.
     """
 
-    def __init__(self, port: int | None = None, log_dir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_dir: Path | None = None,
+                 cluster_id: str | None = None) -> None:
         self.requested_port = port
+        #: Tansu calls every cluster "tansu_cluster"; each embedded broker (memory
+        #: storage: a new cluster every start) gets its own id, so per-cluster state
+        #: such as alerts never mixes two of them
+        self.cluster_id = cluster_id or f"lagdeck-embedded-{uuid.uuid4().hex[:12]}"
         self.port: int | None = None
         self.log_dir = log_dir or state_dir()
         self.log_path: Path | None = None
@@ -100,7 +106,8 @@ class EmbeddedBroker:
         self.log_path = self.log_dir / f"tansu-{port}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--cluster-id", self.cluster_id],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

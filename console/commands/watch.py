@@ -1,32 +1,48 @@
 """`lagdeck watch`: evaluate alert rules; exit 0 none firing, 1 warning, 2 critical.
 
-Each round: one lag snapshot (status judged over the kept lag history), one
-pure evaluation against the alert book kept under the state directory, the
-notices to stdout and to the sinks (which deliver on their own threads).
-The book is reloaded and saved under a lock every round, so `watch --once`
-from cron remembers pending-since times and a notice is sent once even when
-a long-running watch and a cron job share the state directory.
+Each round: the cluster's id, one lag snapshot (status judged over the kept
+lag history), one pure evaluation against that cluster's alert book under the
+state directory, the notices to the sinks' outboxes (on disk, before any
+delivery), then to stdout. The book is reloaded and saved under a lock every
+round, so `watch --once` from cron remembers pending-since times and a
+notice is sent once even when a long-running watch and a cron job share the
+state directory; the rules file is the owner of its alerts, so runs with
+other rules files or other clusters leave them alone (docs/alerts.md).
 
-`--once` evaluates and exits; otherwise it runs until SIGTERM or Ctrl-C
-(finishing the round, flushing the sinks) and exits with the code of the
-last round. A failing round (broker gone) is reported on stderr and retried
-at the next interval; with `--once` it is an error.
+`--once` evaluates and exits; otherwise it runs until SIGTERM or Ctrl-C and
+exits with the code of the last round. Stopping is bounded: after the first
+SIGTERM or Ctrl-C the sinks get what is left of `STOP_BUDGET` seconds and the
+process is gone by then whatever they do (undelivered notices stay in the
+outbox for the next run); a second Ctrl-C exits at once. A failing round
+(broker gone) is reported on stderr and retried at the next interval; with
+`--once` it is an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from collectors import rules as rulebook
-from collectors.alerts import Alert, AlertEvent, AlertStore, Evaluation, EventKind, evaluate
+from collectors.alerts import (
+    Alert,
+    AlertEvent,
+    AlertStore,
+    Evaluation,
+    EventKind,
+    evaluate,
+    notice_id,
+)
 from collectors.config import require_bootstrap
 from collectors.errors import LagdeckError, UsageError
 from collectors.kafka import check_reachable
@@ -34,15 +50,22 @@ from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.rules import Rule
 from collectors.snapshots import LagSnapshot
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json, to_jsonable
 
-#: How long the sinks get to deliver what is queued when watch stops.
+#: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
 CLOSE_TIMEOUT = 10.0
+#: After SIGTERM or a first Ctrl-C the process is gone within this many seconds, whatever
+#: the sinks or the cluster do (container runtimes kill after 10 s, mid-flush).
+STOP_BUDGET = 2.5
+#: ...of which the sinks get this long to deliver; the rest stays in their outboxes.
+STOP_CLOSE_TIMEOUT = 1.5
 #: `--once` fails fast when the cluster cannot be reached at all.
 REACH_TIMEOUT = 5.0
 
 _log = get_logger("watch")
-_err_lock = threading.Lock()
+#: re-entrant: the signal handler writes to stderr on the main thread, maybe inside report()
+_err_lock = threading.RLock()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(line: str) -> None:
     """Sink and collection problems: one line on stderr (thread-safe) and in the log."""
-    line = scrub(line)
+    line = one_line(scrub(line), FIELD_LIMIT)
     _log.warning("%s", line)
     with _err_lock:
         sys.stderr.write(f"lagdeck: warning: {line}\n")
@@ -88,7 +111,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
 
 def event_json(event: AlertEvent) -> dict[str, Any]:
     return {
-        "event": event.kind.value, "rule": event.rule, "group": event.group,
+        "id": notice_id(event), "event": event.kind.value, "rule": event.rule, "group": event.group,
         "topic": event.topic, "severity": event.severity.value, "value": event.value,
         "threshold": event.threshold, "message": event.message, "at": _iso(event.at),
     }
@@ -111,7 +134,13 @@ def document(result: Evaluation) -> dict[str, Any]:
 
 def notice(event: AlertEvent) -> str:
     tag = "FIRING" if event.kind is EventKind.FIRING else "RESOLVED"
-    return f"{_iso(event.at)} {tag} [{event.severity.value}] {event.rule}: {event.message}"
+    return (f"{_iso(event.at)} {tag} [{event.severity.value}] {_s(event.rule)}: "
+            f"{_s(event.message)}")
+
+
+def _s(value: str | None) -> str:
+    """Alert messages name groups and topics (chosen by other teams): escaped, cut."""
+    return one_line(value, FIELD_LIMIT)
 
 
 def _print_text(result: Evaluation, once: bool, checked: int) -> None:
@@ -120,12 +149,12 @@ def _print_text(result: Evaluation, once: bool, checked: int) -> None:
         firing = result.firing
         if firing:
             lines.append(f"{len(firing)} alert(s) firing:")
-            lines.extend(f"  [{a.severity.value}] {a.rule}: {a.message} (since {_iso(a.since)})"
-                         for a in firing)
+            lines.extend(f"  [{a.severity.value}] {_s(a.rule)}: {_s(a.message)} "
+                         f"(since {_iso(a.since)})" for a in firing)
         else:
             lines.append(f"no alerts firing ({checked} group(s) checked)")
         for s in result.book.pending:
-            lines.append(f"  pending since {_iso(s.since)}: {s.key.rule}: {s.message}")
+            lines.append(f"  pending since {_iso(s.since)}: {_s(s.key.rule)}: {_s(s.message)}")
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
@@ -139,17 +168,39 @@ def _report_unmatched(rules: Sequence[Rule], snapshot: LagSnapshot) -> None:
                    f"{rule.group.pattern!r} (yet)")
 
 
+def _hard_exit(code: int, why: str) -> None:
+    """Leave now: state and outbox files are written atomically, so nothing is torn."""
+    _log.warning("watch: %s", why)
+    with _err_lock:
+        sys.stderr.write(f"lagdeck: {why}\n")
+        sys.stderr.flush()
+    os._exit(code)
+
+
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and the first Ctrl-C ask for a clean stop; a second Ctrl-C interrupts."""
+    """SIGTERM and the first Ctrl-C ask for a stop, bounded by `STOP_BUDGET`; a second
+    Ctrl-C exits at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if stop.is_set():
+            if signum == signal.SIGINT:
+                _hard_exit(130, "interrupted again: exiting now (undelivered notices stay "
+                                "in the outbox)")
+            return
         stop.set()
+        with _err_lock:
+            sys.stderr.write("lagdeck: stopping (Ctrl-C again exits at once)\n"
+                             if signum == signal.SIGINT else "lagdeck: stopping\n")
+            sys.stderr.flush()
+        watchdog = threading.Timer(STOP_BUDGET, _hard_exit, args=(
+            128 + signum, f"did not stop within {STOP_BUDGET:g}s: exiting now "
+                          "(undelivered notices stay in the outbox)"))
+        watchdog.daemon = True
+        watchdog.start()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -168,26 +219,35 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.once:
         check_reachable(config.cluster, timeout=REACH_TIMEOUT)
 
+    from collectors.cluster_id import ClusterIdentity
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
     from tracing.sinks import build_sinks, close_all
+    from tracing.sinks.outbox import sweep_expired
 
-    store = AlertStore()
+    identity = ClusterIdentity(config.cluster)
+    #: the owner of the alerts these rules raise (see collectors.alerts.evaluate)
+    source = str(Path(ruleset.path).resolve()) if ruleset.path else "<config>"
     pattern = group_pattern(ruleset.rules)
     stop = threading.Event()
     code = 0
     failing = False
     first_round = True
     reported: set[str] = set()
+    expired = sweep_expired()
+    if expired:
+        report(f"{expired} expired notice(s) removed from the outbox undelivered "
+               "(details in the log)")
     sinks = build_sinks(ruleset.sinks, report, interval=args.interval)
     history = LagHistory()
     collector = LagCollector(config.cluster, history, settings=config.settings)
     _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s", len(ruleset.rules),
               ", ".join(s.label for s in sinks) or "none", args.interval, args.once)
-    try:
-        with _stop_on_signals(stop):
+    with _stop_on_signals(stop):
+        try:
             while not stop.is_set():
                 try:
+                    cluster_id = identity.fetch(REACH_TIMEOUT)
                     snapshot = collector.refresh(group_regex=pattern)
                 except LagdeckError as exc:
                     if args.once:
@@ -208,13 +268,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if first_round:
                     _report_unmatched(ruleset.rules, snapshot)
                     first_round = False
+                store = AlertStore(cluster=cluster_id)
                 with store.locked():
-                    result = evaluate(ruleset.rules, snapshot, store.load())
+                    result = evaluate(ruleset.rules, snapshot, store.load(), source=source)
+                    result = replace(result, events=tuple(
+                        replace(e, cluster=cluster_id) for e in result.events))
+                    for sink in sinks:  # into the outboxes before the book says "sent"
+                        sink.observe(snapshot)
+                        sink.notify(result.events)
                     store.save(result.book)
                 code = result.exit_code
-                for sink in sinks:
-                    sink.observe(snapshot)
-                    sink.notify(result.events)
                 for event in result.events:
                     _log.info("%s", notice(event))
                 if args.json and args.once:
@@ -227,10 +290,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if args.once:
                     break
                 stop.wait(args.interval)
-    except KeyboardInterrupt:
-        _log.info("watch interrupted")
-    finally:
-        collector.close()
-        history.close()
-        close_all(sinks, CLOSE_TIMEOUT, report)
+        except KeyboardInterrupt:
+            _log.info("watch interrupted")
+        finally:
+            close_all(sinks, STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
+            collector.close()
+            history.close()
     return code

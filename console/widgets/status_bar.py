@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from collectors.untrusted import one_line
 from console.widgets.format import clock
 
 
@@ -33,6 +34,7 @@ TABS = (
     ("dead-letters", "app.dead_letters", "Dead letters"),
     ("timeline", "app.timeline", "Timeline"),
     ("alerts", "app.alerts", "Alerts"),
+    ("flows", "app.flows", "Flows"),
 )
 
 
@@ -69,11 +71,11 @@ class StatusBar(Static):
             text.append(" ")
         keymap = getattr(app, "keymap", {})
         for mode, binding_id, label in TABS:
-            key = keymap.get(binding_id, "1234"[[t[0] for t in TABS].index(mode)])
+            key = keymap.get(binding_id, "12345"[[t[0] for t in TABS].index(mode)])
             current = mode == self.mode
             text.append(f" {key} {label} ", style="bold reverse" if current else "dim")
             if current and self.title:
-                text.append(f"› {self.title} ", style="bold cyan")
+                text.append(f"› {one_line(self.title, 80)} ", style="bold cyan")
         text.append(" │  ", style="dim")
         text.append(getattr(app, "cluster_label", ""), style="")
         text.append("  │  ", style="dim")
