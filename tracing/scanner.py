@@ -315,14 +315,17 @@ class FastScan:
         if self.keep:
             self.kept.append((msgs, batch))
         wanted = self.wanted
-        candidates = batch.candidates(wanted)
+        needle = self._needle
+        # The id as typed is one of the wanted ids: search its bytes once, for both uses.
+        spelled = batch.candidates([needle]) if needle else set()
+        candidates = spelled | batch.candidates(wanted - {needle}) if needle \
+            else batch.candidates(wanted)
         for i in sorted(candidates.union(batch.irregular)):
             pos, (ids, row) = self._decode(msgs, batch, i)
             if not wanted.isdisjoint(ids):
                 self.matches.append((pos[0], pos[1], row))
-        if self._needle and self.discover is not None:
+        if needle and self.discover is not None:
             # The id as typed, anywhere: records whose bytes hold it, and JSON with escapes.
-            spelled = batch.candidates([self._needle])
             values = batch.values
             for i in sorted(spelled.union(j for j in batch.irregular
                                           if values[j] and b"\\" in values[j])):
