@@ -77,6 +77,7 @@ from tracing.deadletter import (
     decode_envelope,
     decode_route,
 )
+from tracing.frames import PayloadDecoder
 
 GROUP_PREFIX = "lagdeck-redrive."
 DEFAULT_BATCH = 5000
@@ -308,7 +309,8 @@ class Redrive:
                  rate: float | None = None, group: str | None = None,
                  batch_size: int = DEFAULT_BATCH, samples: int = 5,
                  again: bool = False, force: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT,
+                 payloads: PayloadDecoder | None = None) -> None:
         if rate is not None and rate <= 0:
             raise UsageError(f"--rate must be positive, got {rate:g}")
         if batch_size < 1:
@@ -321,6 +323,8 @@ class Redrive:
         self.topic = topic
         self.to = to
         self.selector = where if isinstance(where, Selector) else parse_where(where)
+        #: decodes values for `value.PATH` conditions (registry frames need a registry)
+        self.payloads = payloads if payloads is not None else PayloadDecoder(None)
         self.max_attempts = max_attempts
         self.rate = rate
         self.group = group or default_group(topic, self.selector, to)
@@ -608,7 +612,10 @@ class Redrive:
             record = to_record(msg)
             if self.selector.needs_envelope:
                 envelope = decode_envelope(record)
-            if not self.selector.matches(record, envelope):
+            payload = None
+            if self.selector.needs_payload:
+                payload = self.payloads.decode(record.value, raw, record.topic)
+            if not self.selector.matches(record, envelope, payload):
                 return _Decision(msg, "unmatched")
         route = decode_route(raw)
         action, target, partition, reason = self._route_action(route, topics)

@@ -27,6 +27,7 @@ from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
 from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
 from dlq.select import display_text
+from tracing.frames import REGISTRY_FORMATS, PayloadDecoder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--to", metavar="TOPIC", help="target topic instead of the original")
     rd.add_argument("--where", action="append", default=[], metavar="EXPR",
                     help="FIELD=VALUE or FIELD~TEXT (also != and !~); FIELD is error_class, "
-                    "error_message, key, original_topic, original_group or header.NAME; "
-                    "repeatable, all must hold")
+                    "error_message, key, original_topic, original_group, header.NAME or "
+                    "value.PATH (decoded payload); repeatable, all must hold")
     rd.add_argument("--rate", type=float, metavar="N", help="records per second at most")
     rd.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
                     help="refuse records lagdeck already redrove N times "
@@ -130,6 +131,21 @@ def list_lines(summaries: list[DlqTopicSummary]) -> list[str]:
 # -- show -------------------------------------------------------------------------------
 
 
+def _payload_json(d: DeadLetter) -> dict[str, Any]:
+    """`value`, `value_format` and, for Schema Registry frames, `schema_id` / `value_note`."""
+    out = d.payload.to_json() if d.payload is not None else {}
+    kp = d.key_payload
+    if kp is not None:
+        if kp.format in REGISTRY_FORMATS and not isinstance(kp.value, dict | list):
+            out["key"] = kp.value
+        out["key_format"] = kp.format
+        if kp.schema_id is not None:
+            out["key_schema_id"] = kp.schema_id
+        if kp.note:
+            out["key_note"] = kp.note
+    return out
+
+
 def _message_json(d: DeadLetter) -> dict[str, Any]:
     r, e = d.record, d.envelope
     return {
@@ -141,6 +157,7 @@ def _message_json(d: DeadLetter) -> dict[str, Any]:
         "error_message": e.error_message, "attempts": e.attempts,
         "redrive_count": e.redrive_count, "problems": list(e.problems),
         "headers": [{"key": h.key, "value": display_text(h.value)} for h in r.headers],
+        **_payload_json(d),
     }
 
 
@@ -148,8 +165,12 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     start = None if args.offset is None else parse_offsets(args.offset)
-    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
-                     strict=True)
+    payloads = PayloadDecoder(ctx.registry)
+    try:
+        page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
+                         strict=True, payloads=payloads)
+    finally:
+        payloads.close()
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
                     "depth_exact": page.exact,
@@ -197,7 +218,23 @@ def record_lines(d: DeadLetter) -> list[str]:
     if e.layout == "none":
         for h in r.headers:
             add(f"  header {_s(h.key)}: {_s(display_text(h.value), none='None')}")
+    out += _payload_lines(d)
     return out
+
+
+def _payload_lines(d: DeadLetter) -> list[str]:
+    """The decoded value (format, schema, record name) and why it could not be, escaped."""
+    p = d.payload
+    if p is None:
+        return []
+    schema = f" schema {p.schema_id}" if p.schema_id is not None else ""
+    name = f" {_s(p.record_name)}" if p.record_name else ""
+    lines = [f"  value ({p.format}{schema}{name}): {one_line(p.text(400), 420)}"]
+    if p.note:
+        lines.append(f"  note: {_s(p.note)}")
+    if d.key_payload is not None and d.key_payload.note:
+        lines.append(f"  key note: {_s(d.key_payload.note)}")
+    return lines
 
 
 # -- redrive ----------------------------------------------------------------------------
@@ -344,9 +381,12 @@ def _confirm(redrive: Redrive, json_out: bool) -> bool:
 
 def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     cluster = ctx.config.cluster
+    payloads = PayloadDecoder(ctx.registry if any(w.strip().startswith("value.")
+                                                  for w in args.where) else None)
     redrive = Redrive(cluster, args.topic, to=args.to, where=args.where, rate=args.rate,
                       max_attempts=args.max_attempts, group=args.group,
-                      batch_size=args.batch_size, again=args.again, force=args.force)
+                      batch_size=args.batch_size, again=args.again, force=args.force,
+                      payloads=payloads)
     if args.dry_run:
         with ProgressLine(f"scanning {_s(args.topic)}", enabled=not args.json) as bar:
             result = redrive.plan(progress=bar)
@@ -354,6 +394,7 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
             print_json(result.to_json())
         else:
             _print_result(result)
+        _registry_note(payloads)
         return 0
     ensure_writable(cluster, f"redrive of {args.topic}")
     if not args.yes and not _confirm(redrive, args.json):
@@ -366,9 +407,18 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         print_json(result.to_json())
     else:
         _print_result(result)
+    _registry_note(payloads)
     if result.fenced:
         sys.stderr.write(f"lagdeck: error: {scrub(result.fenced)}\n")
         return 1
     if result.cancelled:
         return 130
     return 1 if result.failed else 0
+
+
+def _registry_note(payloads: PayloadDecoder) -> None:
+    """A registry that went down leaves `value.PATH` unmatched on framed records: say so."""
+    if payloads.down:
+        sys.stderr.write(f"lagdeck: note: {payloads.down}; value.PATH conditions did not match "
+                         "registry-framed records\n")
+    payloads.close()

@@ -187,6 +187,15 @@ def event_detail(e: TimelineEvent) -> Table:
             f"attempts {dl.attempts if dl.attempts is not None else '?'})"))
         grid.add_row("", Text("enter: open it in Dead letters · R: redrive it",
                               style="bold cyan"))
+    if e.found_in:
+        grid.add_row("found in", fmt.data_block(e.found_in, "yellow"))
+    p = e.payload
+    if p is not None and (p.value is not None or p.note):
+        label = p.format + (f" · schema {p.schema_id}" if p.schema_id is not None else "")
+        grid.add_row("value", fmt.data_block(p.text(600)))
+        grid.add_row("", Text(label, style="dim"))
+        if p.note:
+            grid.add_row("", fmt.data_block(p.note, "yellow"))
     if e.trace_url:
         grid.add_row("trace", Text(one_line(e.trace_url), style=_link(e.trace_url)))
     return grid
