@@ -232,6 +232,7 @@ class KafkaSource:
         self._collector: Any = None
         self._history: Any = None
         self._tracer: Any = None
+        self._probe: Any = None
         if rules is None:
             rules, error = rules_from_settings(self.settings)
         else:
@@ -248,6 +249,17 @@ class KafkaSource:
     @property
     def read_only(self) -> bool:
         return self.cluster.read_only
+
+    # -- liveness --------------------------------------------------------
+
+    def probe(self, timeout: float) -> Any:
+        """Is the cluster there (`collectors.liveness.Liveness`)? Cheap; never raises for
+        an unreachable cluster. Sources without `probe` are taken as always reachable."""
+        from collectors.liveness import LivenessProbe
+
+        if self._probe is None or self._probe.timeout != timeout:
+            self._probe = LivenessProbe(self.cluster, timeout)
+        return self._probe.check()
 
     # -- lag -------------------------------------------------------------
 
@@ -356,6 +368,8 @@ class KafkaSource:
     def close(self) -> None:
         """Close clients that are idle; one still busy in a worker is left to the
         process exit rather than blocking the UI while it quits."""
+        if self._probe is not None:
+            self._probe.close()
         if self._trace_lock.acquire(timeout=0.5):
             try:
                 if self._tracer is not None:

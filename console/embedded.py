@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -62,8 +63,16 @@ class EmbeddedBroker:
     *thread* that forked it exits.
     """
 
-    def __init__(self, port: int | None = None, log_dir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_dir: Path | None = None, *,
+                 advertised: str | None = None, storage: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """`advertised` (host:port) is the address the broker tells clients to use
+        (a proxy in front of it, in the fault tests); `storage` a Tansu storage URL
+        (default: memory); `env` extra environment (e.g. an S3 endpoint)."""
         self.requested_port = port
+        self.advertised = advertised
+        self.storage = storage
+        self.env = env
         self.port: int | None = None
         self.log_dir = log_dir or state_dir()
         self.log_path: Path | None = None
@@ -97,10 +106,17 @@ class EmbeddedBroker:
 
     def _try_start(self, binary: str, port: int, timeout: float) -> str | None:
         url = f"tcp://127.0.0.1:{port}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else url
+        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url",
+                   advertised]
+        if self.storage:
+            command += ["--storage-engine", self.storage]
+        env = {**os.environ, **self.env} if self.env else None
         self.log_path = self.log_dir / f"tansu-{port}.log"
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                command,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""`lagdeck watch`: evaluate alert rules; exit 0 none firing, 1 warning, 2 critical.
+"""`lagdeck watch`: evaluate alert rules; exit 0 none firing, 1 warning, 2 critical,
+3 could not evaluate (cluster unreachable: the Nagios UNKNOWN convention).
 
 Each round: one lag snapshot (status judged over the kept lag history), one
 pure evaluation against the alert book kept under the state directory, the
@@ -11,6 +12,12 @@ a long-running watch and a cron job share the state directory.
 (finishing the round, flushing the sinks) and exits with the code of the
 last round. A failing round (broker gone) is reported on stderr and retried
 at the next interval; with `--once` it is an error.
+
+Each round starts with a liveness probe (`collectors.liveness`), so an
+unreachable cluster costs seconds, not a refresh's full timeout. It is its
+own alert, `cluster-unreachable` (`collectors.unreachable`): one firing
+notice per outage to every sink, one resolved notice when the cluster
+answers again, and exit code 3 while it lasts.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,8 +36,7 @@ from typing import Any
 from collectors import rules as rulebook
 from collectors.alerts import Alert, AlertEvent, AlertStore, Evaluation, EventKind, evaluate
 from collectors.config import require_bootstrap
-from collectors.errors import LagdeckError, UsageError
-from collectors.kafka import check_reachable
+from collectors.errors import BrokerUnavailable, LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.rules import Rule
@@ -38,15 +45,22 @@ from console.context import Context, print_json, to_jsonable
 
 #: How long the sinks get to deliver what is queued when watch stops.
 CLOSE_TIMEOUT = 10.0
-#: `--once` fails fast when the cluster cannot be reached at all.
+#: The liveness probe's deadline before each round: no answer = cluster unreachable.
 REACH_TIMEOUT = 5.0
+
+
+class CannotEvaluate(BrokerUnavailable):
+    """The cluster is unreachable, so no rule could be evaluated (Nagios UNKNOWN)."""
+
+    exit_code = 3
 
 _log = get_logger("watch")
 _err_lock = threading.Lock()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("watch", help="evaluate lag alert rules (exit 0 ok, 1 warning, 2 critical)")
+    p = sub.add_parser("watch", help="evaluate lag alert rules (exit 0 ok, 1 warning, "
+                                     "2 critical, 3 cluster unreachable)")
     p.add_argument("--rules", metavar="FILE", help="TOML rules file (default: the config file)")
     p.add_argument("--interval", type=float, default=10.0, metavar="S",
                    help="seconds between rounds (default 10)")
@@ -159,17 +173,67 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _outage_events(store, outages, cluster: str, reachable: bool, detail: str = "") -> tuple:
+    """Step the `cluster-unreachable` alert under the alert store's lock (one notice per
+    outage even with a cron `--once` and a long-running watch on the same state)."""
+    from collectors.unreachable import step
+
+    with store.locked():
+        outage, events = step(outages.load(cluster), cluster, reachable, time.time(), detail)
+        outages.save(cluster, outage)
+    return outage, events
+
+
+def _send(events, sinks) -> None:
+    for sink in sinks:
+        sink.notify(events)
+    for event in events:
+        _log.info("%s", notice(event))
+
+
+def _reachable_round(store, outages, sinks, cluster: str) -> tuple[AlertEvent, ...]:
+    """The resolved notice of an outage that just ended (sent; returned for the output)."""
+    _, events = _outage_events(store, outages, cluster, True)
+    _send(events, sinks)
+    return events
+
+
+def _unreachable_round(args: argparse.Namespace, detail: str, store, outages, sinks,
+                       cluster: str) -> int:
+    """Notices (the first round of an outage only), output, and exit code 3."""
+    from collectors.unreachable import RULE, UNKNOWN_EXIT
+
+    outage, events = _outage_events(store, outages, cluster, False, detail)
+    _send(events, sinks)
+    if args.json:
+        doc = {
+            "alerts": [{"rule": RULE, "group": None, "topic": None, "cluster": cluster,
+                        "severity": "critical", "value": None, "threshold": None,
+                        "message": outage.message, "since": _iso(outage.since),
+                        "fired_at": _iso(outage.since)}],
+            "events": [event_json(e) for e in events], "pending": [], "evaluated_at": None,
+        }
+        if args.once:
+            print_json(doc)
+        else:
+            sys.stdout.write(json.dumps(to_jsonable(doc)) + "\n")
+    elif events:
+        sys.stdout.write("".join(notice(e) + "\n" for e in events))
+    sys.stdout.flush()
+    return UNKNOWN_EXIT
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.interval > 0:
         raise UsageError(f"--interval must be more than 0, got {args.interval:g}")
     config = ctx.config
     ruleset = rulebook.load(args.rules, config.settings)
     require_bootstrap(config.cluster)
-    if args.once:
-        check_reachable(config.cluster, timeout=REACH_TIMEOUT)
 
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
+    from collectors.liveness import LivenessProbe
+    from collectors.unreachable import OutageStore
     from tracing.sinks import build_sinks, close_all
 
     store = AlertStore()
@@ -182,13 +246,30 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     sinks = build_sinks(ruleset.sinks, report, interval=args.interval)
     history = LagHistory()
     collector = LagCollector(config.cluster, history, settings=config.settings)
+    probe = LivenessProbe(config.cluster, timeout=REACH_TIMEOUT)
+    outages = OutageStore()
     _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s", len(ruleset.rules),
               ", ".join(s.label for s in sinks) or "none", args.interval, args.once)
     try:
         with _stop_on_signals(stop):
             while not stop.is_set():
                 try:
+                    live = probe.check()
+                    if not live.reachable:
+                        raise BrokerUnavailable(
+                            f"cannot reach Kafka at {config.cluster.bootstrap_servers} "
+                            f"({live.detail})")
                     snapshot = collector.refresh(group_regex=pattern)
+                except BrokerUnavailable as exc:
+                    code = _unreachable_round(args, str(exc), store, outages, sinks,
+                                              config.cluster.bootstrap_servers)
+                    if args.once:
+                        raise CannotEvaluate(f"{exc}; no rule evaluated") from None
+                    if not failing:
+                        report(f"{exc}; retrying every {args.interval:g}s")
+                    failing = True
+                    stop.wait(args.interval)
+                    continue
                 except LagdeckError as exc:
                     if args.once:
                         raise
@@ -202,6 +283,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if failing:
                     report("lag collection recovered")
                     failing = False
+                recovered = _reachable_round(store, outages, sinks,
+                                             config.cluster.bootstrap_servers)
                 for error in sorted(set(snapshot.errors) - reported):
                     report(f"lag collection: {error}")
                 reported = set(snapshot.errors)
@@ -217,12 +300,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     sink.notify(result.events)
                 for event in result.events:
                     _log.info("%s", notice(event))
+                doc = document(result)
+                doc["events"] = [event_json(e) for e in recovered] + doc["events"]
                 if args.json and args.once:
-                    print_json(document(result))
+                    print_json(doc)
                 elif args.json:
-                    sys.stdout.write(json.dumps(to_jsonable(document(result))) + "\n")
+                    sys.stdout.write(json.dumps(to_jsonable(doc)) + "\n")
                     sys.stdout.flush()
                 else:
+                    sys.stdout.write("".join(notice(e) + "\n" for e in recovered))
                     _print_text(result, args.once, len(snapshot.groups))
                 if args.once:
                     break
@@ -230,6 +316,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except KeyboardInterrupt:
         _log.info("watch interrupted")
     finally:
+        probe.close()
         collector.close()
         history.close()
         close_all(sinks, CLOSE_TIMEOUT, report)

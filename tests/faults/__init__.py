@@ -1,1 +1,1 @@
-"""Fault injection for the test suite: a TCP fault proxy and a broker whose data survives SIGKILL."""
+"""Fault injection for the test suite: a TCP fault proxy and brokers that die and come back."""
