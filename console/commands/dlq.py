@@ -23,7 +23,14 @@ from console.context import Context, print_json
 from dlq.browse import DeadLetter, read_page
 from dlq.discovery import list_dead_letter_topics
 from dlq.guard import ensure_writable
-from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
+from dlq.redrive import (
+    DEFAULT_BATCH,
+    DEFAULT_MAX_ATTEMPTS,
+    Redrive,
+    RedriveAborted,
+    RedriveProgress,
+    RedriveResult,
+)
 from dlq.select import display_text
 
 
@@ -53,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"(loop protection; default {DEFAULT_MAX_ATTEMPTS})")
     rd.add_argument("--group", metavar="NAME",
                     help="progress consumer group (default lagdeck-redrive.TOPIC[.selection])")
-    rd.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
-                    help=f"records per transaction (default {DEFAULT_BATCH})")
+    rd.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help=f"records per transaction (default {DEFAULT_BATCH}, or a fifth of "
+                    "--rate so progress is committed several times a second)")
     rd.add_argument("--dry-run", action="store_true",
                     help="count per target and show the first records; change nothing")
     rd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -243,7 +251,7 @@ def _ctrl_c_sets(event: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
-def _print_result(r: RedriveResult) -> None:
+def _print_result(r: RedriveResult, aborted: bool = False) -> None:
     if r.dry_run:
         _out(f"dry run: {r.selected} of {r.scanned} dead letters in {r.topic} selected "
              f"({r.selection}); nothing changed")
@@ -254,7 +262,7 @@ def _print_result(r: RedriveResult) -> None:
         if r.failed:
             _out(f"  would fail {r.failed}")
     else:
-        verb = "stopped after redriving" if r.cancelled else "redrove"
+        verb = "stopped after redriving" if r.cancelled or aborted else "redrove"
         _out(f"{verb} {r.redriven} of {r.selected} selected dead letters from {r.topic} "
              f"(skipped {r.skipped}, failed {r.failed}, not selected {r.unmatched}) "
              f"in {r.elapsed_s:.1f}s")
@@ -269,7 +277,7 @@ def _print_result(r: RedriveResult) -> None:
         for s in r.samples:
             what = f"-> {s.target}" if s.action == "redrive" else f"{s.action}: {s.reason}"
             _out(f"  [{s.partition}]@{s.offset} key={s.key} {s.error_class or '-'} {what}")
-    _out(f"progress group: {r.group}" + ("" if r.dry_run or r.cancelled or r.failed
+    _out(f"progress group: {r.group}" + ("" if r.dry_run or r.cancelled or r.failed or aborted
                                           else " (a rerun moves nothing more)"))
 
 
@@ -306,8 +314,16 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         sys.stderr.write("lagdeck: redrive not confirmed; nothing changed\n")
         return 1
     cancel = threading.Event()
-    with _ctrl_c_sets(cancel), ProgressLine(f"redriving {args.topic}") as bar:
-        result = redrive.run(progress=bar, cancel=cancel)
+    try:
+        with _ctrl_c_sets(cancel), ProgressLine(f"redriving {args.topic}") as bar:
+            result = redrive.run(progress=bar, cancel=cancel)
+    except RedriveAborted as exc:
+        # what was committed, on stdout as usual; the reason on stderr; exit 1
+        if args.json:
+            print_json({**exc.result.to_json(), "aborted": True, "error": str(exc)})
+        else:
+            _print_result(exc.result, aborted=True)
+        raise
     if args.json:
         print_json(result.to_json())
     else:
