@@ -62,6 +62,8 @@ class FaultProxy:
         self._delay = 0.0
         self._closed = False
         self.accepted = 0
+        #: bytes passed from the broker to clients (tests wait on it: "a read is going on")
+        self.forwarded = 0
         self._thread = threading.Thread(target=self._accept_loop, name="fault-proxy",
                                         daemon=True)
 
@@ -167,6 +169,8 @@ class FaultProxy:
                 if pair.dead:
                     break
                 dst.sendall(data)
+                if src is pair.upstream:
+                    self.forwarded += len(data)
         except OSError:
             pass
         pair.close()
