@@ -143,11 +143,11 @@ class EmbeddedBroker:
         """Raise if the broker exited or hit a panic (a broker bug)."""
         if self.process is None:
             raise EmbeddedBrokerError("the embedded broker is not running")
-        if self.process.poll() is not None:
-            raise EmbeddedBrokerError(
-                f"the embedded broker exited with code {self.process.returncode}; "
-                f"see {self.log_path}"
-            )
+        code = self.process.poll()
+        if code is not None:
+            how = (f"was killed by signal {-code} ({signal.Signals(-code).name})"
+                   if code < 0 and -code in signal.valid_signals() else f"exited with code {code}")
+            raise EmbeddedBrokerError(f"the embedded broker {how}; see {self.log_path}")
         if self.panicked():
             raise EmbeddedBrokerError(f"the embedded broker panicked; see {self.log_path}")
 

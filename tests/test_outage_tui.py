@@ -134,3 +134,18 @@ async def test_blackholed_broker_shows_unreachable_then_recovers(proxied):
     assert times, "the history kept no samples"
     invented = [t for t in times if cut_at + 1.0 < t < healed_at]
     assert not invented, f"samples recorded while the cluster was away: {invented}"
+
+
+async def test_demo_says_when_its_embedded_broker_dies(killable):
+    """`lagdeck demo` runs the console with the broker's `check` as its watchdog."""
+    app = LagdeckApp(KafkaSource(killable.cluster(), timeout=5.0), poll_interval=1.0,
+                     watchdog=killable.broker.check)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.connection.state == "connected", timeout=60,
+                    message="the first poll")
+        assert app.watchdog_error is None
+        killable.kill()
+        await until(pilot, lambda: app.watchdog_error is not None, timeout=30,
+                    message="the demo to notice")
+        assert "killed by signal 9 (SIGKILL)" in app.watchdog_error
+        assert str(killable.log_path) in app.watchdog_error
