@@ -82,7 +82,8 @@ async def one(broker: FaultyBroker, fault: str, probe: bool, poll: float) -> tup
         noticed = await wait(pilot, lambda: app.connection.state in down, "the outage")
         await pilot.pause(1.0)  # the outage lasts a moment longer
         if fault == "kill":
-            await asyncio.to_thread(broker.restart)
+            # in this (long-lived) thread: the broker dies with the thread that started it
+            broker.restart()
             await asyncio.to_thread(seed, broker.bootstrap)
         else:
             assert broker.proxy is not None

@@ -217,6 +217,9 @@ class LagdeckApp(App[None]):
                 _log.warning("cluster unreachable: %s", live.detail)
                 if self._poll_timer is not None:  # polls wait for the probe to answer
                     self._poll_timer.stop()
+                abandon = getattr(self.source, "abandon", None)
+                if callable(abandon):  # the first poll after the outage must not wait
+                    abandon()
                 if not self._outage_notified:
                     self.notify(live.detail, title="cannot reach the cluster",
                                 severity="error", timeout=8)

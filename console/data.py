@@ -233,6 +233,8 @@ class KafkaSource:
         self._history: Any = None
         self._tracer: Any = None
         self._probe: Any = None
+        #: bumped by `abandon()`: a poll of an older generation no longer owns the collector
+        self._generation = 0
         if rules is None:
             rules, error = rules_from_settings(self.settings)
         else:
@@ -274,12 +276,22 @@ class KafkaSource:
                                            settings=self.settings)
         return self._collector
 
+    def abandon(self) -> None:
+        """The cluster stopped answering: a poll still waiting on it is left to finish on
+        its own (with its own collector and lock), so the first poll once the cluster
+        answers again does not queue behind it for its whole timeout."""
+        self._generation += 1
+        self._lock = threading.Lock()
+        self._collector = None
+
     def poll_lag(self) -> LagView:
-        with self._lock:
+        lock, generation = self._lock, self._generation
+        with lock:
             try:
                 snapshot = self._lag_collector().refresh()
             except BaseException:
-                self._drop_collector()
+                if generation == self._generation:
+                    self._drop_collector()
                 raise
             trends = {}
             for g in snapshot.groups:
