@@ -15,6 +15,11 @@ probe, i.e. the console before issue 12, which only learned of an outage
 when a lag poll failed ("reconnecting") and retried on its own backoff.
 The ratio printed is baseline / probe (higher is better).
 
+Each round runs in its own process with its own broker: librdkafka 2.16 can
+abort the process when a coordinator request's connection drops
+(confluentinc/librdkafka#4605, see docs/outages.md); such rounds are counted
+and reported, not hidden.
+
     .venv/bin/python bench/outage.py [--rounds 3] [--poll 2]
 
 Targets (issue 12): detect <= 5 s, recover <= 10 s.
@@ -24,7 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,6 +106,9 @@ async def one(broker: FaultyBroker, fault: str, probe: bool, poll: float) -> tup
 
 
 def report(label: str, new: list[float], old: list[float], target: float) -> None:
+    if not new or not old:
+        print(f"  {label:<8} not enough rounds completed")
+        return
     n, o = statistics.median(new), statistics.median(old)
     verdict = "meets" if max(new) <= target else "MISSES"
     print(f"  {label:<8} probe median {n:6.2f}s (max {max(new):5.2f}s)   "
@@ -105,29 +116,47 @@ def report(label: str, new: list[float], old: list[float], target: float) -> Non
           f"target {target:g}s: {verdict}")
 
 
+def round_in_process(fault: str, probe: bool, poll: float) -> None:
+    """One round with its own broker and state; prints `detect recover` seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LAGDECK_STATE_DIR"] = tmp
+        with FaultyBroker(Path(tmp) / "broker", proxy=fault == "blackhole") as broker:
+            seed(broker.bootstrap)
+            detect, recover = asyncio.run(one(broker, fault, probe, poll))
+    print(json.dumps([detect, recover]), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--poll", type=float, default=2.0,
                         help="seconds between lag polls (the demo's 2 s)")
+    parser.add_argument("--round", nargs=2, metavar=("FAULT", "PROBE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        import os
-
-        os.environ.setdefault("LAGDECK_STATE_DIR", tmp)
-        for fault in ("kill", "blackhole"):
-            results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
-            with FaultyBroker(Path(tmp) / fault, proxy=fault == "blackhole") as broker:
-                seed(broker.bootstrap)
-                for _ in range(args.rounds):
-                    for probe in (True, False):
-                        results[probe].append(asyncio.run(one(broker, fault, probe,
-                                                              args.poll)))
-            print(f"{fault} ({args.rounds} rounds, lag poll every {args.poll:g}s):")
-            report("detect", [r[0] for r in results[True]], [r[0] for r in results[False]],
-                   DETECT_TARGET)
-            report("recover", [r[1] for r in results[True]], [r[1] for r in results[False]],
-                   RECOVER_TARGET)
+    if args.round:
+        round_in_process(args.round[0], args.round[1] == "probe", args.poll)
+        return
+    for fault in ("kill", "blackhole"):
+        results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+        aborted = 0
+        for _ in range(args.rounds):
+            for probe in (True, False):
+                run = subprocess.run(
+                    [sys.executable, __file__, "--poll", str(args.poll), "--round", fault,
+                     "probe" if probe else "baseline"], capture_output=True, text=True)
+                if run.returncode != 0:
+                    aborted += 1
+                    last = (run.stderr.strip().splitlines() or ["?"])[-1]
+                    print(f"  round aborted ({'probe' if probe else 'baseline'}, exit "
+                          f"{run.returncode}): {last[:160]}")
+                    continue
+                results[probe].append(tuple(json.loads(run.stdout.strip().splitlines()[-1])))
+        print(f"{fault} ({args.rounds} rounds each, lag poll every {args.poll:g}s, "
+              f"{aborted} round(s) aborted):")
+        report("detect", [r[0] for r in results[True]], [r[0] for r in results[False]],
+               DETECT_TARGET)
+        report("recover", [r[1] for r in results[True]], [r[1] for r in results[False]],
+               RECOVER_TARGET)
 
 
 if __name__ == "__main__":
