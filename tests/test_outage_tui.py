@@ -1,151 +1,50 @@
-"""The console against a broker that dies or stops answering, then comes back (Pilot).
+"""The console shows an outage and recovers: SIGKILL, blackhole, and the demo's watchdog.
 
-Real broker, real faults: SIGKILL of Tansu and a restart on the same port, and
-a TCP proxy that blackholes every connection. The console must say
-"unreachable" (never "connected") while the cluster is away, keep the last
-good data with its age, and turn live again only after a complete refresh
-that finished after the cluster answered. How fast is for bench/outage.py;
-these tests only wait (with generous limits) for the states to appear.
+The Pilot scenarios live in tests/faults/tui_scenarios.py and each runs in its
+own pytest process, because librdkafka 2.16 can abort the process when a
+connection drops under a coordinator request (confluentinc/librdkafka#4605;
+docs/outages.md). A scenario that dies that way is run once more and the
+abort is reported as a warning; any other failure fails here with the
+scenario's output.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import os
+import signal
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
-from collectors.history import LagHistory
-from collectors.lag import cluster_key
-from console.app import LagdeckApp
-from console.data import KafkaSource
-from tests.conftest import create_topics, kp_commit, kp_producer
-from tests.faults.cluster import FaultyBroker
-from tests.tui_fixtures import until
+pytestmark = pytest.mark.integration
 
-pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-SIZE = (120, 34)
-TOPIC, GROUP = "outage.orders", "outage-service"
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = "tests/faults/tui_scenarios.py"
+ABORTED = (-signal.SIGABRT, 128 + signal.SIGABRT)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def run_scenario(name: str, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "pytest", f"{SCENARIOS}::{name}", "-q", "-p", "no:randomly",
+            "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "run"), "-o",
+            "addopts=-ra"]
+    for attempt in (1, 2):
+        run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=170,
+                             env={**os.environ, "PYTHONFAULTHANDLER": "0"})
+        if run.returncode in ABORTED and attempt == 1:
+            warnings.warn(f"{name}: the process was aborted by librdkafka (#4605); "
+                          "running it once more", stacklevel=1)
+            continue
+        assert run.returncode == 0, f"{name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
+        return
 
 
-@pytest.fixture
-def killable(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path) as broker:
-        yield broker
-
-
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path, proxy=True) as broker:
-        yield broker
-
-
-def seed(bootstrap: str, records: int = 5, committed: int = 2) -> None:
-    """A topic with records and a group with a committed offset (lag = records - committed)."""
-    create_topics(bootstrap, TOPIC)
-    producer = kp_producer(bootstrap)
-    for i in range(records):
-        producer.send(TOPIC, f"order-{i}".encode(), partition=0).get(timeout=10)
-    producer.close()
-    kp_commit(bootstrap, GROUP, {(TOPIC, 0): committed})
-
-
-def bar_text(app: LagdeckApp) -> str:
-    return str(app.screen.query_one("#status-bar").render())
-
-
-async def wait_live_with_group(pilot, app: LagdeckApp, after: float = 0.0) -> None:
-    def ready() -> bool:
-        view = app.lag_view
-        return (app.connection.state == "connected" and view is not None
-                and view.snapshot.taken_at >= after
-                and any(g.group == GROUP for g in view.snapshot.groups))
-
-    await until(pilot, ready, timeout=60, message="live data with the group")
-
-
-async def test_killed_broker_shows_unreachable_with_stale_data_then_recovers(killable):
-    seed(killable.bootstrap)
-    app = LagdeckApp(KafkaSource(killable.cluster(), timeout=5.0), poll_interval=1.0)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_live_with_group(pilot, app)
-        good = app.lag_view.snapshot.taken_at
-
-        killable.kill()
-        await until(pilot, lambda: app.connection.state == "unreachable", timeout=30,
-                    message="the outage to show")
-        assert app.lag_view is not None and app.lag_view.snapshot.taken_at == good, \
-            "the last good data must stay on screen"
-        bar = bar_text(app)
-        assert "unreachable" in bar and " old" in bar and "connected" not in bar
-        assert app.connection.last_ok == good
-        assert app.outage_since is not None
-
-        killable.restart()  # in-memory storage: recreate what the screen shows
-        back = time.time()
-        seed(killable.bootstrap)
-        await wait_live_with_group(pilot, app, after=back)
-        assert app.outage_since is None
-        assert "● connected" in bar_text(app)
-
-
-async def test_blackholed_broker_shows_unreachable_then_recovers(proxied):
-    """A partition (connections accepted, nothing answered): the poll in flight hangs,
-    the probe tells. No history sample is invented for the outage: status after it is
-    judged from real samples only."""
-    seed(proxied.bootstrap)
-    source = KafkaSource(proxied.cluster(), timeout=5.0)
-    app = LagdeckApp(source, poll_interval=1.0)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_live_with_group(pilot, app)
-        # a second sample, so the group has a judged window before the outage
-        first = app.lag_view.snapshot.taken_at
-        await until(pilot, lambda: app.lag_view.snapshot.taken_at > first, timeout=30,
-                    message="a second poll")
-
-        proxied.proxy.blackhole()
-        cut_at = time.time()
-        await until(pilot, lambda: app.connection.state == "unreachable", timeout=30,
-                    message="the outage to show")
-        assert "unreachable" in bar_text(app)
-        assert "no answer" in app.connection.detail
-        # stays unreachable (never "connected") while the blackhole lasts
-        await until(pilot, lambda: app.connection.retry_in is not None
-                    and app.connection.retry_in >= app.outage.reconnect_max, timeout=30,
-                    message="the probe backoff to reach its cap")
-        assert app.connection.state == "unreachable"
-        healed_at = time.time()
-        proxied.proxy.heal()
-        await wait_live_with_group(pilot, app, after=healed_at)
-
-    history = LagHistory()
-    try:
-        window = history.windows(cluster_key(proxied.cluster()), [(GROUP, TOPIC, 0)], 50)
-        times = [s.time for s in window.get((GROUP, TOPIC, 0), [])]
-    finally:
-        history.close()
-    assert times, "the history kept no samples"
-    invented = [t for t in times if cut_at + 1.0 < t < healed_at]
-    assert not invented, f"samples recorded while the cluster was away: {invented}"
-
-
-async def test_demo_says_when_its_embedded_broker_dies(killable):
-    """`lagdeck demo` runs the console with the broker's `check` as its watchdog."""
-    app = LagdeckApp(KafkaSource(killable.cluster(), timeout=5.0), poll_interval=1.0,
-                     watchdog=killable.broker.check)
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "connected", timeout=60,
-                    message="the first poll")
-        assert app.watchdog_error is None
-        killable.kill()
-        await until(pilot, lambda: app.watchdog_error is not None, timeout=30,
-                    message="the demo to notice")
-        assert "killed by signal 9 (SIGKILL)" in app.watchdog_error
-        assert str(killable.log_path) in app.watchdog_error
+@pytest.mark.parametrize("name", [
+    "test_killed_broker_shows_unreachable_with_stale_data_then_recovers",
+    "test_blackholed_broker_shows_unreachable_then_recovers",
+    "test_demo_says_when_its_embedded_broker_dies",
+])
+def test_console_outage(name: str, tmp_path: Path) -> None:
+    run_scenario(name, tmp_path)
