@@ -22,7 +22,6 @@ import pytest
 
 from collectors.errors import BrokerUnavailable
 from collectors.kafka import producer
-from console.cli import main
 from dlq.audit import read_audit
 from dlq.replay import ResetSpec, committed_offsets, execute_reset, plan_reset
 from tests.conftest import create_topics, kp_commit, wait_until
@@ -42,13 +41,16 @@ def proxied(tmp_path: Path) -> Iterator[FaultyBroker]:
 
 
 def test_commands_fail_with_one_line_when_the_cluster_does_not_answer(
-        proxied: FaultyBroker, capsys: pytest.CaptureFixture[str]) -> None:
+        proxied: FaultyBroker) -> None:
     create_topics(proxied.bootstrap, "orders.events-dlt")
     proxied.proxy.blackhole()
-    for argv in (["lag"], ["dlq", "show", "orders.events-dlt"], ["trace", "ord-1"]):
-        code = main(["-b", proxied.bootstrap, *argv])
-        err = capsys.readouterr().err
-        assert code == 1, (argv, err)
+    commands = (["lag"], ["dlq", "show", "orders.events-dlt"], ["trace", "ord-1"])
+    procs = [subprocess.Popen([sys.executable, "-m", "console.cli", "-b", proxied.bootstrap,
+                               *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT) for argv in commands]  # side by side
+    for argv, proc in zip(commands, procs, strict=True):
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, (argv, err)
         assert err.startswith("lagdeck: error: ") and err.count("\n") == 1, (argv, err)
         assert "unreachable" in err or "cannot reach" in err, (argv, err)
 

@@ -33,9 +33,9 @@ from tests.faults.cluster import FaultyBroker
 
 pytestmark = pytest.mark.integration
 
-N = 3000
+N = 2400
 BATCH = 200
-RATE = 600
+RATE = 800
 
 
 @pytest.fixture

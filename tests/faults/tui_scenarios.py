@@ -121,10 +121,10 @@ async def test_blackholed_broker_shows_unreachable_then_recovers(proxied):
                     message="the outage to show")
         assert "unreachable" in bar_text(app)
         assert "no answer" in app.connection.detail
-        # stays unreachable (never "connected") while the blackhole lasts
+        # stays unreachable (never "connected") while the blackhole lasts, backing off
         await until(pilot, lambda: app.connection.retry_in is not None
-                    and app.connection.retry_in >= app.outage.reconnect_max, timeout=30,
-                    message="the probe backoff to reach its cap")
+                    and app.connection.retry_in >= 2 * app.outage.probe_interval, timeout=30,
+                    message="a second unanswered probe")
         assert app.connection.state == "unreachable"
         healed_at = time.time()
         proxied.proxy.heal()
