@@ -111,7 +111,9 @@ def transactional_copy(cluster, dlq: str, target: str, n: int, tag: str) -> floa
 def lagdeck_redrive(cluster, dlq: str, group: str, n: int, rate: float | None = None,
                     batch_size: int = DEFAULT_BATCH):
     started = time.perf_counter()
-    result = Redrive(cluster, dlq, group=group, rate=rate, batch_size=batch_size).run()
+    # again=True: every round moves the same dead letters to the same target on purpose
+    result = Redrive(cluster, dlq, group=group, rate=rate, batch_size=batch_size,
+                     again=True).run()
     elapsed = time.perf_counter() - started
     assert (result.redriven, result.failed) == (n, 0), result
     return n / elapsed, result

@@ -20,13 +20,24 @@ Semantics, per (rule, group) or, when the rule names a topic regex, per
   *resolved* notice;
 - unknown values (lag not measurable, a group that could not be read) never
   fire and never resolve: the state is held until the next good reading.
+
+Whose alert is it (docs/alerts.md): a state belongs to one rule identity
+(name plus a hash of the definition) and remembers the rules source that
+created it; the store keeps one book per cluster id. An evaluation only
+touches the states of its own rules and its own source, so two rules files,
+or two clusters, sharing a state directory never resolve each other's
+alerts. lagdeck's own groups (`lagdeck-redrive.*`) are left out unless a
+rule's group regex names them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -43,6 +54,15 @@ from collectors.logs import get_logger
 from collectors.paths import state_dir
 from collectors.rules import Rule, Severity
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag, Status
+
+#: Groups lagdeck itself creates (redrive progress, see dlq/redrive.py): not alerted on
+#: unless a rule's group regex spells the prefix out.
+OWN_GROUP_PREFIXES = ("lagdeck-redrive.",)
+#: States of another rules source not evaluated for this long are forgotten (a file
+#: that moved or stopped being run), so the book does not grow without bound.
+FOREIGN_EXPIRY = 7 * 86400.0
+#: Namespace of notice ids (uuid5), so a notice keeps its id however often it is sent.
+_NOTICE_NS = uuid.UUID("6f1c2a52-8d1e-4b7c-9a0e-2f4d5c6b7a81")
 
 #: A pending alert whose last sighting is older than this (and than 3x its `for`)
 #: restarts its clock: the condition may have cleared while nobody looked.
@@ -67,6 +87,8 @@ class AlertKey:
     group: str
     #: None for a group-wide rule (no `topic` regex)
     topic: str | None = None
+    #: the rule's definition hash (`rule_identity`): an edited rule is another rule
+    rule_id: str = ""
 
     def __str__(self) -> str:
         where = f"{self.group} on {self.topic}" if self.topic is not None else self.group
@@ -108,6 +130,9 @@ class AlertState:
     message: str = ""
     #: a firing alert whose conditions are clear: since when (it resolves after `resolve_for`)
     clear_since: float | None = None
+    #: the rules source (file) that created it; only that source resolves it when the
+    #: rule is gone from it
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,10 +166,22 @@ class AlertEvent:
     at: float
     #: when the condition started to hold
     since: float
+    rule_id: str = ""
+    #: the cluster id (set by whoever knows it: `watch`); part of the notice id
+    cluster: str = ""
 
     @property
     def key(self) -> AlertKey:
-        return AlertKey(self.rule, self.group, self.topic)
+        return AlertKey(self.rule, self.group, self.topic, self.rule_id)
+
+
+def notice_id(event: AlertEvent) -> str:
+    """A stable id per notice: the same alert's same transition always gets the same id,
+    so a receiver drops a notice delivered twice (delivery is at least once)."""
+    topic = "" if event.topic is None else event.topic
+    name = "\x1f".join((event.cluster, event.rule, event.rule_id, event.group, topic,
+                        event.kind.value, repr(round(event.since, 6))))
+    return str(uuid.uuid5(_NOTICE_NS, name))
 
 
 @dataclass(frozen=True)
@@ -212,21 +249,52 @@ def measure_partitions(partitions: Sequence[PartitionLag]) -> Measurement:
     )
 
 
+def rule_identity(rule: Rule) -> str:
+    """A short hash of what the rule is (everything but where it is written)."""
+    definition = {
+        "name": rule.name, "group": rule.group.pattern,
+        "topic": rule.topic.pattern if rule.topic is not None else None,
+        "max_lag": rule.max_lag, "max_lag_seconds": rule.max_lag_seconds,
+        "min_status": rule.min_status.value if rule.min_status is not None else None,
+        "for": rule.for_seconds, "severity": rule.severity.value,
+        "hysteresis": rule.hysteresis, "resolve_for": rule.resolve_for_seconds,
+    }
+    text = json.dumps(definition, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def is_own_group(group: str) -> bool:
+    return group.startswith(OWN_GROUP_PREFIXES)
+
+
+def names_own_groups(rule: Rule) -> bool:
+    """The rule's group regex spells out a lagdeck prefix (escaped or not)."""
+    text = rule.group.pattern.replace("\\", "")
+    return any(p.rstrip(".") in text for p in OWN_GROUP_PREFIXES)
+
+
 def observe(rule: Rule, snapshot: LagSnapshot) -> dict[AlertKey, Measurement]:
-    """The keys `rule` covers in `snapshot`, each with its measurement."""
+    """The keys `rule` covers in `snapshot`, each with its measurement.
+
+    lagdeck's own groups are left out unless the rule names them (`names_own_groups`).
+    """
     out: dict[AlertKey, Measurement] = {}
+    rid = rule_identity(rule)
+    own_ok = names_own_groups(rule)
     for group in snapshot.groups:
         if not rule.matches_group(group.group):
             continue
+        if is_own_group(group.group) and not own_ok:
+            continue
         if rule.topic is None:
-            out[AlertKey(rule.name, group.group)] = measure_group(group)
+            out[AlertKey(rule.name, group.group, None, rid)] = measure_group(group)
             continue
         by_topic: dict[str, list[PartitionLag]] = {}
         for p in group.partitions:
             if rule.matches_topic(p.topic):
                 by_topic.setdefault(p.topic, []).append(p)
         for topic, parts in by_topic.items():
-            out[AlertKey(rule.name, group.group, topic)] = measure_partitions(parts)
+            out[AlertKey(rule.name, group.group, topic, rid)] = measure_partitions(parts)
     return out
 
 
@@ -291,11 +359,17 @@ def evaluate(
     now: float | None = None,
     *,
     pending_gap: float = PENDING_GAP,
+    source: str | None = None,
 ) -> Evaluation:
-    """One evaluation step; `now` defaults to the snapshot's time."""
+    """One evaluation step; `now` defaults to the snapshot's time.
+
+    `source` names the rules file being evaluated: states of rules that are not
+    in `rules` are left alone unless `source` created them (then the rule was
+    removed or edited there, and its firing alerts resolve once).
+    """
     book = book or AlertBook()
     now = snapshot.taken_at if now is None else now
-    by_name = {r.name: r for r in rules}
+    configured = {rule_identity(r) for r in rules}
     previous = {s.key: s for s in book.states}
     states: list[AlertState] = []
     events: list[AlertEvent] = []
@@ -307,17 +381,23 @@ def evaluate(
             if state is not None and state.phase is Phase.FIRING:
                 _judge_firing(rule, key, state, conds, now, states, events)
             else:
-                _judge_quiet(rule, key, state, conds, now, pending_gap, states, events)
+                _judge_quiet(rule, key, state, conds, now, pending_gap, states, events,
+                             source)
 
     partial = bool(snapshot.errors)
     errored = {g.group for g in snapshot.groups if g.error is not None}
     for key, state in previous.items():
-        rule = by_name.get(key.rule)
-        if rule is not None and (partial or key.group in errored):
+        ours = key.rule_id in configured
+        if not ours and state.source != source:
+            if now - state.seen_at < FOREIGN_EXPIRY:
+                states.append(state)  # another rules file's alert: not ours to judge
+            continue
+        if ours and (partial or key.group in errored):
             states.append(state)  # could not look: hold
             continue
         if state.phase is Phase.FIRING:
-            reason = "rule no longer configured" if rule is None else "no longer reported"
+            reason = ("no longer reported" if ours
+                      else "rule no longer configured (removed or edited)")
             where = f"{key.group} on {key.topic}" if key.topic is not None else key.group
             events.append(_event(EventKind.RESOLVED, state, now, f"{where}: resolved, {reason}"))
 
@@ -327,7 +407,8 @@ def evaluate(
 
 def _judge_quiet(rule: Rule, key: AlertKey, state: AlertState | None,
                  conds: Sequence[Condition], now: float, pending_gap: float,
-                 states: list[AlertState], events: list[AlertEvent]) -> None:
+                 states: list[AlertState], events: list[AlertEvent],
+                 source: str | None) -> None:
     breach = next((c for c in conds if c.breached), None)
     if breach is None:
         return  # not breaching: no alert (a pending one is dropped without a notice)
@@ -337,6 +418,7 @@ def _judge_quiet(rule: Rule, key: AlertKey, state: AlertState | None,
     new = AlertState(
         key=key, phase=Phase.PENDING, severity=rule.severity, since=since, seen_at=now,
         value=breach.value, threshold=breach.threshold, message=_describe(key, breach),
+        source=state.source if state is not None else source,
     )
     if now - since >= rule.for_seconds:
         new = replace(new, phase=Phase.FIRING, fired_at=now)
@@ -368,7 +450,7 @@ def _event(kind: EventKind, state: AlertState, now: float, message: str) -> Aler
     return AlertEvent(
         kind=kind, rule=state.key.rule, group=state.key.group, topic=state.key.topic,
         severity=state.severity, value=state.value, threshold=state.threshold,
-        message=message, at=now, since=state.since,
+        message=message, at=now, since=state.since, rule_id=state.key.rule_id,
     )
 
 
@@ -383,7 +465,7 @@ def _alert(state: AlertState) -> Alert:
 
 # ---------------------------------------------------------------------------- persistence
 
-_FORMAT = 1
+_FORMAT = 2
 
 
 def book_to_dict(book: AlertBook) -> dict[str, Any]:
@@ -396,6 +478,7 @@ def book_to_dict(book: AlertBook) -> dict[str, Any]:
                 "phase": s.phase.value, "severity": s.severity.value, "since": s.since,
                 "seen_at": s.seen_at, "fired_at": s.fired_at, "value": s.value,
                 "threshold": s.threshold, "message": s.message, "clear_since": s.clear_since,
+                "rule_id": s.key.rule_id, "source": s.source,
             }
             for s in book.states
         ],
@@ -410,7 +493,8 @@ def book_from_dict(data: Mapping[str, Any]) -> AlertBook:
     for item in data["alerts"]:
         states.append(AlertState(
             key=AlertKey(str(item["rule"]), str(item["group"]),
-                         None if item["topic"] is None else str(item["topic"])),
+                         None if item["topic"] is None else str(item["topic"]),
+                         str(item.get("rule_id") or "")),
             phase=Phase(item["phase"]),
             severity=Severity(item["severity"]),
             since=float(item["since"]),
@@ -420,20 +504,33 @@ def book_from_dict(data: Mapping[str, Any]) -> AlertBook:
             threshold=item["threshold"],
             message=str(item["message"]),
             clear_since=None if item.get("clear_since") is None else float(item["clear_since"]),
+            source=None if item.get("source") is None else str(item["source"]),
         ))
     evaluated = data.get("evaluated_at")
     return AlertBook(tuple(states), None if evaluated is None else float(evaluated))
 
 
+def store_name(cluster: str) -> str:
+    """A file name for one cluster's book: readable, and unique per cluster id."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", cluster)[:48].strip("._") or "cluster"
+    digest = hashlib.sha256(cluster.encode()).hexdigest()[:10]
+    return f"{readable}-{digest}.json"
+
+
 class AlertStore:
     """The alert book on disk, so `watch --once` from cron remembers pending-since times.
 
-    Writes are atomic (temp file + rename); an unreadable file is logged and
-    treated as empty rather than stopping the watch.
+    One file per cluster (`alerts/<cluster id>-<hash>.json` under the state
+    directory): two clusters never share a book. Writes are atomic (temp file
+    + rename); an unreadable file is logged and treated as empty rather than
+    stopping the watch.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else state_dir() / "alerts.json"
+    def __init__(self, path: str | Path | None = None, *, cluster: str | None = None) -> None:
+        if path is None:
+            name = store_name(cluster) if cluster else "alerts.json"
+            path = state_dir() / "alerts" / name
+        self.path = Path(path)
         self._log = get_logger("alerts")
 
     def load(self) -> AlertBook:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from jproperties import ParseError, Properties
+
+from collectors.config_schema import Problem, did_you_mean, report, validate
 from collectors.errors import ConfigError, UsageError
 from collectors.paths import default_config_path
 from collectors.redact import is_secret_key, redact_mapping, remember_secret
@@ -91,35 +94,54 @@ class LagdeckConfig:
     settings: Settings
 
 
+class _LocatedProperties(Properties):
+    """jproperties' parser, remembering the line each key starts on (for error messages)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[str, int] = {}
+
+    def _parse_key(self, single_line_only: bool = False) -> str:
+        line = getattr(self, "_line_number", 0)
+        key = super()._parse_key(single_line_only)
+        self.lines[key] = line
+        return key
+
+
+#: What a property name looks like.
+_PROPERTY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+#: Names quoted in errors: dotted, as librdkafka's are; a lone word may be a pasted secret.
+_QUOTABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+")
+
+
 def parse_properties(text: str, source: str = "<properties>") -> dict[str, str]:
     """Parse Java `.properties` text (as kcat `-F` reads client.properties).
 
-    Supports `key=value`, `key: value`, `#`/`!` comments and backslash line
-    continuations. A line with no separator is an error naming file and line.
+    The whole Java syntax, via jproperties: `key=value`, `key: value` and
+    `key value`, `#`/`!` comments, backslash line continuations and escapes
+    (`\\t`, `\\uXXXX`, escaped separators in keys). A property with no value
+    is an error naming file and line; errors never quote values, and values of
+    secret-named keys are remembered for redaction as soon as they are read.
     """
+    parser = _LocatedProperties()
+    try:
+        parser.load(text)
+    except ParseError as exc:
+        raise ConfigError(f"{source}:{exc.line_number}: invalid escape sequence "
+                          "(expected \\uXXXX with four hex digits)") from None
     props: dict[str, str] = {}
-    pending = ""
-    start_line = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip() if not pending else raw.lstrip()
-        if not pending:
-            start_line = number
-            if not line or line[0] in "#!":
-                continue
-        if line.endswith("\\") and not line.endswith("\\\\"):
-            pending += line[:-1]
-            continue
-        line, pending = pending + line, ""
-        match = re.match(r"^((?:[^=:\s\\]|\\.)+)\s*[=:]\s*(.*)$", line)
-        if not match:
+    for key in parser:
+        value = parser[key].data
+        if is_secret_key(key):
+            remember_secret(value)
+        if not key:
+            raise ConfigError(f"{source}:{parser.lines.get(key, 0)}: a value with no property "
+                              "name before it (expected key=value)")
+        if not value.strip():
             raise ConfigError(
-                f"{source}:{start_line}: malformed property line {line[:60]!r} "
-                "(expected key=value)"
-            )
-        key = match.group(1).replace("\\", "")
-        props[key] = match.group(2).strip()
-    if pending:
-        raise ConfigError(f"{source}:{start_line}: unterminated line continuation")
+                f"{source}:{parser.lines.get(key, 0)}: a line with a name and no value "
+                "(expected key=value, key: value or key value; not shown, it may be a secret)")
+        props[key] = value.strip()
     return props
 
 
@@ -146,29 +168,66 @@ def java_to_librdkafka(props: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_properties_file(path: str | Path) -> dict[str, str]:
+    """A `-F` file: UTF-8, or ISO-8859-1 (what Java's `Properties.load` reads) when it
+    is not valid UTF-8."""
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"properties file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read properties file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read properties file {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("iso-8859-1")
     return java_to_librdkafka(parse_properties(text, str(path)))
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
-    """`-X key=value` pairs; a pair without `=` is a usage error."""
+    """`-X key=value` pairs, as kcat takes them; anything else is a usage error.
+
+    The error names the argument by position and quotes at most its property
+    name: a line rejected for its shape may still carry a password.
+    """
     out: dict[str, str] = {}
-    for item in items:
+    for number, item in enumerate(items, start=1):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"-X expects key=value, got {item!r}")
-        out[key.strip()] = value
+        key = key.strip()
+        if sep and key and _PROPERTY_NAME.fullmatch(key):
+            if is_secret_key(key):
+                remember_secret(value)
+            out[key] = value
+            continue
+        raise UsageError(_override_problem(number, item))
     return out
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Read the TOML config. A missing file is an error only when named explicitly."""
+def _override_problem(number: int, item: str) -> str:
+    where = f"-X expects key=value (argument {number} of -X"
+    match = re.match(r"\s*([A-Za-z][A-Za-z0-9_.-]*)\s*([:\s])\s*(.*)$", item, re.DOTALL)
+    if match and _QUOTABLE_NAME.fullmatch(match.group(1)):
+        key, sep, value = match.groups()
+        if is_secret_key(key):
+            remember_secret(value.strip())
+        shown = "':'" if sep == ":" else "a space"
+        return f"{where}: {key!r} followed by {shown}; write -X {key}=VALUE)"
+    if item.strip().startswith("="):
+        return f"{where} has no property name before '=')"
+    if "=" in item:
+        return f"{where}: not a property name before '='; not shown, it may hold a secret)"
+    return f"{where} has no '='; not shown, it may hold a secret)"
+
+
+#: A section checker a higher layer adds (the console checks `[keymap]`): the section's
+#: value -> problems, with paths from the document root.
+SectionCheck = Callable[[Any], list[Problem]]
+
+
+def load_settings(path: str | Path | None = None, *,
+                  checks: Mapping[str, SectionCheck] | None = None) -> Settings:
+    """Read and validate the TOML config. A missing file is an error only when named
+    explicitly. Every mistake is reported at once (one `FILE:LINE: ...` line each)."""
     explicit = path is not None or bool(os.environ.get("LAGDECK_CONFIG"))
     config_path = Path(path).expanduser() if path is not None else default_config_path()
     try:
@@ -183,7 +242,31 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
+    lines = config_problems(data, text, str(config_path), checks)
+    if lines:
+        raise ConfigError("\n".join(lines))
     return Settings(path=config_path, text=text, data=data)
+
+
+def config_problems(data: Mapping[str, Any], text: str, source: str,
+                    checks: Mapping[str, SectionCheck] | None = None) -> list[str]:
+    """Every problem of a parsed config file, one `FILE:LINE: ...` line each (never raises)."""
+    from collectors.rules import collect_rules
+
+    problems = validate(data)
+    default = data.get("default_profile")
+    profiles = data.get("profiles")
+    if isinstance(default, str) and default.strip() and isinstance(profiles, Mapping) \
+            and default not in profiles:
+        problems.append(Problem(("default_profile",), f"names no profile: {default!r}"
+                                f"{did_you_mean(default, [str(k) for k in profiles])}"))
+    for name, check in (checks or {}).items():
+        if name in data:
+            problems.extend(check(data[name]))
+    lines = report(problems, text, source)
+    alerting = {k: data[k] for k in ("rule", "sink") if k in data}  # the rules module's part
+    lines += collect_rules(alerting, text, source, strict_top_level=False)[1]
+    return lines
 
 
 def _profile_section(settings: Settings, name: str | None) -> tuple[str | None, Mapping[str, Any]]:
@@ -209,9 +292,10 @@ def resolve(
     profile: str | None = None,
     config_path: str | None = None,
     read_only: bool | None = None,
+    checks: Mapping[str, SectionCheck] | None = None,
 ) -> LagdeckConfig:
     """Combine config file, profile, `-F`, `-X` and `-b` into one `LagdeckConfig`."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, checks=checks)
     profile_name, section = _profile_section(settings, profile)
 
     props: dict[str, str] = {}
@@ -235,7 +319,7 @@ def resolve(
         if is_secret_key(key):
             remember_secret(value)
 
-    ro = bool(section.get("read_only", False)) if read_only is None else read_only
+    ro = section.get("read_only", False) is True if read_only is None else read_only
     return LagdeckConfig(ClusterConfig(_freeze(props), profile_name, ro), settings)
 
 

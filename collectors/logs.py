@@ -12,6 +12,7 @@ import threading
 
 from collectors.paths import log_path
 from collectors.redact import ScrubFilter
+from collectors.untrusted import escape
 
 _configured: str | None = None
 _lock = threading.Lock()
@@ -38,12 +39,32 @@ def setup_logging(level: int = logging.INFO) -> None:
         handler._lagdeck = True  # type: ignore[attr-defined]
         handler.addFilter(ScrubFilter())
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
+            EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
         )
         root.addHandler(handler)
         root.setLevel(level)
         root.propagate = False
         _configured = path
+
+
+class EscapingFormatter(logging.Formatter):
+    """A log file is read in a terminal too (`tail -f`, `less -R`): the message, which
+    carries group and topic names and record fields, is escaped onto one line (so a
+    record cannot forge a log line either); tracebacks keep their line breaks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = escape(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+        return escape(super().formatException(ei), newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape(super().formatStack(stack_info), newlines=True)
 
 
 def get_logger(name: str) -> logging.Logger:

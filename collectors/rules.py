@@ -23,6 +23,7 @@ rules, `timeout`/`retries`/`headers` on sinks:
     [[sink]]
     type = "webhook"            # or "otlp" (endpoint = "http://collector:4318")
     url = "http://127.0.0.1:9000/hooks/lag"
+    expire = "24h"              # undelivered notices are kept and retried this long
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class SinkType(StrEnum):
 DEFAULT_HYSTERESIS = 0.1
 DEFAULT_SINK_TIMEOUT = 5.0
 DEFAULT_RETRIES = 3
+#: An undelivered webhook notice is kept in the outbox and retried this long (`expire`).
+DEFAULT_EXPIRE = 86400.0
 MAX_RETRIES = 10
 
 RULE_KEYS = (
@@ -72,7 +75,7 @@ RULE_KEYS = (
     "severity", "hysteresis", "resolve_for",
 )
 SINK_KEYS = {
-    SinkType.WEBHOOK: ("type", "url", "headers", "timeout", "retries"),
+    SinkType.WEBHOOK: ("type", "url", "headers", "timeout", "retries", "expire"),
     SinkType.OTLP: ("type", "endpoint", "headers", "timeout"),
 }
 _ALL_SINK_KEYS = tuple(dict.fromkeys(k for keys in SINK_KEYS.values() for k in keys))
@@ -115,6 +118,8 @@ class SinkConfig:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     timeout: float = DEFAULT_SINK_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    #: seconds an undelivered notice stays in the outbox (webhook)
+    expire: float = DEFAULT_EXPIRE
     source: str = ""
 
     def display(self) -> str:
@@ -183,7 +188,7 @@ class _Locator:
 
     def __init__(self, text: str, source: str) -> None:
         self.source = source
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")  # TOML ends lines at LF only
 
     def _headers(self, table: str) -> list[int]:
         pattern = re.compile(r"^\s*\[\[\s*(?:" + re.escape(table) + r"|\"" + re.escape(table)
@@ -235,32 +240,72 @@ def parse_rules(data: Mapping[str, Any], text: str, source: str, *,
 
     `strict_top_level`: a rules file may hold nothing else; a config file may hold
     other sections, so there only near-misses like `[[rules]]` are rejected.
+    Every problem is reported, one line each, in one `ConfigError`.
     """
+    ruleset, problems = collect_rules(data, text, source, strict_top_level=strict_top_level)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return ruleset
+
+
+def collect_rules(data: Mapping[str, Any], text: str, source: str, *,
+                  strict_top_level: bool = True) -> tuple[RuleSet, list[str]]:
+    """The valid rules and sinks, and one line per problem (never raises)."""
     loc = _Locator(text, source)
+    problems: list[str] = []
     for key in data:
         if key in ("rule", "sink"):
             continue
         hint = _did_you_mean(key, ("rule", "sink"))
         if strict_top_level or hint:
             line = loc.key_line_top(key)
-            raise ConfigError(
+            problems.append(
                 f"{loc.where(line)}: unknown table or key {key!r}{hint}; "
                 "a rules file holds [[rule]] and [[sink]] tables"
             )
-    rules_raw = _array_of_tables(data, "rule", loc)
-    sinks_raw = _array_of_tables(data, "sink", loc)
-    rules = tuple(_parse_rule(raw, i, loc) for i, raw in enumerate(rules_raw))
-    seen: dict[str, int] = {}
-    for i, rule in enumerate(rules):
+    rules_raw = _collect(problems, lambda: _array_of_tables(data, "rule", loc)) or []
+    sinks_raw = _collect(problems, lambda: _array_of_tables(data, "sink", loc)) or []
+    rules = []
+    seen: dict[str, Rule] = {}
+    for i, raw in enumerate(rules_raw):
+        rule = _table_problems(problems, lambda f, raw=raw, i=i: _parse_rule(raw, i, loc, f))
+        if rule is None:
+            continue
         if rule.name in seen:
-            line = loc.key_line("rule", i, "name")
-            raise ConfigError(
-                f"{loc.where(line)}: rule {rule.name!r}: field 'name': duplicate rule name "
-                f"(first defined at {rules[seen[rule.name]].source})"
+            problems.append(
+                f"{loc.where(loc.key_line('rule', i, 'name'))}: rule {rule.name!r}: field "
+                f"'name': duplicate rule name (first defined at {seen[rule.name].source})"
             )
-        seen[rule.name] = i
-    sinks = tuple(_parse_sink(raw, i, loc) for i, raw in enumerate(sinks_raw))
-    return RuleSet(rules=rules, sinks=sinks)
+            continue
+        seen[rule.name] = rule
+        rules.append(rule)
+    sinks = []
+    for i, raw in enumerate(sinks_raw):
+        sink = _table_problems(problems, lambda f, raw=raw, i=i: _parse_sink(raw, i, loc, f))
+        if sink is not None:
+            sinks.append(sink)
+    return RuleSet(rules=tuple(rules), sinks=tuple(sinks)), problems
+
+
+def _collect(problems: list[str], read):
+    try:
+        return read()
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _table_problems(problems: list[str], parse):
+    """Parse one table (`parse(found)`), collecting each field's problem rather than
+    stopping at the first."""
+    found: list[str] = []
+    try:
+        result = parse(found)
+    except ConfigError as exc:
+        found.append(str(exc))
+        result = None
+    problems.extend(dict.fromkeys(found))
+    return None if found else result
 
 
 def _array_of_tables(data: Mapping[str, Any], name: str, loc: _Locator) -> list[Mapping]:
@@ -276,10 +321,16 @@ def _array_of_tables(data: Mapping[str, Any], name: str, loc: _Locator) -> list[
 
 
 class _Table:
-    """One `[[rule]]`/`[[sink]]` table with errors that carry file, line and field."""
+    """One `[[rule]]`/`[[sink]]` table with errors that carry file, line and field.
 
-    def __init__(self, raw: Mapping[str, Any], kind: str, index: int, loc: _Locator) -> None:
+    While `collecting` is a list, a field's problem is appended there and the
+    accessor returns None, so every field of every table is checked in one go.
+    """
+
+    def __init__(self, raw: Mapping[str, Any], kind: str, index: int, loc: _Locator,
+                 collecting: list[str] | None = None) -> None:
         self.raw, self.kind, self.index, self.loc = raw, kind, index, loc
+        self.collecting = collecting
         name = raw.get("name")
         named = isinstance(name, str) and name
         self.label = f"{kind} {name!r}" if named else f"{kind} #{index + 1}"
@@ -298,8 +349,22 @@ class _Table:
     def check_keys(self, allowed: Sequence[str]) -> None:
         for key in self.raw:
             if key not in allowed:
-                raise self.error(key, f"unknown field{_did_you_mean(key, allowed)}; "
-                                      f"known fields: {', '.join(allowed)}")
+                self.note(self.error(key, f"unknown field{_did_you_mean(key, allowed)}; "
+                                          f"known fields: {', '.join(allowed)}"))
+
+    def note(self, error: ConfigError) -> None:
+        """Record `error` when collecting, else raise it."""
+        if self.collecting is None:
+            raise error
+        self.collecting.append(str(error))
+
+    def field(self, read, *args, **kwargs):
+        """Call an accessor; when collecting, a problem is recorded and None returned."""
+        try:
+            return read(*args, **kwargs)
+        except ConfigError as exc:
+            self.note(exc)
+            return None
 
     def string(self, key: str, *, required: bool = False) -> str | None:
         if key not in self.raw:
@@ -402,26 +467,30 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _parse_rule(raw: Mapping[str, Any], index: int, loc: _Locator) -> Rule:
-    t = _Table(raw, "rule", index, loc)
+def _parse_rule(raw: Mapping[str, Any], index: int, loc: _Locator,
+                collecting: list[str] | None = None) -> Rule:
+    t = _Table(raw, "rule", index, loc, collecting)
     t.check_keys(RULE_KEYS)
-    name = t.string("name", required=True)
-    group = t.regex("group", required=True)
-    topic = t.regex("topic")
-    max_lag = t.number("max_lag", integer=True)
+    name = t.field(t.string, "name", required=True)
+    group = t.field(t.regex, "group", required=True)
+    topic = t.field(t.regex, "topic")
+    max_lag = t.field(t.number, "max_lag", integer=True)
     if "max_lag_seconds" in raw and isinstance(raw["max_lag_seconds"], str):
-        max_lag_seconds = t.duration("max_lag_seconds")
+        max_lag_seconds = t.field(t.duration, "max_lag_seconds")
     else:
-        max_lag_seconds = t.number("max_lag_seconds")
-    status_name = t.choice("min_status", [s.value for s in Status])
-    for_seconds = t.duration("for") or 0.0
-    severity = t.choice("severity", [s.value for s in Severity]) or Severity.WARNING.value
-    hysteresis = t.number("hysteresis", maximum=0.99)
-    resolve_for = t.duration("resolve_for")
-    if max_lag is None and max_lag_seconds is None and status_name is None:
+        max_lag_seconds = t.field(t.number, "max_lag_seconds")
+    status_name = t.field(t.choice, "min_status", [s.value for s in Status])
+    for_seconds = t.field(t.duration, "for") or 0.0
+    severity = t.field(t.choice, "severity", [s.value for s in Severity]) \
+        or Severity.WARNING.value
+    hysteresis = t.field(t.number, "hysteresis", maximum=0.99)
+    resolve_for = t.field(t.duration, "resolve_for")
+    if not t.collecting and not any(k in raw for k in ("max_lag", "max_lag_seconds",
+                                                       "min_status")):
         raise t.error(None, "needs at least one condition: max_lag, max_lag_seconds "
                             "or min_status")
-    assert name is not None and group is not None
+    if name is None or group is None or t.collecting:
+        return None  # type: ignore[return-value]  # problems recorded (collecting mode)
     return Rule(
         name=name,
         group=group,
@@ -437,23 +506,33 @@ def _parse_rule(raw: Mapping[str, Any], index: int, loc: _Locator) -> Rule:
     )
 
 
-def _parse_sink(raw: Mapping[str, Any], index: int, loc: _Locator) -> SinkConfig:
-    t = _Table(raw, "sink", index, loc)
+def _parse_sink(raw: Mapping[str, Any], index: int, loc: _Locator,
+                collecting: list[str] | None = None) -> SinkConfig:
+    t = _Table(raw, "sink", index, loc, collecting)
     if "type" not in raw:
         t.check_keys(_ALL_SINK_KEYS)
     kind = SinkType(t.choice("type", [s.value for s in SinkType]) or _missing_type(t))
     t.check_keys(SINK_KEYS[kind])
-    timeout = t.duration("timeout")
+    timeout = t.field(t.duration, "timeout")
     if timeout is not None and timeout <= 0:
-        raise t.error("timeout", "must be more than zero")
-    retries = t.number("retries", integer=True, maximum=MAX_RETRIES)
+        t.note(t.error("timeout", "must be more than zero"))
+    retries = t.field(t.number, "retries", integer=True, maximum=MAX_RETRIES)
+    expire = t.field(t.duration, "expire")
+    if expire is not None and expire <= 0:
+        t.note(t.error("expire", "must be more than zero"))
+    url = t.field(t.url, "url", required=True) if kind is SinkType.WEBHOOK else None
+    endpoint = t.field(t.url, "endpoint", required=False) if kind is SinkType.OTLP else None
+    headers = t.field(t.headers, "headers")
+    if t.collecting:
+        return None  # type: ignore[return-value]  # problems recorded (collecting mode)
     return SinkConfig(
         type=kind,
-        url=t.url("url", required=True) if kind is SinkType.WEBHOOK else None,
-        endpoint=t.url("endpoint", required=False) if kind is SinkType.OTLP else None,
-        headers=t.headers("headers"),
-        timeout=DEFAULT_SINK_TIMEOUT if timeout is None else timeout,
+        url=url,
+        endpoint=endpoint,
+        headers=headers if headers is not None else MappingProxyType({}),
+        timeout=DEFAULT_SINK_TIMEOUT if timeout is None or timeout <= 0 else timeout,
         retries=DEFAULT_RETRIES if retries is None else int(retries),
+        expire=DEFAULT_EXPIRE if expire is None or expire <= 0 else expire,
         source=t.source,
     )
 

@@ -246,10 +246,60 @@ def evaluate_partition(
         if s.committed != current.committed:
             break
         since = s.time
+    stopped = stopped_from_samples(ordered, policy.grace_seconds, allowed_lag)
+    if stopped is not None:
+        return stopped
     return partition_status(
         commits, ends, lag, current.time if now is None else now,
         allowed_lag=allowed_lag, grace_seconds=policy.grace_seconds,
         held_seconds=current.time - since,
+    )
+
+
+def stopped_from_samples(
+    samples: Sequence[Sample], grace_seconds: float, allowed_lag: int = 0
+) -> Verdict | None:
+    """STOP judged from what lagdeck saw, never from when a commit was made.
+
+    Kafka's admin API gives no commit times, so a commit first seen at the
+    start of the history or after a gap in sampling may be hours old; dating
+    it "now" kept a stopped consumer OK until the window aged out (minutes).
+    Instead: the committed offset did not move across samples spanning more
+    than `grace_seconds`, the lag stayed above `allowed_lag`, and the group had no
+    active members in any of those samples: STOP, whatever the times say.
+    Returns None when that evidence is not there (the Burrow rules decide).
+    """
+    ordered = sorted((s for s in samples if s.committed is not None), key=lambda s: s.time)
+    if not ordered:
+        return None
+    current = ordered[-1]
+    if current.lag is None or current.lag <= allowed_lag:
+        return None
+    held = 0
+    for s in reversed(ordered):
+        if s.committed != current.committed:
+            break
+        held += 1
+    run = ordered[-held:]
+    if any(s.active is not False for s in run):
+        return None  # members (STALL is Burrow's call) or unknown membership: no verdict
+    if any(s.lag is None or s.lag <= allowed_lag for s in run):
+        return None  # it had caught up with this offset: Burrow's "recent lag zero" decides
+    span = current.time - run[0].time
+    if span <= grace_seconds:
+        return None
+    before = ordered[-held - 1] if held < len(ordered) else None
+    if before is None:
+        when = "commit time unknown (already committed at the oldest sample lagdeck has)"
+    elif run[0].time - before.time > grace_seconds:
+        when = (f"commit time unknown (committed during a {_span(run[0].time - before.time)} "
+                "gap in sampling)")
+    else:
+        when = f"committed between {_span(span)} and {_span(current.time - before.time)} ago"
+    return Verdict(
+        Status.STOP,
+        f"no commit for {_span(span)} of sampling (offset {current.committed}) while lag is "
+        f"{current.lag} and no member is active; {when}",
     )
 
 

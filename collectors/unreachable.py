@@ -10,11 +10,18 @@ probe's answer; `OutageStore` keeps the outage on disk (per cluster) so that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None  # type: ignore[assignment]
 
 from collectors.alerts import AlertEvent, EventKind
 from collectors.logs import get_logger
@@ -40,7 +47,7 @@ class Outage:
 def _event(kind: EventKind, outage: Outage, at: float, message: str) -> AlertEvent:
     return AlertEvent(kind=kind, rule=RULE, group=outage.cluster, topic=None,
                       severity=Severity.CRITICAL, value=None, threshold=None,
-                      message=message, at=at, since=outage.since)
+                      message=message, at=at, since=outage.since, cluster=outage.cluster)
 
 
 def step(outage: Outage | None, cluster: str, reachable: bool, now: float,
@@ -64,6 +71,19 @@ class OutageStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else state_dir() / "outages.json"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock for a load-step-save, so two watchers notify once."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a+b") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _read(self) -> dict[str, dict]:
         try:

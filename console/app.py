@@ -27,10 +27,12 @@ from typing import ClassVar
 
 from textual import on, work
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from collectors import untrusted
 from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
 from collectors.liveness import OutageSettings, backoff
@@ -42,6 +44,7 @@ from console.messages import ClusterProbed, LagUpdated
 from console.palette import GlobalCommands
 from console.screens.alerts import AlertsScreen
 from console.screens.dead_letters import DeadLettersScreen
+from console.screens.flows import FlowsScreen
 from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen
 from console.screens.overview import OverviewScreen
@@ -76,6 +79,7 @@ class LagdeckApp(App[None]):
         "dead-letters": DeadLettersScreen,
         "timeline": TimelineScreen,
         "alerts": AlertsScreen,
+        "flows": FlowsScreen,
     }
     DEFAULT_MODE = "overview"
     COMMANDS: ClassVar = App.COMMANDS | {GlobalCommands}
@@ -319,6 +323,13 @@ class LagdeckApp(App[None]):
             self.notify(line, title=f"{worker.name or worker.group} failed", severity="error",
                         timeout=8)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every toast is plain text: messages carry topic and group names, broker errors
+        and record fields, which are data, never markup (`[/]` would raise)."""
+        super().notify(untrusted.block(message), title=untrusted.one_line(title),
+                       severity=severity, timeout=timeout, markup=False)
+
     # -- app-wide actions ------------------------------------------------
 
     def action_help(self) -> None:
@@ -342,13 +353,16 @@ class LagdeckApp(App[None]):
 
         self.call_later(go)
 
-    def follow(self, query: str) -> None:
-        """Open the timeline of an order / correlation id / trace id."""
+    def follow(self, query: str,
+               flow_marks: Mapping[tuple[str, int, int], str] | None = None) -> None:
+        """Open the timeline of an order / correlation id / trace id (with the flows
+        view's duplicate / out-of-order marks of its events, when it comes from there)."""
 
         async def go() -> None:
             await self.switch_mode("timeline")
             screen = self.screen
             if isinstance(screen, TimelineScreen):
+                screen.flow_marks = dict(flow_marks or {})
                 screen.search(query)
 
         self.call_later(go)
@@ -388,7 +402,8 @@ DEMO_WELCOME = (
     "An order pipeline is running on an embedded broker. loyalty-service stops after "
     "~15 s (watch it turn STOP on top of this list); notification-service is slow; a "
     "share of payments fail into payments.events-dlt.\n"
-    "Try: 2 dead letters → t follows a record's order → R redrives it. ? shows every key."
+    "Try: 2 dead letters → t follows a record's order → R redrives it; 5 flows shows where "
+    "orders stop. ? shows every key."
 )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.redact import scrub
+from collectors.untrusted import one_line
 from console.commands import COMMANDS
 from console.context import Context
 
@@ -67,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args, ctx) or 0)
     except LagdeckError as exc:
         log.info("command failed: %s", exc, exc_info=True)
-        sys.stderr.write(f"{PROG}: error: {scrub(str(exc))}\n")
+        for line in scrub(str(exc)).split("\n"):  # a config report: one line per problem
+            sys.stderr.write(f"{PROG}: error: {one_line(line)}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         log.exception("unexpected error")
         sys.stderr.write(
-            f"{PROG}: error: unexpected {type(exc).__name__}: {scrub(str(exc))} "
+            f"{PROG}: error: unexpected {type(exc).__name__}: {one_line(scrub(str(exc)))} "
             "(details in the log: lagdeck.log under the state directory)\n"
         )
         return 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.config import LagdeckConfig, resolve
+from collectors.untrusted import as_text, json_text
 
 
 class Context:
@@ -29,7 +30,15 @@ class Context:
             profile=a.profile,
             config_path=a.config_path,
             read_only=a.read_only,
+            checks={"keymap": _keymap_problems},
         )
+
+
+def _keymap_problems(section: Any) -> list:
+    """`[keymap]` is checked with the rest of the config; textual is imported only then."""
+    from console.keymap import keymap_problems
+
+    return keymap_problems(section)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -43,7 +52,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
+        return as_text(value)
     if isinstance(value, Path):
         return str(value)
     return value
@@ -51,5 +60,7 @@ def to_jsonable(value: Any) -> Any:
 
 def print_json(document: Any) -> None:
     """One JSON document on stdout, as DESIGN.md promises for every `--json`."""
-    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(to_jsonable(document), indent=2, ensure_ascii=False)
+    # same meaning, but no C1 control, bidi override or lone surrogate reaches the terminal
+    sys.stdout.write(json_text(text) + "\n")
     sys.stdout.flush()

@@ -33,6 +33,7 @@ from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
 from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
 from dlq.select import FIELDS, Selector, parse_where
 from tracing.deadletter import DeadLetterEnvelope
+from tracing.flows import FlowMap
 from tracing.headers import correlation_id, header_map, id_text
 from tracing.settings import from_settings as trace_settings
 from tracing.timeline import Timeline
@@ -181,6 +182,8 @@ class Source(Protocol):
 
     def timeline(self, query: str) -> Timeline: ...
 
+    def flows(self) -> FlowMap: ...
+
     def close(self) -> None: ...
 
 
@@ -220,8 +223,10 @@ class KafkaSource:
     def __init__(self, cluster: ClusterConfig, settings: Settings | None = None, *,
                  rules: RuleSet | None = None, timeout: float = 10.0,
                  label: str | None = None, since_seconds: float = 86400.0,
-                 stuck_after_seconds: float = 300.0) -> None:
+                 stuck_after_seconds: float = 300.0,
+                 flows_since_seconds: float = 3600.0) -> None:
         self.cluster = cluster
+        self.flows_since_seconds = flows_since_seconds
         self.settings = settings or Settings()
         self.timeout = timeout
         self.since_seconds = since_seconds
@@ -343,17 +348,40 @@ class KafkaSource:
 
     # -- timeline --------------------------------------------------------
 
+    def _shared_tracer(self) -> Any:
+        """The one tracer of the timeline and the flows (call with `_trace_lock` held)."""
+        from tracing.search import Tracer  # loaded on first use: the scanner is heavy
+
+        if self._tracer is None:
+            self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
+        return self._tracer
+
     def timeline(self, query: str) -> Timeline:
         """The order's events; the tracer (clients, correlation index) is kept between
         lookups so following an order re-reads only what arrived since."""
-        from tracing.search import Tracer  # loaded on first use: the scanner is heavy
+        with self._trace_lock:
+            try:
+                return self._shared_tracer().find(query, since_seconds=self.since_seconds,
+                                         stuck_after_seconds=self.stuck_after_seconds)
+            except LagdeckError:
+                raise
+            except BaseException:
+                tracer, self._tracer = self._tracer, None
+                tracer.close()
+                raise
+
+    # -- flows -----------------------------------------------------------
+
+    def flows(self) -> FlowMap:
+        """The flow of all orders over `flows_since_seconds`; shares the timeline's tracer
+        (one correlation index, one lock: a tracer is not thread-safe)."""
+        from tracing.flowquery import flows_from_index
 
         with self._trace_lock:
-            if self._tracer is None:
-                self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
             try:
-                return self._tracer.find(query, since_seconds=self.since_seconds,
-                                         stuck_after_seconds=self.stuck_after_seconds)
+                return flows_from_index(self._shared_tracer(),
+                                        since_seconds=self.flows_since_seconds,
+                                        stuck_after_seconds=self.stuck_after_seconds)
             except LagdeckError:
                 raise
             except BaseException:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from collectors.config import ClusterConfig
@@ -63,13 +64,17 @@ class EmbeddedBroker:
     *thread* that forked it exits.
     """
 
-    def __init__(self, port: int | None = None, log_dir: Path | None = None, *,
-                 advertised: str | None = None, storage: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int | None = None, log_dir: Path | None = None,
+                 cluster_id: str | None = None, *, advertised: str | None = None,
+                 storage: str | None = None, env: dict[str, str] | None = None) -> None:
         """`advertised` (host:port) is the address the broker tells clients to use
         (a proxy in front of it, in the fault tests); `storage` a Tansu storage URL
         (default: memory); `env` extra environment (e.g. an S3 endpoint)."""
         self.requested_port = port
+        #: Tansu calls every cluster "tansu_cluster"; each embedded broker (memory
+        #: storage: a new cluster every start) gets its own id, so per-cluster state
+        #: such as alerts never mixes two of them
+        self.cluster_id = cluster_id or f"lagdeck-embedded-{uuid.uuid4().hex[:12]}"
         self.advertised = advertised
         self.storage = storage
         self.env = env
@@ -108,7 +113,7 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{port}"
         advertised = f"tcp://{self.advertised}" if self.advertised else url
         command = [binary, "broker", "--listener-url", url, "--advertised-listener-url",
-                   advertised]
+                   advertised, "--cluster-id", self.cluster_id]
         if self.storage:
             command += ["--storage-engine", self.storage]
         env = {**os.environ, **self.env} if self.env else None

@@ -4,21 +4,26 @@ Every `Binding` in the console carries one of these ids, so an operator can
 move a key without touching code (Posting's approach): in the config file,
 
     [keymap]
-    "dlq.redrive" = "ctrl+r"
+    "dlq.redrive" = "ctrl+e"
     "app.help" = "f1"
 
-An unknown id is a config error naming the known ones, so a typo is caught at
-start-up instead of being silently ignored.
+An unknown id, a key name Textual does not know (`"notakey+++"`) and two
+bindings answering one key on a screen (`"dlq.redrive" = "space"` would take
+the key that ticks records) are config errors, all reported at start-up
+instead of silently changing what a key does.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual.binding import Binding
+from textual.keys import Keys, _character_to_key, key_to_character
 
 from collectors.config import Settings
+from collectors.config_schema import Problem, report
 from collectors.errors import ConfigError
 
 
@@ -54,6 +59,7 @@ APP = (
     Key("app.dead_letters", "2", "switch_mode('dead-letters')", "Dead letters", show=False),
     Key("app.timeline", "3", "switch_mode('timeline')", "Timeline", show=False),
     Key("app.alerts", "4", "switch_mode('alerts')", "Alerts", show=False),
+    Key("app.flows", "5", "switch_mode('flows')", "Flows", show=False),
     Key("app.refresh", "ctrl+r", "refresh", "Refresh now", show=False),
     Key("app.quit", "q", "quit", "Quit"),
 )
@@ -94,7 +100,18 @@ ALERTS = (
     Key("alerts.back", "escape", "back", "Back", show=False),
 )
 
-ALL: tuple[Key, ...] = APP + OVERVIEW + GROUP + DEAD_LETTERS + TIMELINE + ALERTS
+FLOWS = (
+    Key("flows.open", "enter", "open_step", "Stopped orders"),
+    Key("flows.back", "escape", "back", "Back", show=False),
+)
+
+FLOW_STEP = (
+    Key("flowstep.open", "enter", "open_order", "Open timeline"),
+    Key("flowstep.back", "escape", "back", "Back"),
+)
+
+ALL: tuple[Key, ...] = (APP + OVERVIEW + GROUP + DEAD_LETTERS + TIMELINE + ALERTS + FLOWS
+                        + FLOW_STEP)
 KNOWN_IDS = frozenset(k.id for k in ALL)
 
 
@@ -102,25 +119,112 @@ def bindings(keys: tuple[Key, ...]) -> list[Binding]:
     return [k.binding() for k in keys]
 
 
+#: The binding sets active together: app-wide keys plus one screen's.
+SCREENS: dict[str, tuple[Key, ...]] = {
+    "Groups": OVERVIEW, "Group": GROUP, "Dead letters": DEAD_LETTERS, "Timeline": TIMELINE,
+    "Alerts": ALERTS,
+}
+_MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
+_NAMED_KEYS = frozenset(k.value for k in Keys if not k.value.startswith("<"))
+
+
+def key_name_problem(keys: str) -> str | None:
+    """What is wrong with a Textual key string (`q`, `ctrl+r`, `f1`, `question_mark`,
+    several separated by commas), or None."""
+    for key in keys.split(","):
+        key = key.strip()
+        if not key:
+            return f"{keys!r} has an empty key (keys are separated by commas)"
+        *mods, name = key.split("+")
+        bad = [m for m in mods if m not in _MODIFIERS]
+        if bad or not name:
+            return (f"{key!r} is not a key: modifiers are {', '.join(sorted(_MODIFIERS))}, "
+                    "joined with + to one key, as in \"ctrl+r\"")
+        if len(name) == 1 and name.isprintable() and name != " ":
+            continue
+        if name in _NAMED_KEYS or f"ctrl+{name}" in _NAMED_KEYS or key_to_character(name):
+            continue
+        hint = difflib.get_close_matches(name, sorted(_NAMED_KEYS), n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{key!r} is not a key name{more}; use e.g. \"q\", \"ctrl+r\", \"f1\", \"space\""
+    return None
+
+
+def _normal(key: str) -> str:
+    key = key.strip()
+    return _character_to_key(key) if len(key) == 1 else key
+
+
+def effective_keys(keymap: Mapping[str, str], keys: tuple[Key, ...]) -> dict[str, list[str]]:
+    """Binding id -> the keys it answers to once `keymap` is applied (normalised)."""
+    return {k.id: [_normal(x) for x in keymap.get(k.id, k.key).split(",") if x.strip()]
+            for k in keys}
+
+
+def keymap_problems(section: object) -> list[Problem]:
+    """Every mistake in a `[keymap]` section: unknown ids, bad key names, and two bindings
+    answering the same key on one screen (app-wide keys count on every screen)."""
+    if not isinstance(section, Mapping):
+        return []  # the config schema reports the type
+    problems: list[Problem] = []
+    valid: dict[str, str] = {}
+    for binding_id, keys in section.items():
+        path = ("keymap", str(binding_id))
+        if binding_id not in KNOWN_IDS:
+            close = difflib.get_close_matches(str(binding_id), sorted(KNOWN_IDS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(Problem(path, f"unknown binding id {binding_id!r}{hint}; see "
+                                          "the help screen (?) for the ids"))
+            continue
+        if not isinstance(keys, str) or not keys.strip():
+            continue  # the config schema reports the type
+        problem = key_name_problem(keys)
+        if problem:
+            problems.append(Problem(path, problem))
+            continue
+        valid[binding_id] = keys
+    reported: set[tuple[str, str]] = set()
+    for screen, keys in {"every screen": (), **SCREENS}.items():
+        owners: dict[str, str] = {}
+        for binding_id, bound in effective_keys(valid, APP + keys).items():
+            for key in bound:
+                other = owners.setdefault(key, binding_id)
+                if other == binding_id:
+                    continue
+                culprit = binding_id if binding_id in valid else other
+                if culprit not in valid or (culprit, key) in reported:
+                    continue
+                reported.add((culprit, key))
+                peer = other if culprit == binding_id else binding_id
+                where = "app-wide" if screen == "every screen" else f"on the {screen} screen"
+                problems.append(Problem(("keymap", culprit),
+                                        f"{key!r} is already bound to {peer} {where}; "
+                                        "one key, one action"))
+    return problems
+
+
 def load_keymap(settings: Settings | None) -> dict[str, str]:
-    """The `[keymap]` section as `{binding_id: keys}`, validated against the known ids."""
+    """The `[keymap]` section as `{binding_id: keys}`; every mistake reported at once."""
     if settings is None:
         return {}
     section: Mapping[str, object] = settings.section("keymap")
-    keymap: dict[str, str] = {}
-    where = settings.path or "the config file"
+    problems = keymap_problems(section)
     for binding_id, keys in section.items():
-        if binding_id not in KNOWN_IDS:
-            known = ", ".join(sorted(KNOWN_IDS))
-            raise ConfigError(
-                f"{where}: [keymap] has unknown binding id {binding_id!r} (known: {known})"
-            )
         if not isinstance(keys, str) or not keys.strip():
-            raise ConfigError(
-                f"{where}: [keymap] {binding_id!r} must be a key string such as \"ctrl+r\""
-            )
-        keymap[binding_id] = keys.strip()
-    return keymap
+            problems.append(Problem(("keymap", str(binding_id)),
+                                    "must be a key string such as \"ctrl+r\""))
+    if problems:
+        raise ConfigError("\n".join(report(problems, settings.text,
+                                           str(settings.path or "the config file"))))
+    return {str(k): str(v).strip() for k, v in section.items()}
+
+
+def display_key(app, binding_id: str, keymap: Mapping[str, str]) -> str:
+    """The first key bound to `binding_id` after `keymap`, as the footer displays it."""
+    key = next(k for k in ALL if k.id == binding_id)
+    if binding_id in keymap:
+        return app.get_key_display(Binding(keymap[binding_id].split(",")[0].strip(), ""))
+    return key.key_display or app.get_key_display(Binding(key.key, ""))
 
 
 def key_for(binding_id: str, keymap: Mapping[str, str]) -> str:

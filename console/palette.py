@@ -11,6 +11,9 @@ from collections.abc import Callable
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+
+from collectors.untrusted import one_line
 
 Command = tuple[str, Callable[[], object], str]
 
@@ -25,14 +28,18 @@ class _Commands(Provider):
 
     async def discover(self) -> Hits:
         for title, callback, help_text in self.commands():
-            yield DiscoveryHit(title, callback, help=help_text)
+            title = one_line(title, 200)
+            yield DiscoveryHit(Content(title), callback, text=title, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, callback, help_text in self.commands():
+            title = one_line(title, 200)  # group and topic names are data
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+                # `highlight` parses its argument as markup: only markup-free titles
+                shown = Content(title) if "[" in title else matcher.highlight(title)
+                yield Hit(score, shown, callback, text=title, help=help_text)
 
 
 class GlobalCommands(_Commands):
@@ -49,6 +56,8 @@ class GlobalCommands(_Commands):
              "follow one order / correlation id / trace id"),
             ("go: alerts", partial(app.switch_mode, "alerts"),
              "firing, pending and resolved alerts"),
+            ("go: flows", partial(app.switch_mode, "flows"),
+             "all orders: steps, latencies, where they stop"),
             ("refresh now", app.action_refresh, "poll the cluster without waiting"),
             ("help: keys", app.action_help, "the keys of this screen"),
         ]
@@ -125,4 +134,21 @@ class AlertsCommands(_Commands):
         for group in getattr(screen, "alert_groups", lambda: [])():
             out.append((f"alerts: open {group}", partial(self.app.open_group, group),
                         "the group's partitions"))
+        return out
+
+
+class FlowsCommands(_Commands):
+    """The steps where orders stopped, worst first; each opens its stopped orders."""
+
+    def commands(self) -> list[Command]:
+        screen = self.screen
+        flows = getattr(screen, "flows", None)
+        out: list[Command] = [("refresh flows", screen.reload, "read the index again now")]
+        if flows is None:
+            return out
+        for s in sorted(flows.steps, key=lambda s: -s.stopped):
+            if s.stopped:
+                out.append((f"stopped at: {s.step.name} ({s.step.topic})",
+                            partial(screen.open_step, s.step),
+                            f"{s.stopped:,} orders, oldest {s.oldest_stopped_seconds or 0:.0f}s"))
         return out

@@ -27,6 +27,7 @@ from typing import Any
 from collectors.config import ClusterConfig
 from collectors.paths import state_dir
 from collectors.redact import REDACTED, is_secret_key, scrub
+from collectors.untrusted import json_text
 
 AUDIT_FILE = "audit.log"
 
@@ -60,7 +61,7 @@ def _clean(value: Any) -> Any:
 
 def write_line(entry: Mapping[str, Any], path: Path | None = None) -> None:
     """Append one scrubbed JSON line; an exclusive lock keeps concurrent writers whole."""
-    line = scrub(json.dumps(_clean(entry), ensure_ascii=False, sort_keys=True)) + "\n"
+    line = json_text(scrub(json.dumps(_clean(entry), ensure_ascii=False, sort_keys=True))) + "\n"
     target = path or audit_path()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

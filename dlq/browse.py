@@ -15,8 +15,10 @@ never delivered as messages), by watching the consumer position.
 from __future__ import annotations
 
 import heapq
+import re
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -56,8 +58,9 @@ class DlqPage:
     """One page of decoded dead letters, oldest first.
 
     `next` is None when the page reached the end offsets snapshotted when it
-    was read; `depth` is the number of offsets in the topic, `remaining`
-    those after this page.
+    was read; `depth` is the number of records in the topic, `remaining`
+    those after this page: data records only (transaction markers are not
+    counted) when `exact`, offset spans for topics beyond `EXACT_COUNT_LIMIT`.
     """
 
     topic: str
@@ -66,6 +69,54 @@ class DlqPage:
     next: PageCursor | None
     depth: int
     remaining: int
+    exact: bool = True
+
+
+#: Up to this many offsets, depth and "remaining" are exact record counts (transaction
+#: markers excluded), found by reading; beyond it they are offset spans, marked inexact.
+EXACT_COUNT_LIMIT = 200_000
+
+
+def parse_offsets(text: str) -> int | dict[int, int]:
+    """`--offset` as typed: `N` (one partition) or `P:O,P:O,...` (what `dlq show` prints
+    as the next page); negative numbers and malformed pairs are usage errors."""
+    raw = text.strip()
+    if re.fullmatch(r"\d+", raw):
+        return int(raw)
+    out: dict[int, int] = {}
+    for part in raw.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", part)
+        if not match:
+            raise UsageError(
+                f"--offset {text!r}: expected OFFSET or PARTITION:OFFSET,... such as 0:1,1:0,2:1 "
+                "(offsets are 0 or more)")
+        partition, offset = int(match.group(1)), int(match.group(2))
+        if partition in out:
+            raise UsageError(f"--offset {text!r}: partition {partition} is given twice")
+        out[partition] = offset
+    return out
+
+
+def format_offsets(cursor: PageCursor) -> str:
+    """A cursor as `--offset` takes it: `0:1,1:0,2:1`."""
+    return ",".join(f"{p}:{o}" for p, o in cursor.positions)
+
+
+def count_records(client: Consumer, ranges: Mapping[tuple[str, int], tuple[int, int]], *,
+                  timeout: float = DEFAULT_TIMEOUT) -> dict[tuple[str, int], list[int]]:
+    """The offsets of the data records in each `[start, end)` range, by reading them.
+
+    Offsets are not records: a transactional producer leaves a commit marker
+    after each transaction, so the span between watermarks over-counts.
+    """
+    found: dict[tuple[str, int], list[int]] = {k: [] for k in ranges}
+    ends = {k: end for k, (start, end) in ranges.items()}
+    starts = {k: start for k, (start, end) in ranges.items()}
+    for msgs in iter_bounded(client, ends, starts, batch=20_000, idle_timeout=timeout):
+        for msg in msgs:
+            found[(msg.topic(), msg.partition())].append(msg.offset())
+    client.unassign()
+    return found
 
 
 def topic_partitions(cluster: ClusterConfig, topic: str,
@@ -167,9 +218,13 @@ def _caught_up(client: Consumer, todo: Mapping[tuple[str, int], int]) -> list[tu
 
 def read_page(cluster: ClusterConfig, topic: str, *,
               start: PageCursor | Mapping[int, int] | int | None = None,
-              limit: int = 50, timeout: float = DEFAULT_TIMEOUT) -> DlqPage:
-    """One page of `topic` from `start` (a cursor, {partition: offset}, one offset for
-    every partition, or None for the beginning), at most `limit` dead letters."""
+              limit: int = 50, timeout: float = DEFAULT_TIMEOUT,
+              strict: bool = False) -> DlqPage:
+    """One page of `topic` from `start` (a cursor, {partition: offset}, an offset of a
+    one-partition topic, or None for the beginning), at most `limit` dead letters.
+
+    With `strict` (what an operator typed), a partition the topic does not have is
+    an error; otherwise such positions are ignored."""
     if limit < 1:
         raise UsageError(f"page size must be at least 1, got {limit}")
     partitions = topic_partitions(cluster, topic, timeout)
@@ -180,10 +235,19 @@ def read_page(cluster: ClusterConfig, topic: str, *,
             wanted = start.as_dict()
         elif isinstance(start, Mapping):
             wanted = {int(p): int(o) for p, o in start.items()}
+            unknown = sorted(p for p in wanted if not 0 <= p < partitions)
+            if unknown and strict:
+                raise UsageError(f"{topic} has no partition {unknown[0]} (it has {partitions})")
         elif isinstance(start, int):
-            wanted = dict.fromkeys(range(partitions), start)
+            if partitions > 1:
+                raise UsageError(
+                    f"one offset for {topic}, which has {partitions} partitions: give one per "
+                    "partition, e.g. " + ",".join(f"{p}:{start}" for p in range(partitions)))
+            wanted = {0: start}
         else:
             wanted = {}
+        if any(o < 0 for o in wanted.values()):
+            raise UsageError("offsets must be 0 or more")
         pos = {p: min(max(wanted.get(p, lo), lo), hi) for (_, p), (lo, hi) in marks.items()}
         ends = {(topic, p): min(pos[p] + limit, marks[(topic, p)][1]) for p in pos}
         per_partition: dict[int, list[Record]] = {p: [] for p in pos}
@@ -207,14 +271,32 @@ def read_page(cluster: ClusterConfig, topic: str, *,
         # (this also steps over trailing transaction markers)
         if all(next_pos[p] > r.offset for r in records):
             next_pos[p] = max(next_pos[p], ends[(topic, p)])
-    depth = sum(hi - lo for lo, hi in marks.values())
-    remaining = sum(max(0, marks[(topic, p)][1] - o) for p, o in next_pos.items())
+    span = sum(hi - lo for lo, hi in marks.values())
     done = all(o >= marks[(topic, p)][1] for p, o in next_pos.items())
+    if span <= EXACT_COUNT_LIMIT:
+        with _reader(cluster) as counter:
+            offsets = count_records(counter, marks, timeout=timeout)
+        depth = sum(len(v) for v in offsets.values())
+        remaining = sum(1 for (_, p), v in offsets.items() for o in v if o >= next_pos[p])
+    else:
+        depth = span
+        remaining = sum(max(0, marks[(topic, p)][1] - o) for p, o in next_pos.items())
     return DlqPage(
         topic=topic,
         entries=tuple(entries),
         start=PageCursor(tuple(sorted(pos.items()))),
-        next=None if done else PageCursor(tuple(sorted(next_pos.items()))),
+        next=None if done or (span <= EXACT_COUNT_LIMIT and remaining == 0)
+        else PageCursor(tuple(sorted(next_pos.items()))),
         depth=depth,
         remaining=remaining,
+        exact=span <= EXACT_COUNT_LIMIT,
     )
+
+
+@contextmanager
+def _reader(cluster: ClusterConfig) -> Iterator[Consumer]:
+    client = consumer(cluster, **READER_CONF)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -28,7 +28,7 @@ from collectors.kafka import DEFAULT_TIMEOUT, consumer
 from collectors.scan import to_record, watermarks
 from collectors.snapshots import Header, Record
 from collectors.topics import list_topics
-from dlq.browse import READER_CONF, iter_bounded
+from dlq.browse import EXACT_COUNT_LIMIT, READER_CONF, count_records, iter_bounded
 from tracing.deadletter import REDRIVE_ID_HEADER, decode_envelope
 
 DEFAULT_PATTERNS = ("*-dlt", "*.DLT", "*.dlq", "*-dlq", "dlq-*", "*.deadletter")
@@ -44,8 +44,9 @@ class ErrorCount:
 class DlqTopicSummary:
     """One dead-letter topic at a glance.
 
-    `depth` counts offsets between the low and high watermarks (transaction
-    markers included); `top_errors` are counted over the newest `sampled`
+    `depth` counts the data records (transaction markers excluded, found by
+    reading) when `depth_exact`, else, beyond `EXACT_COUNT_LIMIT` offsets, the
+    span between the watermarks; `top_errors` are counted over the newest `sampled`
     records; `matched_by` is "name" or "content".
     """
 
@@ -58,6 +59,7 @@ class DlqTopicSummary:
     sampled: int
     matched_by: str
     layouts: tuple[str, ...] = ()
+    depth_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ def list_dead_letter_topics(cluster: ClusterConfig, settings: Settings | None = 
         dlqs = sorted(by_name | set(by_content))
         newest = _tail(client, dlqs, topics, marks, opts.sample, timeout)
         oldest = _heads(client, dlqs, topics, marks, timeout)
+        spans = {t: sum(hi - lo for (tt, _), (lo, hi) in marks.items() if tt == t) for t in dlqs}
+        exact = [t for t in dlqs if spans[t] <= EXACT_COUNT_LIMIT]
+        counted = count_records(client, {k: v for k, v in marks.items() if k[0] in exact},
+                                timeout=timeout) if exact else {}
     finally:
         client.close()
     out = []
@@ -128,7 +134,8 @@ def list_dead_letter_topics(cluster: ClusterConfig, settings: Settings | None = 
         stamps, classes, layouts = newest.get(t, ([], Counter(), set()))
         out.append(DlqTopicSummary(
             topic=t,
-            depth=sum(hi - lo for (tt, _), (lo, hi) in marks.items() if tt == t),
+            depth=sum(len(v) for (tt, _), v in counted.items() if tt == t)
+            if t in exact else spans[t],
             partitions=topics[t],
             oldest_ms=oldest.get(t),
             newest_ms=max(stamps) if stamps else None,
@@ -136,6 +143,7 @@ def list_dead_letter_topics(cluster: ClusterConfig, settings: Settings | None = 
             sampled=sum(classes.values()),
             matched_by="name" if t in by_name else "content",
             layouts=tuple(sorted(layouts)),
+            depth_exact=t in exact,
         ))
     return out
 

@@ -6,8 +6,8 @@ Semantics (what an operator can rely on):
   task starts; records that arrive later are left for the next run, so a
   redrive never chases its own tail (AKHQ #1377).
 - **Resumable, once.** Progress is a consumer group on the dead-letter topic
-  (`lagdeck-redrive.<topic>` by default, a suffix per `--where` selection, or
-  `group=`). Each batch of produced records and the group's new offsets are
+  (`lagdeck-redrive.<topic>` by default, a suffix per `--where` selection and
+  `--to` target, or `group=`). Each batch of produced records and the group's new offsets are
   committed in one Kafka transaction (`send_offsets_to_transaction`), so a
   crash loses nothing, a rerun resumes where the last commit left off, and a
   rerun after completion moves nothing. The transactional id is derived from
@@ -17,15 +17,25 @@ Semantics (what an operator can rely on):
   `lagdeck-redrive-count` are set. Records go to their original partition
   when the target is their original topic, else Java-compatible murmur2
   partitioning by key.
+- **Moved once.** Records that any earlier redrive of the same topic moved
+  (whatever its selection, target or progress group) are recognised by the
+  `lagdeck-redrive-id` they carry on the target topics, and skipped unless
+  `again` is set; so the advice printed after a stop (`--where ...`) and a
+  `--to` after a plain redrive never duplicate a record.
 - **Loop protection.** A record already redriven `max_attempts` times is
-  refused (counted as skipped), as is nothing else: a record that cannot be
-  delivered (no original topic, missing target) *stops its partition* there,
-  so nothing is passed over silently; fix the cause and rerun.
+  refused (counted as skipped), and so is a record whose
+  `lagdeck-redrive-count` is malformed (unknown count) unless `force` is set;
+  nothing else is skipped: a record that cannot be delivered (no original
+  topic, missing target) *stops its partition* there, so nothing is passed
+  over silently; fix the cause and rerun.
 
 Counts: `selected` = matched the selection; `redriven + skipped + failed` =
 selected (less what a cancel left untouched); `unmatched` = read but not
-selected. Progress callbacks receive a `RedriveProgress` and must be plain
-callables; they run on the redrive's thread.
+selected; `behind` = records waiting behind a stopped partition's failure;
+`not_reached` = records a cancel or a fence left unread. A fenced run returns
+(not raises) what it committed, which is what the audit entry says.
+Progress callbacks receive a `RedriveProgress` and must be plain callables;
+they run on the redrive's thread.
 
 A broker that dies mid-run: the open transaction is aborted (or, when the
 broker cannot even take the abort, left to be fenced by the rerun's
@@ -61,7 +71,7 @@ from collectors.logs import get_logger
 from collectors.scan import to_record, watermarks
 from collectors.topics import list_topics
 from dlq.audit import audited
-from dlq.browse import READER_CONF, iter_bounded
+from dlq.browse import READER_CONF, count_records, iter_bounded
 from dlq.guard import ensure_writable
 from dlq.select import Selector, display_text, parse_where
 from tracing.deadletter import (
@@ -84,6 +94,14 @@ _FENCED_CODES = {KafkaError._STATE, KafkaError._FENCED, KafkaError._FATAL,
                  KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 _log = get_logger("redrive")
+#: Records read back per target partition, at most, to recognise earlier redrives.
+TARGET_CHECK_LIMIT = 2_000_000
+ALREADY_MOVED = ("already moved by an earlier redrive of this topic (its lagdeck-redrive-id "
+                 "is on the target; --again to move it again)")
+
+
+class RedriveFenced(LagdeckError):
+    """Another redrive with the same progress group took over; what was committed stays."""
 
 ProgressCallback = Callable[["RedriveProgress"], None]
 
@@ -157,6 +175,12 @@ class RedriveResult:
     selection: str = "all records"
     #: from the first record produced to the last commit: the time spent moving records
     moving_s: float = 0.0
+    #: records waiting behind a failure that stopped their partition
+    behind: int = 0
+    #: records in the snapshotted range a cancel or a fence left unread
+    not_reached: int = 0
+    #: set when another redrive with the same progress group took over (fenced)
+    fenced: str | None = None
 
     @property
     def rate(self) -> float:
@@ -174,7 +198,9 @@ class RedriveResult:
             "reasons": [{"reason": r, "count": n} for r, n in self.reasons],
             "samples": [s.__dict__ for s in self.samples],
             "elapsed_s": round(self.elapsed_s, 3), "rate": round(self.rate, 1),
-            "errors": list(self.errors),
+            "moving_s": round(self.moving_s, 3),
+            "errors": list(self.errors), "behind": self.behind,
+            "not_reached": self.not_reached, "fenced": self.fenced,
         }
 
 
@@ -187,11 +213,15 @@ class RedriveAborted(KafkaOperationError):
         self.result = result
 
 
-def default_group(topic: str, selector: Selector) -> str:
-    """`lagdeck-redrive.<topic>`, plus a short hash of the selection when there is one."""
-    if not selector.conditions:
+def default_group(topic: str, selector: Selector, to: str | None = None) -> str:
+    """`lagdeck-redrive.<topic>`, plus a short hash of the selection and the `--to`
+    target when there are any (a `--to` run has its own progress)."""
+    if not selector.conditions and to is None:
         return GROUP_PREFIX + topic
-    key = "\n".join(sorted(str(c) for c in selector.conditions))
+    parts = sorted(str(c) for c in selector.conditions)
+    if to is not None:
+        parts.append(f"to={to}")
+    key = "\n".join(parts)
     return f"{GROUP_PREFIX}{topic}.{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
@@ -209,6 +239,10 @@ class _Tally:
     errors: list[str] = field(default_factory=list)
     first_produce: float | None = None
     last_commit: float | None = None
+    #: partition -> offset of the failure that stopped it
+    stops: dict[int, int] = field(default_factory=dict)
+    #: partition -> next offset to handle (committed, or planned in a dry run)
+    positions: dict[int, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"scanned": self.scanned, "selected": self.selected, "redriven": self.redriven,
@@ -228,6 +262,7 @@ class _Batch:
     unmatched: int = 0
     skipped: int = 0
     failed: int = 0
+    stops: dict[int, int] = field(default_factory=dict)
 
 
 class _Decision(NamedTuple):
@@ -280,13 +315,16 @@ class Redrive:
     refuses records lagdeck already redrove that many times; `rate` caps
     records redriven per second; `group` overrides the progress group;
     `batch_size` bounds one transaction (and so the duplicates a crash can
-    cause on brokers that expose aborted records).
+    cause on brokers that expose aborted records); `again` moves records an
+    earlier redrive already moved; `force` redrives records whose redrive
+    count is malformed.
     """
 
     def __init__(self, cluster: ClusterConfig, topic: str, *, to: str | None = None,
                  where: Iterable[str] | Selector = (), max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  rate: float | None = None, group: str | None = None,
                  batch_size: int | None = None, samples: int = 5,
+                 again: bool = False, force: bool = False,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         if rate is not None and rate <= 0:
             raise UsageError(f"--rate must be positive, got {rate:g}")
@@ -302,7 +340,9 @@ class Redrive:
         self.selector = where if isinstance(where, Selector) else parse_where(where)
         self.max_attempts = max_attempts
         self.rate = rate
-        self.group = group or default_group(topic, self.selector)
+        self.group = group or default_group(topic, self.selector, to)
+        self.again = again
+        self.force = force
         if batch_size is not None:  # an explicit size is the operator's: never replaced
             self.batch_size = batch_size
         elif rate is not None:  # keep commits (and progress) coming a few times a second
@@ -313,13 +353,17 @@ class Redrive:
         self.timeout = timeout
         self._routes: dict[Route, tuple[str, str | None, int, str | None]] = {}
         self._delivery_errors: list[str] = []
+        #: `lagdeck-redrive-id`s of this topic found on target topics (earlier redrives)
+        self._moved: set[bytes] = set()
+        self._checked_targets: set[str] = set()
+        self._since_ms: int | None = None
 
     # -- public entry points -------------------------------------------------------------
 
     def parameters(self) -> dict[str, Any]:
         return {"topic": self.topic, "to": self.to, "where": self.selector.describe(),
                 "max_attempts": self.max_attempts, "rate": self.rate, "group": self.group,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "again": self.again, "force": self.force}
 
     def plan(self, *, progress: ProgressCallback | None = None,
              cancel: threading.Event | None = None) -> RedriveResult:
@@ -344,7 +388,9 @@ class Redrive:
                 audit.counts = _audit_counts(exc.result)  # committed only, as the summary
                 raise
             audit.counts = _audit_counts(result)
-            if result.cancelled:
+            if result.fenced:
+                audit.outcome = "fenced"
+            elif result.cancelled:
                 audit.outcome = "cancelled"
             elif result.failed:
                 audit.outcome = "partial"
@@ -395,9 +441,17 @@ class Redrive:
                       dry_run, starts, ends)
             report = self._reporter(progress, tally, total, started, dry_run)
             report()
+            self._since_ms = self._oldest_timestamp(starts, ends)
+            self._moved, self._checked_targets = set(), set()
+            if self.to is not None:
+                self._check_target(self.to)
+            fenced = None
             try:
                 self._loop(reader, txn, topics, starts, ends, tally, cancel, report, audit,
                            dry_run)
+            except RedriveFenced as exc:
+                _log.info("redrive of %s fenced", self.topic, exc_info=True)
+                fenced = str(exc)
             except LagdeckError as exc:
                 # The inner frames reference the producer; an error kept by a caller (the
                 # TUI shows it) must not keep a fenced producer and its connections alive.
@@ -405,20 +459,25 @@ class Redrive:
                 exc.__context__ = exc.__cause__ = None
                 if dry_run:
                     raise exc.with_traceback(None) from None
-                partial = self._result(tally, starts, ends, cancel, started, dry_run)
+                # the broker may be gone: what is left is not counted (a rerun resumes)
+                partial = self._result(tally, starts, ends, cancel, started, dry_run,
+                                       (0, 0), None)
                 raise RedriveAborted(
                     f"{exc}; {partial.redriven} of {partial.selected} selected records were "
                     "redriven and committed before it stopped", partial) from None
+            left = self._left(tally, starts, ends, fenced is not None or cancel.is_set())
+            result = self._result(tally, starts, ends, cancel, started, dry_run, left, fenced)
         finally:
             reader.close()
             # Drop the producer now, even when an error's traceback keeps this frame alive:
             # a live, fenced producer holds its broker connections open.
             txn = None
-        return self._result(tally, starts, ends, cancel, started, dry_run)
+        return result
 
     def _result(self, tally: _Tally, starts, ends, cancel: threading.Event, started: float,
-                dry_run: bool) -> RedriveResult:
+                dry_run: bool, left: tuple[int, int], fenced: str | None) -> RedriveResult:
         """The result from the tally, which holds committed batches only."""
+        behind, not_reached = left
         elapsed = time.monotonic() - started
         moving = (tally.last_commit - tally.first_produce) \
             if tally.first_produce is not None and tally.last_commit is not None else 0.0
@@ -433,6 +492,7 @@ class Redrive:
             end_offsets=tuple(sorted((p, o) for (_, p), o in ends.items())),
             cancelled=cancel.is_set(), elapsed_s=elapsed, moving_s=moving,
             errors=tuple(tally.errors), selection=self.selector.describe(),
+            behind=behind, not_reached=not_reached, fenced=fenced,
         )
 
     def _committed(self, reader, marks) -> dict[tuple[str, int], int]:
@@ -447,6 +507,87 @@ class Redrive:
             starts[(tp.topic, tp.partition)] = min(max(tp.offset, lo), hi) if tp.offset >= 0 \
                 else lo
         return starts
+
+    def _oldest_timestamp(self, starts, ends) -> int | None:
+        """The oldest timestamp among the first pending record of each partition: no
+        earlier redrive can have moved any of them before that time."""
+        heads = {k: (starts[k], min(ends[k], starts[k] + 1)) for k in ends if ends[k] > starts[k]}
+        if not heads:
+            return None
+        client = consumer(self.cluster, **READER_CONF)
+        oldest: int | None = None
+        try:
+            for msgs in iter_bounded(client, {k: e for k, (_, e) in heads.items()},
+                                     {k: s for k, (s, _) in heads.items()},
+                                     idle_timeout=self.timeout):
+                for msg in msgs:
+                    ts_type, ts = msg.timestamp()
+                    if ts_type and ts >= 0:
+                        oldest = ts if oldest is None else min(oldest, ts)
+        finally:
+            client.close()
+        return oldest
+
+    def _check_target(self, target: str) -> None:
+        """Collect the `lagdeck-redrive-id`s of this topic's records on `target`, written
+        since the oldest pending dead letter (an earlier redrive of any selection)."""
+        if self.again or target in self._checked_targets or self._since_ms is None:
+            return
+        self._checked_targets.add(target)
+        prefix = f"{self.topic}/".encode()
+        client = consumer(self.cluster, **READER_CONF)
+        try:
+            count = list_topics(self.cluster, timeout=self.timeout,
+                                include_internal=True).get(target, 0)
+            keys = [(target, p) for p in range(count)]
+            marks = watermarks(self.cluster, keys, self.timeout, client)
+            try:
+                found = client.offsets_for_times(
+                    [TopicPartition(target, p, self._since_ms) for p in range(count)],
+                    timeout=self.timeout)
+            except KafkaException as exc:
+                raise translate(exc, f"looking for earlier redrives in {target}") from None
+            starts, ends = {}, {}
+            for tp in found:
+                lo, hi = marks[(target, tp.partition)]
+                start = tp.offset if 0 <= tp.offset <= hi else hi
+                start = max(lo, start, hi - TARGET_CHECK_LIMIT)
+                starts[(target, tp.partition)], ends[(target, tp.partition)] = start, hi
+            for msgs in iter_bounded(client, ends, starts, batch=20_000,
+                                     idle_timeout=self.timeout):
+                for msg in msgs:
+                    for key, value in msg.headers() or ():
+                        if key == REDRIVE_ID_HEADER and value and value.startswith(prefix):
+                            self._moved.add(value)
+        finally:
+            client.close()
+
+    def _left(self, tally: _Tally, starts, ends, stopped_early: bool) -> tuple[int, int]:
+        """(records behind a failure, records never reached), counted by reading offsets:
+        a transaction marker is not a record."""
+        behind_ranges = {}
+        for p, o in tally.stops.items():
+            key = (self.topic, p)
+            if o + 1 < ends[key]:
+                behind_ranges[key] = (o + 1, ends[key])
+        unread = {}
+        if stopped_early:
+            for key, end in ends.items():
+                p = key[1]
+                if p in tally.stops:
+                    continue
+                pos = tally.positions.get(p, starts[key])
+                if pos < end:
+                    unread[key] = (pos, end)
+        if not behind_ranges and not unread:
+            return 0, 0
+        client = consumer(self.cluster, **READER_CONF)
+        try:
+            counted = count_records(client, {**behind_ranges, **unread}, timeout=self.timeout)
+        finally:
+            client.close()
+        behind = sum(len(counted[k]) for k in behind_ranges)
+        return behind, sum(len(counted[k]) for k in unread)
 
     @staticmethod
     def _reporter(progress, tally: _Tally, total: int, started: float, dry_run: bool):
@@ -469,12 +610,18 @@ class Redrive:
         count = route.redrive_count or 0
         target = self.to or route.original_topic
         partition = -1
-        if count >= self.max_attempts:
+        if route.malformed_count is not None and not self.force:
+            shown = display_text(route.malformed_count)
+            found = ("skip", target, -1,
+                     f"its {REDRIVE_COUNT_HEADER} header is malformed ({shown!r}), so how often "
+                     "it was redriven is unknown (--force to redrive it anyway)")
+        elif count >= self.max_attempts:
             found = ("skip", target, -1,
                      f"already redriven {count} times (--max-attempts {self.max_attempts})")
         elif target is None:
             found = ("fail", None, -1, "no original topic in its headers (use --to, or "
-                                       "exclude with --where 'original_topic!=')")
+                                       "exclude with --where 'original_topic!='; records "
+                                       "already moved are recognised and not moved again)")
         elif target == self.topic:
             found = ("fail", target, -1, "its original topic is the dead-letter topic itself")
         elif target not in topics:
@@ -484,6 +631,7 @@ class Redrive:
                     and 0 <= route.original_partition < topics[target]:
                 partition = route.original_partition
             found = ("redrive", target, partition, None)
+            self._check_target(target)
         if found[0] != "skip" and len(self._routes) < 10_000:
             self._routes[route] = found
         return found
@@ -503,6 +651,9 @@ class Redrive:
         route = decode_route(raw)
         action, target, partition, reason = self._route_action(route, topics)
         headers = None
+        if action == "redrive" and not self.again and self._moved and \
+                f"{self.topic}/{msg.partition()}/{msg.offset()}".encode() in self._moved:
+            action, reason = "skip", ALREADY_MOVED
         if action == "redrive":
             if route.has_redrive_headers:
                 raw = [(k, v) for k, v in raw if k.lower() not in REDRIVE_HEADERS]
@@ -539,6 +690,7 @@ class Redrive:
         route_action = self._route_action
         routes = self._routes
         id_prefix = f"{self.topic}/"
+        moved = None if self.again else self._moved
         new = tuple.__new__  # a _Decision without the Python-level NamedTuple constructor
         for msg in msgs:
             if msg.error() is not None:
@@ -557,10 +709,17 @@ class Redrive:
                 route = decode_route(raw)
                 action, target, partition, _ = routes.get(route) or route_action(route, topics)
                 if action == "redrive":
+                    rid = f"{id_prefix}{p}/{o}".encode()
+                    if moved and rid in moved:
+                        decisions.append(_Decision(msg, "skip", target, -1, None, ALREADY_MOVED))
+                        batch.skipped += 1
+                        batch.reasons[ALREADY_MOVED] += 1
+                        offsets[p] = o + 1
+                        continue
                     if route.has_redrive_headers:
                         raw = [(k, v) for k, v in raw if k.lower() not in REDRIVE_HEADERS]
                     headers = (raw or []) + [
-                        (REDRIVE_ID_HEADER, f"{id_prefix}{p}/{o}".encode()),
+                        (REDRIVE_ID_HEADER, rid),
                         (REDRIVEN_AT_HEADER, now_text),
                         (REDRIVE_COUNT_HEADER, _COUNTS[route.redrive_count or 0])]
                     decisions.append(new(_Decision, (msg, action, target, partition, headers,
@@ -588,6 +747,7 @@ class Redrive:
                 batch.errors.append(f"{self.topic}[{p}]@{o}: {d.reason}; "
                                     f"partition {p} stopped there")
                 offsets[p] = o
+                batch.stops[p] = o
                 stopped.add(p)
                 finished.add((self.topic, p))
             if d.sample is not None:
@@ -607,6 +767,8 @@ class Redrive:
             tally.redriven += redrives
         tally.targets.update(batch.targets)
         tally.reasons.update(batch.reasons)
+        tally.stops.update(batch.stops)
+        tally.positions.update(batch.offsets)
         tally.errors.extend(batch.errors)
         tally.samples.extend(batch.samples[:max(0, self.sample_limit - len(tally.samples))])
 
@@ -629,6 +791,7 @@ class Redrive:
                 out.reasons[d.reason] += 1
                 out.errors.append(f"{self.topic}[{p}]@{o}: {d.reason}; "
                                   f"partition {p} stopped there")
+                out.stops[p] = o
             if d.sample is not None:
                 out.samples.append(d.sample)
         return out
@@ -794,7 +957,7 @@ class Redrive:
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         if err is None or not (err.fatal() or err.code() in _FENCED_CODES):
             return None
-        return LagdeckError(
+        return RedriveFenced(
             f"redrive of {self.topic} stopped: its transaction was fenced ({describe(exc)}); "
             f"most likely another redrive with progress group {self.group} started. What was "
             "committed stays committed; rerun when the other one is done")
@@ -803,4 +966,5 @@ class Redrive:
 def _audit_counts(result: RedriveResult) -> dict[str, int]:
     return {"selected": result.selected, "redriven": result.redriven,
             "skipped": result.skipped, "failed": result.failed,
-            "scanned": result.scanned, "unmatched": result.unmatched}
+            "scanned": result.scanned, "unmatched": result.unmatched,
+            "behind": result.behind, "not_reached": result.not_reached}

@@ -41,9 +41,12 @@ from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, translate
 from collectors.scan import watermarks
 from collectors.topics import list_topics
 from dlq.audit import audited
+from dlq.browse import iter_bounded
 from dlq.guard import ensure_writable
 
 KINDS = ("earliest", "latest", "datetime", "offset", "shift", "duration")
+#: Offsets read back from each partition's end to find its newest record.
+_TAIL_WINDOW = 8
 #: Group states in which offsets may be changed.
 RESETTABLE_STATES = ("EMPTY", "DEAD")
 
@@ -67,6 +70,9 @@ class ResetSpec:
             raise UsageError(f"--to-offset must be 0 or more, got {self.value}")
         if self.kind == "duration" and self.value <= 0:
             raise UsageError("--by-duration must be a positive duration")
+        if self.kind == "datetime" and self.value < 0:
+            raise UsageError("a time before 1970-01-01T00:00:00Z (the Unix epoch) cannot be "
+                             "replayed to; Kafka timestamps start there")
 
     @classmethod
     def earliest(cls) -> ResetSpec:
@@ -90,7 +96,13 @@ class ResetSpec:
 
     @classmethod
     def by_duration(cls, text: str) -> ResetSpec:
-        return cls("duration", parse_duration_s(text))
+        seconds = parse_duration_s(text)
+        _check_duration_reach(seconds, int(time.time() * 1000), repr(text))
+        return cls("duration", seconds)
+
+    def describe_value(self) -> str:
+        """The value as a flag would take it (for messages)."""
+        return f"{self.value:g}s" if self.kind == "duration" else str(self.value)
 
     def describe(self) -> str:
         if self.kind == "datetime":
@@ -103,39 +115,49 @@ class ResetSpec:
         return f"{'to offset' if self.kind == 'offset' else 'shift by'} {self.value}"
 
 
+#: 9999-12-31T23:59:59.999Z, the last time Python (and an operator) can name.
+_MAX_MS = 253402300799999
+
+
 def parse_datetime_ms(text: str) -> int:
-    """ISO 8601 (naive times are UTC) or epoch milliseconds -> epoch milliseconds."""
+    """ISO 8601 (naive times are UTC) or epoch milliseconds -> epoch milliseconds.
+
+    Times before the Unix epoch are refused: Kafka has no records from then,
+    and the negative numbers they become mean "latest" (-1) or "earliest" (-2)
+    in its protocol.
+    """
     raw = text.strip()
     if re.fullmatch(r"\d{10,}", raw):
+        if int(raw) > _MAX_MS:
+            raise UsageError(f"--to-datetime {text!r} is after the year 9999")
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        millis = int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError):
         raise UsageError(
             f"--to-datetime {text!r}: expected ISO 8601 such as 2024-05-01T12:00:00Z "
             "(naive times are UTC) or epoch milliseconds") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
+    if millis < 0:
+        raise UsageError(f"--to-datetime {text!r} is before 1970-01-01T00:00:00Z (the Unix "
+                         "epoch); Kafka timestamps start there")
+    return millis
 
 
 def parse_duration_s(text: str) -> float:
     """`PT1H30M` (as kafka-consumer-groups) or `1h30m`, `90s`, `2d` -> seconds."""
-    raw = text.strip()
-    iso = _ISO_DURATION.match(raw)
-    if iso and raw.upper() not in ("P", "PT"):
-        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-        return (parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600
-                + parts.get("m", 0) * 60 + parts.get("s", 0))
     try:
-        return duration_seconds(raw.replace(" ", ""), bare=False)
+        return duration_seconds(text.strip().replace(" ", ""), bare=False)
     except ValueError:
         raise UsageError(f"duration {text!r}: expected e.g. 15m, 1h30m, 2d or PT1H30M") from None
+
+
+def _check_duration_reach(seconds: float, now_ms: int, shown: str) -> None:
+    if seconds * 1000 > now_ms:
+        raise UsageError(f"--by-duration {shown} reaches back before 1970-01-01T00:00:00Z "
+                         "(the Unix epoch); Kafka timestamps start there")
 
 
 @dataclass(frozen=True)
@@ -168,6 +190,8 @@ class ReplayPlan:
     group_state: str
     partitions: tuple[PartitionReset, ...]
     planned_at: float
+    #: False when the broker does not know the group (a typo?): executing would create it
+    exists: bool = True
 
     @property
     def changes(self) -> tuple[PartitionReset, ...]:
@@ -177,6 +201,7 @@ class ReplayPlan:
         return {
             "group": self.group, "topic": self.topic, "dry_run": dry_run,
             "state": self.group_state, "reset": self.spec.describe(),
+            "group_exists": self.exists,
             "partitions": [{"partition": p.partition, "current_offset": p.current_offset,
                             "new_offset": p.new_offset, "low": p.low, "high": p.high,
                             "note": p.note} for p in self.partitions],
@@ -239,27 +264,85 @@ def _partitions(cluster: ClusterConfig, topic: str, timeout: float) -> int:
     return count
 
 
+def group_exists(cluster: ClusterConfig, group: str, state: str,
+                 timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Whether `group` is known to the cluster: it has members, or the broker lists it.
+
+    Kafka describes any name as a group (DEAD, or EMPTY on some brokers), so
+    the state alone cannot tell a mistyped name from a real, stopped group;
+    the group listing can (it holds every group with committed offsets).
+    """
+    if state not in ("EMPTY", "DEAD", "UNKNOWN"):
+        return True
+    client = admin(cluster)
+    try:
+        listing = client.list_consumer_groups(request_timeout=timeout).result(
+            timeout=timeout + 5)
+    except KafkaException as exc:
+        raise translate(exc, "listing consumer groups") from None
+    return any(g.group_id == group for g in listing.valid)
+
+
+def _newest_timestamps(reader, topic: str, marks: dict[tuple[str, int], tuple[int, int]],
+                       timeout: float) -> dict[int, int | None]:
+    """The newest record timestamp per partition (None: empty), read from the last few
+    offsets (a transaction marker can hold the very last one)."""
+    ends = {k: hi for k, (lo, hi) in marks.items() if hi > lo}
+    starts = {k: max(marks[k][0], hi - _TAIL_WINDOW) for k, hi in ends.items()}
+    newest: dict[int, int | None] = {p: None for (_, p) in marks}
+    for msgs in iter_bounded(reader, ends, starts, idle_timeout=timeout):
+        for msg in msgs:
+            ts_type, ts = msg.timestamp()
+            if ts_type and ts >= 0:
+                p = msg.partition()
+                newest[p] = ts if newest[p] is None else max(newest[p], ts)
+    reader.unassign()
+    return newest
+
+
+def _stamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
 def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, *,
                now_ms: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> ReplayPlan:
-    """Where every partition of `topic` would move for `group`; changes nothing."""
+    """Where every partition of `topic` would move for `group`; changes nothing.
+
+    A time after a partition's newest record resolves to its end offset. That
+    is checked against the newest record's own timestamp, not left to the
+    broker: some brokers answer offset 0 for a future time, which would make
+    the group read the whole partition again.
+    """
+    if not group.strip():
+        raise UsageError("the group name is empty")
     partitions = _partitions(cluster, topic, timeout)
     state = group_state(cluster, group, timeout)
+    exists = group_exists(cluster, group, state, timeout)
     current = committed_offsets(cluster, group, topic, partitions, timeout)
     reader = consumer(cluster)
+    target: int | None = None
     try:
         marks = watermarks(cluster, [(topic, p) for p in range(partitions)], timeout, reader)
         by_time: dict[int, int] = {}
+        newest: dict[int, int | None] = {}
         if spec.kind in ("datetime", "duration"):
             now = now_ms if now_ms is not None else int(time.time() * 1000)
-            target = int(spec.value) if spec.kind == "datetime" \
-                else now - int(float(spec.value) * 1000)
-            try:
-                found = reader.offsets_for_times(
-                    [TopicPartition(topic, p, target) for p in range(partitions)],
-                    timeout=timeout)
-            except KafkaException as exc:
-                raise translate(exc, f"looking up offsets by time in {topic}") from None
-            by_time = {tp.partition: tp.offset for tp in found}
+            if spec.kind == "duration":
+                _check_duration_reach(float(spec.value), now, spec.describe_value())
+                target = now - int(float(spec.value) * 1000)
+            else:
+                target = int(spec.value)
+            newest = _newest_timestamps(reader, topic, marks, timeout)
+            ask = [p for p in range(partitions)
+                   if newest.get(p) is not None and target <= newest[p]]
+            if ask:
+                try:
+                    found = reader.offsets_for_times(
+                        [TopicPartition(topic, p, target) for p in ask], timeout=timeout)
+                except KafkaException as exc:
+                    raise translate(exc, f"looking up offsets by time in {topic}") from None
+                by_time = {tp.partition: tp.offset for tp in found}
     finally:
         reader.close()
     out = []
@@ -277,6 +360,10 @@ def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, 
             wanted = None if cur is None else cur + int(spec.value)
             if cur is None:
                 note = "no committed offset to shift from; left unchanged"
+        elif newest.get(p) is None:
+            wanted, note = high, "no records: the end"
+        elif target is not None and target > newest[p]:
+            wanted, note = high, f"after the newest record ({_stamp(newest[p])}): the end"
         else:
             wanted = by_time.get(p, -1)
             if wanted < 0:
@@ -286,15 +373,17 @@ def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, 
             new = min(max(wanted, low), high)
             note = f"{wanted} clamped to {'low' if wanted < low else 'high'} watermark {new}"
         out.append(PartitionReset(p, cur, new, low, high, note))
-    return ReplayPlan(group, topic, spec, state, tuple(out), time.time())
+    return ReplayPlan(group, topic, spec, state, tuple(out), time.time(), exists=exists)
 
 
-def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *,
+def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *, create: bool = False,
                   timeout: float = DEFAULT_TIMEOUT) -> ReplayResult:
     """Apply `plan` exactly, then read the committed offsets back to prove it.
 
-    Raises `ReadOnlyError` in read-only mode, `LagdeckError` when the group
-    is active or its offsets moved since the plan, `KafkaOperationError`
+    Raises `ReadOnlyError` in read-only mode, `NotFoundError` when the group
+    does not exist and `create` is not set (a mistyped name would otherwise
+    become a new group that timelines then show as pending), `LagdeckError`
+    when the group is active or its offsets moved since the plan, `KafkaOperationError`
     when the broker refuses or the read-back differs.
     """
     ensure_writable(cluster, f"replay (offset reset) of group {plan.group}")
@@ -304,11 +393,16 @@ def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *,
     with audited(cluster, "replay.execute", params) as audit:
         try:
             state = group_state(cluster, plan.group, timeout)
+            exists = create or group_exists(cluster, plan.group, state, timeout)
             partitions = len(plan.partitions)
             now = committed_offsets(cluster, plan.group, plan.topic, partitions, timeout)
         except BrokerUnavailable as exc:  # gone since the preview: claim nothing
             raise BrokerUnavailable(f"replay of group {plan.group} refused: {exc}; nothing "
                                     "was changed") from None
+        if not exists:
+            raise NotFoundError(
+                f"replay refused: consumer group {plan.group!r} does not exist (a typo?); "
+                "nothing was created")
         if state not in RESETTABLE_STATES:
             raise LagdeckError(
                 f"replay of group {plan.group} refused: the group is {state} (it has active "

@@ -104,7 +104,13 @@ def parse_condition(expr: str) -> Condition:
             f"--where {expr!r}: expected FIELD=VALUE or FIELD~TEXT (also != and !~)")
     index, _, op = min(positions)
     name = expr[:index].strip()
-    value = expr[index + len(op):].strip()
+    rest = expr[index + len(op):]
+    if rest[:1] in ("=", "~"):
+        typed = op + rest[:1]
+        raise UsageError(
+            f"--where {expr!r}: unknown operator {typed!r} (operators: = equal, ~ contains, "
+            "!= and !~ their negations; quote a value that starts with = or ~)")
+    value = rest.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         value = value[1:-1]
     if name.startswith(_HEADER):

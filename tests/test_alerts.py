@@ -18,6 +18,7 @@ from collectors.alerts import (
     book_from_dict,
     book_to_dict,
     evaluate,
+    rule_identity,
 )
 from collectors.rules import Rule, Severity
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag, Status
@@ -191,7 +192,8 @@ def test_topic_rules_alert_per_topic() -> None:
     result = evaluate([r], s)
     assert [(e.topic, e.value) for e in result.events] == [("payments.events", 16)]
     keys = [st.key for st in result.book.states]
-    assert keys == [AlertKey("behind", "notification-service", "payments.events")]
+    assert keys == [AlertKey("behind", "notification-service", "payments.events",
+                             rule_identity(r))]
 
 
 def test_group_rules_use_the_group_total() -> None:

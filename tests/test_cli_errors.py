@@ -38,8 +38,10 @@ def test_help_lists_every_command_of_the_design() -> None:
 
 def test_unreachable_bootstrap(tmp_path: Path) -> None:
     port = 1  # nothing listens on 127.0.0.1:1
-    result = _run("-b", f"127.0.0.1:{port}", "lag", env_extra={"LAGDECK_STATE_DIR": str(tmp_path)})
+    result = _run("-b", f"127.0.0.1:{port}", "lag", "--timeout", "2",
+                  env_extra={"LAGDECK_STATE_DIR": str(tmp_path)})
     _one_clear_line(result, 1, "127.0.0.1:1")
+    assert "within 2s" in result.stderr  # the timeout the user set, not another one
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -50,9 +52,9 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_malformed_properties_line(tmp_path: Path) -> None:
     props = tmp_path / "client.properties"
-    props.write_text("bootstrap.servers=127.0.0.1:1\nthis line has no separator\n")
+    props.write_text("bootstrap.servers=127.0.0.1:1\nno-separator-and-no-value\n")
     result = _run("-F", str(props), "lag", env_extra={"LAGDECK_STATE_DIR": str(tmp_path)})
-    _one_clear_line(result, 2, "client.properties:2: malformed property line")
+    _one_clear_line(result, 2, "client.properties:2: a line with a name and no value")
 
 
 def test_unknown_profile(tmp_path: Path) -> None:

@@ -75,6 +75,10 @@ def test_value_may_contain_operators() -> None:
     ("colour=red", "unknown field 'colour'"),
     ("header.=x", "needs a header name"),
     ("key~", "needs some text"),
+    ("error_class==x", "unknown operator '=='"),
+    ("error_class=~x", "unknown operator '=~'"),
+    ("error_class~=x", "unknown operator '~='"),
+    ("error_class!==x", "unknown operator '!=='"),
 ])
 def test_bad_expressions(expr: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

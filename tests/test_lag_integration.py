@@ -68,8 +68,11 @@ def test_group_that_keeps_up_is_ok(bootstrap: str, cluster: ClusterConfig, names
 
     topic, group = names("keepup"), names("keepup-g")
     create_topics(bootstrap, topic)
+    # A 6 s session: with 2 s, a loaded machine (the suite beside other work) missed
+    # heartbeats, the member was evicted and rejoined in a loop, and nothing was consumed.
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False, **KP_GROUP)
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             session_timeout_ms=6000, heartbeat_interval_ms=1000)
     try:
         with LagCollector(cluster, LagHistory.in_memory(), lag_settings=QUICK) as collector:
             consumed = 0

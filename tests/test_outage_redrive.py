@@ -147,7 +147,10 @@ def test_broker_crash_mid_redrive_then_rerun_loses_nothing(proxied: FaultyBroker
     rerun = subprocess.run(command(proxied.bootstrap, dlq), capture_output=True, text=True,
                            timeout=180, cwd=Path(__file__).parent.parent)
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout)["redriven"] == N - committed
+    doc = json.loads(rerun.stdout)
+    # the rerun moves the rest; records of the rolled-back batch that Tansu still shows on
+    # the target (it delivers aborted records) are recognised by their id and skipped
+    assert doc["failed"] == 0 and doc["redriven"] + doc["skipped"] == N - committed, doc
 
     copies = redrive_ids(cluster, target)
     expected = {f"{dlq}/0/{i}" for i in range(N)}

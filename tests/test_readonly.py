@@ -38,7 +38,7 @@ def world(cluster, bootstrap, names):
     produce(bootstrap, dlq, spring_dead_letters(target, 3))
     group = names("ro-group")
     plan = plan_reset(cluster, group, dlq, ResetSpec.latest())
-    execute_reset(cluster, plan)  # the group now sits at offset 3
+    execute_reset(cluster, plan, create=True)  # the group now sits at offset 3
     return {"target": target, "dlq": dlq, "group": group, "audit": len(read_audit())}
 
 

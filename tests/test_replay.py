@@ -215,3 +215,63 @@ def test_missing_topic_and_bad_flags(bootstrap, capsys) -> None:
         "lagdeck: error: topic 'no-such-topic-xyz' does not exist"
     assert main(["-b", bootstrap, "replay", "g", "--topic", "t", "--by-duration", "soon"]) == 2
     assert "duration 'soon'" in capsys.readouterr().err
+
+
+# -- edges (issue 18) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1969-12-31T23:59:59.999Z", "1900-01-01T00:00:00Z"])
+def test_times_before_the_epoch_are_refused(text: str) -> None:
+    with pytest.raises(UsageError, match=rf"--to-datetime '{text}' is before 1970"):
+        ResetSpec.to_datetime(text)
+
+
+@pytest.mark.parametrize("text", ["100000d", "P100000D", "99999999999999w"])
+def test_durations_reaching_before_the_epoch_are_refused(text: str) -> None:
+    with pytest.raises(UsageError, match="reaches back before 1970"):
+        ResetSpec.by_duration(text)
+
+
+@pytest.mark.integration
+def test_future_time_plans_the_end_offsets(cluster, bootstrap, names, capsys) -> None:
+    topic = _topic_with_records(cluster, bootstrap, names, per_partition=(4, 6, 0))
+    group = names("future")
+    _commit(cluster, group, topic, {0: 1, 1: 2})
+    assert main(["-b", bootstrap, "replay", group, "--topic", topic,
+                 "--to-datetime", "2030-01-01T00:00:00Z", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(p["current_offset"], p["new_offset"]) for p in doc["partitions"]] == [
+        (1, 4), (2, 6), (None, 0)]
+    assert doc["partitions"][0]["note"].startswith("after the newest record (")
+    for argv in (["--to-datetime", "1900-01-01T00:00:00Z"], ["--by-duration", "100000d"],
+                 ["--to-datetime", "1969-12-31T23:59:59.999Z"]):
+        assert main(["-b", bootstrap, "replay", group, "--topic", topic, *argv]) == 2
+        err = capsys.readouterr().err
+        assert "before 1970-01-01" in err and "unreachable" not in err
+    assert committed_offsets(cluster, group, topic, 3) == {0: 1, 1: 2, 2: None}
+
+
+@pytest.mark.integration
+def test_execute_on_a_missing_group_is_refused_unless_create(
+        cluster, bootstrap, names, capsys) -> None:
+    from collectors.kafka import admin
+
+    topic = _topic_with_records(cluster, bootstrap, names, per_partition=(3,))
+    typo = names("nosuchgroup")
+    assert main(["-b", bootstrap, "replay", typo, "--topic", topic, "--to-earliest"]) == 0
+    assert "does not exist: --execute would refuse" in capsys.readouterr().out
+    assert main(["-b", bootstrap, "replay", typo, "--topic", topic, "--to-earliest",
+                 "--execute"]) == 1
+    err = capsys.readouterr().err
+    assert f"consumer group '{typo}' does not exist" in err and "nothing was created" in err
+    listed = admin(cluster).list_consumer_groups(request_timeout=10).result(timeout=15)
+    assert typo not in {g.group_id for g in listed.valid}
+    assert committed_offsets(cluster, typo, topic, 1) == {0: None}
+
+    assert main(["-b", bootstrap, "replay", typo, "--topic", topic, "--to-earliest",
+                 "--execute", "--create", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True
+    assert committed_offsets(cluster, typo, topic, 1) == {0: 0}
+
+    assert main(["-b", bootstrap, "replay", "", "--topic", topic, "--to-earliest"]) == 2
+    assert capsys.readouterr().err.strip() == "lagdeck: error: replay: the GROUP argument is empty"

@@ -50,8 +50,7 @@ def error_of(tmp_path: Path, text: str) -> str:
     with pytest.raises(ConfigError) as info:
         load_rules_file(path)
     message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}:")
+    assert all(line.startswith(f"{path}:") for line in message.splitlines()), message
     return message
 
 
@@ -173,6 +172,9 @@ def test_typo_in_a_value_suggests(tmp_path: Path) -> None:
         """)
     assert ":4: rule 'r': field 'min_status': 'STAL' is not one of" in message
     assert "did you mean 'STALL'" in message
+    # every problem is reported, one line each, not just the first
+    assert ":5: rule 'r': field 'severity': 'critcal' is not one of" in message
+    assert len(message.splitlines()) == 2
 
 
 def test_severity_typo(tmp_path: Path) -> None:

@@ -86,8 +86,8 @@ def test_unknown_keymap_id_is_a_config_error():
 
     with pytest.raises(ConfigError, match=r"unknown binding id 'dlq\.redirve'"):
         load_keymap(Settings(data={"keymap": {"dlq.redirve": "ctrl+r"}}))
-    assert load_keymap(Settings(data={"keymap": {"dlq.redrive": "ctrl+r"}})) == \
-        {"dlq.redrive": "ctrl+r"}
+    assert load_keymap(Settings(data={"keymap": {"dlq.redrive": "ctrl+e"}})) == \
+        {"dlq.redrive": "ctrl+e"}
 
 
 async def test_refresh_updates_rows_in_place_and_keeps_the_cursor():

@@ -16,15 +16,17 @@ from tests.conftest import wait_until
 from tracing.sinks import build_sinks
 from tracing.sinks.webhook import WebhookSink, payload
 
-DOCUMENTED_KEYS = {"source", "event", "rule", "group", "topic", "severity", "value", "threshold",
-                   "message", "since", "at"}
+DOCUMENTED_KEYS = {"source", "id", "cluster", "event", "rule", "group", "topic", "severity",
+                   "value", "threshold", "message", "since", "at"}
 
 
 class Receiver:
     """A webhook endpoint on 127.0.0.1:0 that records JSON bodies; `script` sets statuses."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, port: int = 0) -> None:
         self.bodies: list[dict] = []
+        #: every body posted, whatever the answer (a receiver that failed after reading it)
+        self.all_bodies: list[dict] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.statuses = list(statuses or [])
         self._lock = threading.Lock()
@@ -36,6 +38,7 @@ class Receiver:
                 with outer._lock:
                     outer.requests.append((self.path, dict(self.headers)))
                     status = outer.statuses.pop(0) if outer.statuses else 200
+                    outer.all_bodies.append(json.loads(raw))
                     if status == 200:
                         outer.bodies.append(json.loads(raw))
                 self.send_response(status)
@@ -45,7 +48,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/lag"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -145,8 +148,8 @@ def test_rejected_notice_is_not_retried(reports: Reports) -> None:
         sink.close(5)
         assert len(rx.requests) == 1
     (line,) = reports.snapshot()
-    assert "HTTP 400" in line and "1 attempt" in line
-    assert sink.failed == 1
+    assert "HTTP 400" in line and "1 attempt" in line and "dropped from the outbox" in line
+    assert sink.failed == 1 and sink.pending() == 0
 
 
 def test_unreachable_webhook_is_reported_not_raised(reports: Reports) -> None:
@@ -155,12 +158,14 @@ def test_unreachable_webhook_is_reported_not_raised(reports: Reports) -> None:
     sink.notify([event()])  # returns at once: delivery happens on the worker thread
     wait_until(reports.snapshot, 15, message="the unreachable-webhook report")
     sink.close(5)
-    (line,) = reports.snapshot()
+    line, kept = reports.snapshot()
+    assert kept.endswith("1 notice(s) kept in the outbox, sent on the next run")
     assert line.startswith("webhook http://127.0.0.1:")
     assert "not delivered after 3 attempt(s)" in line
     assert "notifications-behind" in line
     assert "secret-token-123" not in line  # the URL path is never shown
-    assert sink.failed == 1 and sink.delivered == 0
+    assert sink.failed >= 1 and sink.delivered == 0  # close() tries once more
+    assert sink.pending() == 1  # kept in the outbox for the next round or run
 
 
 def test_close_gives_up_within_its_timeout(reports: Reports) -> None:
@@ -176,15 +181,18 @@ def test_close_gives_up_within_its_timeout(reports: Reports) -> None:
         closer.start()
         wait_until(done.is_set, 15, message="close() to return")
     lines = reports.snapshot()
-    assert any("not delivered" in line for line in lines)
-    assert sink.delivered == 0 and sink.failed + sink.dropped == 2
+    assert any("2 notice(s) kept in the outbox" in line for line in lines), lines
+    assert sink.delivered == 0 and sink.pending() == 2
 
 
-def test_notices_after_close_are_dropped(reports: Reports) -> None:
-    sink = WebhookSink(closed_port_url(), report=reports)
+def test_notices_after_close_are_kept_for_the_next_run(reports: Reports) -> None:
+    url = closed_port_url()
+    sink = WebhookSink(url, report=reports)
     sink.close(1)
     sink.notify([event()])
-    assert sink.dropped == 1 and sink.delivered == 0
+    assert sink.pending() == 1 and sink.delivered == 0
+    # the next run's sink for the same URL finds it
+    assert WebhookSink(url, report=reports).pending() == 1
 
 
 def test_build_sinks_from_config(reports: Reports) -> None:

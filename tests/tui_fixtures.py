@@ -23,6 +23,7 @@ from dlq.redrive import RedriveProgress, RedriveResult, RedriveSample
 from dlq.replay import PartitionReset, ReplayPlan, ReplayResult, ResetSpec
 from dlq.select import parse_where
 from tracing.deadletter import decode_envelope
+from tracing.flows import FlowMap, FlowRecord, compute_flows, events_from_records
 from tracing.timeline import DeadLetterInfo, ScanStats, Timeline, TimelineEvent
 
 #: 2024-05-01 10:00:00 UTC
@@ -157,6 +158,34 @@ def order_timeline(query: str = "ord_00001") -> Timeline:
                                     indexed_hits=3, elapsed_seconds=0.2))
 
 
+def order_flows() -> FlowMap:
+    """Six orders: two complete, two dead-lettered (one with an id full of markup),
+    one waiting at InventoryReserved (its reservation re-sent, at the position the
+    canned timeline shows), one with a re-sent payment event."""
+    ms = int(T0 * 1000)
+    records = []
+    for n, fate in enumerate(("ok", "ok", "dead", "dead", "waiting", "dup")):
+        order = "[bold]ord_[/]x" if n == 3 else f"ord_{n:05d}"
+        base = ms - 3_600_000 + n * 60_000
+        records += [FlowRecord(order, "orders.events", "OrderPlaced", base, 0, n),
+                    FlowRecord(order, "inventory.events", "InventoryReserved", base + 300, 1, n)]
+        if fate == "waiting":
+            records.append(FlowRecord(order, "inventory.events", "InventoryReserved",
+                                      base + 400, 1, 101, identity=f"res-{n}"))
+            records[-2] = replace(records[-2], identity=f"res-{n}")
+        if fate == "dead":
+            records.append(FlowRecord(order, DLT, "InventoryReserved", base + 800, 0, n,
+                                      kind=1))
+        elif fate in ("ok", "dup"):
+            records.append(FlowRecord(order, "payments.events", "shop.PaymentCaptured",
+                                      base + 900, 2, n, identity=f"pay-{n}"))
+            if fate == "dup":
+                records.append(FlowRecord(order, "payments.events", "shop.PaymentCaptured",
+                                          base + 950, 2, n + 100, identity=f"pay-{n}"))
+    return compute_flows(events_from_records(records), now_ms=ms, stuck_after_ms=300_000,
+                         since_seconds=3600)
+
+
 @dataclass
 class FixedSource:
     """Canned data; `gate` (when set) blocks `poll_lag` until the test releases it."""
@@ -231,6 +260,9 @@ class FixedSource:
         if query.startswith("ord_"):
             return order_timeline(query)
         return Timeline(query, (), since_seconds=86400, generated_at_ms=int(T0 * 1000))
+
+    def flows(self) -> FlowMap:
+        return order_flows()
 
     def plan_replay(self, group: str, topic: str, spec: ResetSpec) -> ReplayPlan:
         g = self.snapshot.group(group)

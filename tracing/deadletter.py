@@ -217,6 +217,9 @@ class Route(NamedTuple):
     redrive_count: int | None
     #: the headers already carry lagdeck-redrive-* headers (a redrive replaces them)
     has_redrive_headers: bool = False
+    #: the raw `lagdeck-redrive-count` value when it is not a whole number >= 0 (how often
+    #: the record was redriven is then unknown, and loop protection cannot judge it)
+    malformed_count: bytes | None = None
 
 
 class _RoutePlan(NamedTuple):
@@ -287,9 +290,20 @@ def _route_values(plan: _RoutePlan, topic_raw: bytes | None, partition_raw: byte
     if plan.partition >= 0:
         partition = _binary_int("", partition_raw, 4, problems) if plan.partition_binary \
             else _text_int("", partition_raw, problems)
+    malformed = None
     if plan.count >= 0:
-        count = _text_int("", count_raw, problems)
-    return Route(topic, partition, count, plan.has_redrive_headers)
+        count, malformed = redrive_count(count_raw)
+    return Route(topic, partition, count, plan.has_redrive_headers, malformed)
+
+
+def redrive_count(raw: bytes | None) -> tuple[int | None, bytes | None]:
+    """(count, None) for a `lagdeck-redrive-count` value, or (None, raw) when it is
+    malformed: lagdeck writes a decimal count >= 0, and anything else (`-1`, `abc`,
+    binary) means the count is unknown, never 0."""
+    stripped = (raw or b"").strip()
+    if stripped.isdigit() and stripped.isascii():
+        return int(stripped), None
+    return None, raw if raw is not None else b""
 
 
 _NO_ROUTE = Route(None, None, None)
@@ -306,7 +320,13 @@ def decode_envelope(record: Record) -> DeadLetterEnvelope:
     else:
         fields = _plain(h)
         layout = "plain" if fields is not None else "none"
-    redrive_count = h.text_int(REDRIVE_COUNT_HEADER)
+    count_found = h.raw(REDRIVE_COUNT_HEADER)
+    redrive_count_value = None
+    if count_found is not None:
+        redrive_count_value, bad = redrive_count(count_found[1])
+        if bad is not None:
+            h.problems.append(f"{REDRIVE_COUNT_HEADER}: not a count >= 0 ({_show(bad)}); "
+                              "times redriven unknown")
     redrive_id = h.text(REDRIVE_ID_HEADER)
     details = tuple(fields.pop("details", ())) if fields else ()
     return DeadLetterEnvelope(
@@ -315,7 +335,7 @@ def decode_envelope(record: Record) -> DeadLetterEnvelope:
         problems=tuple(h.problems),
         headers=record.headers,
         details=details,
-        redrive_count=redrive_count,
+        redrive_count=redrive_count_value,
         redrive_id=redrive_id,
         **(fields or {}),
     )

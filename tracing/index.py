@@ -17,6 +17,9 @@ SQLite rows rather than millions:
   `{id bytes: [position, ...]}` (zlib-compressed) for one of 4096 hash buckets. A position is
   `offset << 20 | tp_id`. A lookup reads the few segments of one bucket;
   buckets with many segments are merged when they are next written.
+- `flow_blocks` / `flow_names`: the flow fact of every record (see
+  `tracing.flowfacts`), packed as int64 columns per block of consecutive
+  offsets, and the strings the facts hash; `lagdeck flows` reads these.
 - `details`: what a timeline shows of each record (timestamp, key, event
   type, correlation and trace ids, dead-letter facts) in compressed
   marshal-encoded blocks of consecutive offsets, so a lookup never fetches old records from
@@ -45,7 +48,7 @@ from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"  # 4: flow facts (tracing.flowfacts)
 BUCKETS = 4096
 _BUCKET_MASK = BUCKETS - 1
 TP_BITS = 20
@@ -54,6 +57,8 @@ _TP_MASK = (1 << TP_BITS) - 1
 MAX_SEGMENTS = 64
 #: Records per block of stored rows (what a lookup unpacks to show one event).
 BLOCK = 512
+#: Records per block of flow facts (read in bulk, never one by one).
+FACT_BLOCK = 8192
 
 TP = tuple[str, int]
 
@@ -86,6 +91,14 @@ CREATE TABLE IF NOT EXISTS details (
     blob BLOB NOT NULL,
     PRIMARY KEY (tp_id, first_offset)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flow_blocks (
+    tp_id INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    facts BLOB NOT NULL,
+    PRIMARY KEY (tp_id, first_offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flow_names (h INTEGER PRIMARY KEY, name TEXT NOT NULL);
 """
 
 
@@ -164,6 +177,8 @@ class CorrelationIndex:
             self._db.execute("DELETE FROM postings")
             self._db.execute("DELETE FROM partitions")
             self._db.execute("DELETE FROM details")
+            self._db.execute("DELETE FROM flow_blocks")
+            self._db.execute("DELETE FROM flow_names")
             self._db.execute("DELETE FROM meta")
             self._db.executemany("INSERT INTO meta VALUES (?, ?)",
                                  [("version", SCHEMA_VERSION),
@@ -238,6 +253,7 @@ class CorrelationIndex:
         with self._tx() as db:
             db.execute("UPDATE partitions SET live = 0 WHERE tp_id = ?", (tp_id,))
             db.execute("DELETE FROM details WHERE tp_id = ?", (tp_id,))
+            db.execute("DELETE FROM flow_blocks WHERE tp_id = ?", (tp_id,))
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -318,11 +334,19 @@ class CorrelationIndex:
             db.execute("DELETE FROM postings")
             db.execute("DELETE FROM partitions")
             db.execute("DELETE FROM details")
+            db.execute("DELETE FROM flow_blocks")
+            db.execute("DELETE FROM flow_names")
 
     def write(self, postings: Mapping[bytes, list[int]],
               coverage: Mapping[int, tuple[int, int, int]],
-              rows: Mapping[int, Sequence[tuple]] | None = None) -> None:
+              rows: Mapping[int, Sequence[tuple]] | None = None,
+              flows: tuple[Mapping[int, Sequence[tuple]], Mapping[int, str]] | None = None
+              ) -> None:
         """Append postings and rows, and extend coverage (tp_id -> start, end, since_ms).
+
+        `flows` is (tp_id -> flow facts in offset order, hash -> name) from
+        `tracing.flowfacts`; written in the same transaction, so what the
+        coverage claims always has its facts.
 
         One transaction. `rows` are per tp_id in offset order, each starting
         with its offset. Coverage only grows: the new range is merged with the
@@ -337,9 +361,12 @@ class CorrelationIndex:
             for i in range(0, len(records), BLOCK):
                 block = records[i:i + BLOCK]
                 blocks.append((tp_id, block[0][0], block[-1][0], _pack(list(block))))
+        facts, names = pack_facts(flows[0]) if flows else [], flows[1] if flows else {}
         with self._tx() as db:
             db.executemany("INSERT INTO postings (bucket, blob) VALUES (?, ?)", segments)
             db.executemany("INSERT OR REPLACE INTO details VALUES (?, ?, ?, ?)", blocks)
+            db.executemany("INSERT OR REPLACE INTO flow_blocks VALUES (?, ?, ?, ?)", facts)
+            db.executemany("INSERT OR IGNORE INTO flow_names VALUES (?, ?)", names.items())
             for tp_id, (start, end, since_ms) in coverage.items():
                 db.execute(
                     'UPDATE partitions SET start = min(start, ?), "end" = max("end", ?), '
@@ -347,6 +374,61 @@ class CorrelationIndex:
                     (start, end, since_ms, time.time(), tp_id))
             if buckets:
                 self._compact(db, list(buckets))
+
+    # -- flow facts -----------------------------------------------------------
+
+    def flow_blocks(self, tp_ids: Iterable[int]) -> list[tuple[int, int, int, bytes]]:
+        """(tp_id, first_offset, last_offset, packed facts) of the given partitions."""
+        wanted = sorted(set(tp_ids))
+        out: list[tuple[int, int, int, bytes]] = []
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                out += self._db.execute(
+                    "SELECT tp_id, first_offset, last_offset, facts FROM flow_blocks "
+                    f"WHERE tp_id IN ({','.join('?' * len(part))}) "
+                    "ORDER BY tp_id, first_offset", part).fetchall()
+        return out
+
+    def flow_block_list(self, tp_ids: Iterable[int]) -> list[tuple[int, int, int, int]]:
+        """(tp_id, first_offset, last_offset, byte size) of the fact blocks of the partitions,
+        without reading them (so a reader can size its arrays first)."""
+        wanted = sorted(set(tp_ids))
+        out: list[tuple[int, int, int, int]] = []
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                out += self._db.execute(
+                    "SELECT tp_id, first_offset, last_offset, length(facts) FROM flow_blocks "
+                    f"WHERE tp_id IN ({','.join('?' * len(part))}) "
+                    "ORDER BY tp_id, first_offset", part).fetchall()
+        return out
+
+    def flow_block(self, tp_id: int, first_offset: int) -> bytes | None:
+        """One block of packed facts (see `flow_block_list`); None if it went away."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT facts FROM flow_blocks WHERE tp_id = ? AND first_offset = ?",
+                (tp_id, first_offset)).fetchone()
+        return None if row is None else row[0]
+
+    def flow_names(self, hashes: Iterable[int]) -> dict[int, str]:
+        """The names (order ids, keys, event types) behind fact hashes; unknown ones left out."""
+        wanted = list(set(hashes))
+        out: dict[int, str] = {}
+        with self._lock:
+            if len(wanted) > 5000:  # one pass over the table beats thousands of lookups
+                keep = set(wanted)
+                for h, name in self._db.execute("SELECT h, name FROM flow_names"):
+                    if h in keep:
+                        out[h] = name
+                return out
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                out.update(self._db.execute(
+                    f"SELECT h, name FROM flow_names WHERE h IN ({','.join('?' * len(part))})",
+                    part).fetchall())
+        return out
 
     def _compact(self, db: sqlite3.Connection, buckets: list[int]) -> None:
         """Merge buckets with too many segments, dropping positions of dead incarnations."""
@@ -367,6 +449,22 @@ class CorrelationIndex:
             if segment:
                 db.execute("INSERT INTO postings (bucket, blob) VALUES (?, ?)",
                            (bucket, _pack(segment)))
+
+
+def pack_facts(facts: Mapping[int, Sequence[tuple]]) -> list[tuple[int, int, int, bytes]]:
+    """Flow facts as (tp_id, first_offset, last_offset, int64 column-major bytes) blocks."""
+    import numpy as np  # only writers and `lagdeck flows` pay for the import
+
+    out = []
+    for tp_id, records in facts.items():
+        for i in range(0, len(records), FACT_BLOCK):
+            block = records[i:i + FACT_BLOCK]
+            if not block:
+                continue
+            array = np.array(block, dtype=np.int64)
+            out.append((tp_id, int(block[0][0]), int(block[-1][0]),
+                        np.ascontiguousarray(array.T).tobytes()))
+    return out
 
 
 def _pack(obj: object) -> bytes:

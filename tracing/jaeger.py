@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from tracing.timeline import SpanInfo
+
+if TYPE_CHECKING:
+    import httpx
 
 _log = get_logger("trace.jaeger")
 
@@ -82,6 +83,10 @@ def parse_trace(document: Any) -> tuple[SpanInfo, ...]:
 def fetch_spans(base_url: str, trace_ids: Iterable[str], *, timeout: float = 3.0,
                 client: httpx.Client | None = None) -> SpanFetch:
     """Fetch every trace; a failure becomes a note, and stops further requests to a dead server."""
+    # Imported here: httpx pulls in its own CLI (click, rich) on import, a few hundred
+    # ms that every `trace` and `flows` would pay without a Jaeger URL configured.
+    import httpx
+
     spans: dict[str, tuple[SpanInfo, ...]] = {}
     notes: list[str] = []
     own = client is None

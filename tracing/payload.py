@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from collectors.untrusted import escape
 from tracing.headers import MAX_ID_BYTES, id_text
 
 #: Payloads larger than this are not parsed for ids (shown truncated only).
@@ -126,10 +127,7 @@ def key_occurrences(value: bytes, tokens: Sequence[tuple[bytes, bytes]]
 
 def _escape(text: str) -> str:
     """Control characters as escapes, so a preview never moves the cursor or rings the bell."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+    return escape(text)  # the one rule for untrusted text: collectors.untrusted
 
 
 def _cut(text: str, limit: int, total_bytes: int, shown_bytes: int) -> str:

@@ -40,6 +40,7 @@ from collectors.logs import get_logger
 from collectors.redact import is_secret_key, remember_secret, scrub
 from collectors.scan import PartitionRange, read_messages
 from tracing.extract import FastDecoder
+from tracing.flowfacts import FlowFacts
 from tracing.index import TP_BITS, CorrelationIndex
 from tracing.prefilter import RawBatch
 from tracing.settings import TraceSettings
@@ -129,6 +130,8 @@ class Scanner:
     def __post_init__(self) -> None:
         self.pending: defaultdict[bytes, list[int]] = defaultdict(list)
         self.rows: defaultdict[int, list[tuple]] = defaultdict(list)
+        self.flow = FlowFacts(self.decoder.settings)
+        self.facts: defaultdict[int, list[tuple]] = defaultdict(list)
         self.unflushed = 0
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future | None = None
@@ -165,6 +168,9 @@ class Scanner:
         rows = self.rows[tp_id]
         wanted = self.wanted
         matches = self.matches
+        facts = self.facts[tp_id]
+        fact = self.flow.fact
+        topic = tp[0]
         offset = -1
         for offset, stamp, key, value, headers in zip(
                 map(_offset_of, msgs), map(_timestamp_of, msgs), map(_key_of, msgs),
@@ -172,6 +178,7 @@ class Scanner:
             ts_type, ts = stamp
             ids, row = decode(offset, ts if ts_type and ts >= 0 else None, key, value, headers)
             rows.append(row)
+            facts.append(fact(topic, offset, row[1], key, value, headers, row))
             pos = (offset << TP_BITS) | tp_id
             for ident in ids:
                 pending[ident].append(pos)
@@ -193,9 +200,10 @@ class Scanner:
         """
         coverage = {p.tp_id: p.coverage(self.cutoff_ms) for tp, p in self.plans.items()
                     if p.scanning and (self.owned is None or tp in self.owned)}
-        batch = (self.pending, coverage, self.rows)
+        batch = (self.pending, coverage, self.rows, (self.facts, self.flow.take_names()))
         self.pending = defaultdict(list)
         self.rows = defaultdict(list)
+        self.facts = defaultdict(list)
         self.unflushed = 0
         self.wait()
         if batch[0] or batch[1] or batch[2]:

@@ -86,8 +86,8 @@ def parse_duration(text: str, flag: str = "duration") -> float:
     try:
         return duration_seconds(text)
     except ValueError:
-        raise UsageError(f"{flag}: {text.strip().lower()!r} is not a duration "
-                         "(examples: 90s, 15m, 24h, 7d)") from None
+        raise UsageError(f"{flag}: {text!r} is not a duration "
+                         "(examples: 90s, 15m, 24h, 7d, PT1H)") from None
 
 
 def query_ids(query: str) -> tuple[str, ...]:
@@ -463,3 +463,56 @@ def find_timeline(cluster: ClusterConfig, query: str, *, since_seconds: float = 
         return tracer.find(query, since_seconds=since_seconds, topics_regex=topics_regex,
                            stuck_after_seconds=stuck_after_seconds, progress=progress,
                            on_answer=on_answer)
+
+
+@dataclass(frozen=True)
+class IndexedScope:
+    """What `Tracer.sync_index` brought up to date: the topics, their partitions and bounds."""
+
+    topics: dict[str, int]
+    #: (topic, partition) -> (earliest offset on the broker, end offset)
+    bounds: dict[tuple[str, int], tuple[int, int]]
+    coverage: dict[tuple[str, int], Coverage]
+    scanned_records: int
+    notes: tuple[str, ...]
+    cutoff_ms: int
+    now_ms: int
+
+
+def sync_index(tracer: Tracer, *, since_seconds: float = DAY, topics_regex: str | None = None,
+               progress: Progress | None = None, now_ms: int | None = None) -> IndexedScope:
+    """Read and index what the correlation index lacks of the topics within `since`.
+
+    The scan half of a lookup without an id to look for (`lagdeck flows`):
+    the same plan (new tails, an older head for a longer `since`), the same
+    parallel scan, then the index covers every chosen partition up to its end
+    offset as of now.
+    """
+    if since_seconds <= 0:
+        raise UsageError("--since must be positive")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    cutoff_ms = now_ms - int(since_seconds * 1000)
+    try:
+        admin_client = tracer._admin_client()
+        index = tracer.index
+        topics = tracer._topics(topics_regex, admin_client)
+        tps = [(t, p) for t, n in sorted(topics.items()) for p in range(n)]
+        bounds = offset_bounds(tracer.cluster, tps, timeout=tracer.timeout, client=admin_client)
+        ids = topic_ids(tracer.cluster, topics, timeout=tracer.timeout, client=admin_client)
+        notes = index.reconcile(bounds, ids, topics)
+        if notes:
+            tracer._admin = None
+            admin_client = tracer._admin_client()
+        plans = tracer._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
+        scan = tracer._scan(plans, frozenset(), cutoff_ms, progress)
+        try:
+            scan.finish(index)
+        except BaseException:
+            scan.abort()
+            raise
+    except BaseException:
+        tracer._admin = None
+        raise
+    coverage = {tp: c for tp, c in index.coverage().items() if tp in bounds}
+    return IndexedScope(topics, dict(bounds), coverage, scan.scanned, tuple(notes), cutoff_ms,
+                        now_ms)

@@ -13,6 +13,7 @@ event_type_paths = ["event", "type", "eventType"]
 trace_url = "http://jaeger:16686/trace/{trace_id}"
 jaeger_url = "http://jaeger:16686"
 scan_processes = 2          # default: one per CPU (up to 4) for scans above 300k records
+event_id_headers = ["ce_id", "message-id"]   # duplicates in `lagdeck flows`
 ```
 """
 
@@ -31,6 +32,9 @@ DEFAULT_CORRELATION_HEADERS = ("correlation-id", "correlationId", "x-correlation
 DEFAULT_ORDER_ID_PATHS = ("orderId", "order_id", "data.orderId")
 DEFAULT_EVENT_TYPE_HEADERS = ("event-type", "ce_type")
 DEFAULT_EVENT_TYPE_PATHS = ("event", "type", "eventType")
+#: Headers that name one event, so a re-sent copy is recognised (`lagdeck flows`).
+DEFAULT_EVENT_ID_HEADERS = ("ce_id", "ce-id", "message-id", "message_id", "messageId",
+                            "event-id", "event_id", "eventId")
 
 #: Placeholders a `trace_url` template may use.
 URL_FIELDS = ("trace_id", "span_id")
@@ -56,6 +60,8 @@ class TraceSettings:
     jaeger_timeout: float = 3.0
     #: processes for a big cold scan; None: one per CPU (up to 4) above 300k records
     scan_processes: int | None = None
+    #: headers carrying an event id (duplicates in `lagdeck flows`); matched ignoring case
+    event_id_headers: tuple[str, ...] = DEFAULT_EVENT_ID_HEADERS
 
     def fingerprint(self) -> str:
         """Changes whenever what the index stores for a record would change (ids, shown fields)."""
@@ -64,6 +70,7 @@ class TraceSettings:
             ",".join(self.order_id_paths),
             ",".join(h.lower() for h in self.event_type_headers),
             ",".join(self.event_type_paths),
+            ",".join(h.lower() for h in self.event_id_headers),
         ])
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -127,4 +134,5 @@ def from_settings(settings: Settings | None) -> TraceSettings:
         jaeger_url=_url(section, "jaeger_url", where),
         jaeger_timeout=float(timeout),
         scan_processes=processes,
+        event_id_headers=_names(section, "event_id_headers", DEFAULT_EVENT_ID_HEADERS, where),
     )

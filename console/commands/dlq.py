@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collectors.errors import UsageError
+from collectors.redact import scrub
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
-from dlq.browse import DeadLetter, read_page
-from dlq.discovery import list_dead_letter_topics
+from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
+from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
 from dlq.redrive import (
     DEFAULT_BATCH,
@@ -43,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = dsub.add_parser("show", help="decoded dead letters of a topic")
     show.add_argument("topic", metavar="TOPIC")
     show.add_argument("--limit", type=int, default=20, metavar="N")
-    show.add_argument("--offset", type=int, metavar="N",
-                      help="start at this offset in every partition (default: the oldest)")
+    show.add_argument("--offset", metavar="P:O,...",
+                      help="where to start, per partition, as the next-page hint prints it "
+                      "(0:1,1:0,2:1); a bare N for a one-partition topic (default: the oldest)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=run_show)
     rd = dsub.add_parser("redrive", help="move dead letters back to their original topic")
@@ -59,7 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="refuse records lagdeck already redrove N times "
                     f"(loop protection; default {DEFAULT_MAX_ATTEMPTS})")
     rd.add_argument("--group", metavar="NAME",
-                    help="progress consumer group (default lagdeck-redrive.TOPIC[.selection])")
+                    help="progress consumer group (default lagdeck-redrive.TOPIC, plus a hash "
+                    "of --where and --to when given)")
+    rd.add_argument("--again", action="store_true",
+                    help="also move records an earlier redrive of this topic already moved "
+                    "(recognised by their lagdeck-redrive-id on the target)")
+    rd.add_argument("--force", action="store_true",
+                    help="redrive records whose lagdeck-redrive-count header is malformed "
+                    "(skipped by default: loop protection cannot judge them)")
     rd.add_argument("--batch-size", type=int, default=None, metavar="N",
                     help=f"records per transaction (default {DEFAULT_BATCH}, or a fifth of "
                     "--rate so progress is committed several times a second)")
@@ -84,6 +94,11 @@ def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
+def _s(value: bytes | str | None, none: str = "") -> str:
+    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
+    return one_line(value, FIELD_LIMIT, none=none)
+
+
 # -- list -------------------------------------------------------------------------------
 
 
@@ -101,15 +116,23 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     if not summaries:
         _out("no dead-letter topics found")
         return 0
-    width = max(len("TOPIC"), *(len(s.topic) for s in summaries))
-    _out(f"{'TOPIC':<{width}}  {'DEPTH':>8}  {'OLDEST':<20}  {'NEWEST':<20}  TOP ERRORS")
+    for line in list_lines(summaries):
+        _out(line)
+    return 0
+
+
+def list_lines(summaries: list[DlqTopicSummary]) -> list[str]:
+    """The `dlq list` table (topic names and error classes are data: escaped)."""
+    out = []
+    width = max(len("TOPIC"), *(len(_s(s.topic)) for s in summaries))
+    out.append(f"{'TOPIC':<{width}}  {'DEPTH':>8}  {'OLDEST':<20}  {'NEWEST':<20}  TOP ERRORS")
     for s in summaries:
-        errors = ", ".join(f"{e.error_class} ({e.count})" for e in s.top_errors) or "-"
+        errors = ", ".join(f"{_s(e.error_class)} ({e.count})" for e in s.top_errors) or "-"
         if s.sampled and s.sampled < s.depth:
             errors += f"  [newest {s.sampled}]"
-        _out(f"{s.topic:<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
-             f"{_when(s.newest_ms):<20}  {errors}")
-    return 0
+        out.append(f"{_s(s.topic):<{width}}  {s.depth:>8}  {_when(s.oldest_ms):<20}  "
+                   f"{_when(s.newest_ms):<20}  {errors}")
+    return out
 
 
 # -- show -------------------------------------------------------------------------------
@@ -132,44 +155,57 @@ def _message_json(d: DeadLetter) -> dict[str, Any]:
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
-    page = read_page(ctx.config.cluster, args.topic, start=args.offset, limit=args.limit)
+    start = None if args.offset is None else parse_offsets(args.offset)
+    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
+                     strict=True)
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
+                    "depth_exact": page.exact,
                     "next": None if page.next is None
                     else {str(p): o for p, o in page.next.positions},
                     "messages": [_message_json(d) for d in page.entries]})
         return 0
     if not page.entries:
-        _out(f"{page.topic}: no dead letters from there (depth {page.depth})")
+        _out(f"{_s(page.topic)}: no dead letters from there (depth {page.depth})")
         return 0
     for d in page.entries:
-        r, e = d.record, d.envelope
-        key = display_text(r.key)
-        _out(f"{r.topic}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
-        origin = e.original_topic or "?"
-        if e.original_partition is not None:
-            origin += f"[{e.original_partition}]"
-        if e.original_offset is not None:
-            origin += f"@{e.original_offset}"
-        extra = f"  group {e.original_group}" if e.original_group else ""
-        _out(f"  from {origin}{extra}  ({e.layout})")
-        if e.error_class or e.error_message:
-            _out(f"  error: {e.error_class or '?'}: {e.error_message or ''}".rstrip())
-        if e.attempts is not None or e.redrive_count:
-            _out(f"  attempts: {e.attempts if e.attempts is not None else '-'}"
-                 f"  redriven: {e.redrive_count or 0}")
-        for problem in e.problems:
-            _out(f"  malformed: {problem}")
-        if e.layout == "none":
-            for h in r.headers:
-                _out(f"  header {h.key}: {display_text(h.value)}")
+        for line in record_lines(d):
+            _out(line)
     shown = len(page.entries)
     tail = ""
     if page.next is not None:
-        offsets = ",".join(f"{p}:{o}" for p, o in page.next.positions)
-        tail = f"; next page starts at {offsets}"
-    _out(f"-- {shown} shown, {page.remaining} after these (depth {page.depth}){tail}")
+        tail = f"; next page: --offset {format_offsets(page.next)}"
+    about = "" if page.exact else "~"
+    _out(f"-- {shown} shown, {about}{page.remaining} after these (depth {about}{page.depth})"
+         f"{tail}")
     return 0
+
+
+def record_lines(d: DeadLetter) -> list[str]:
+    """One dead letter as `dlq show` prints it (every field from the record escaped)."""
+    out: list[str] = []
+    add = out.append
+    r, e = d.record, d.envelope
+    key = _s(display_text(r.key), none="None")
+    add(f"{_s(r.topic)}[{r.partition}]@{r.offset}  {_when(r.timestamp_ms)}  key={key}")
+    origin = _s(e.original_topic) or "?"
+    if e.original_partition is not None:
+        origin += f"[{e.original_partition}]"
+    if e.original_offset is not None:
+        origin += f"@{e.original_offset}"
+    extra = f"  group {_s(e.original_group)}" if e.original_group else ""
+    add(f"  from {origin}{extra}  ({e.layout})")
+    if e.error_class or e.error_message:
+        add(f"  error: {_s(e.error_class) or '?'}: {_s(e.error_message)}".rstrip())
+    if e.attempts is not None or e.redrive_count:
+        add(f"  attempts: {e.attempts if e.attempts is not None else '-'}"
+             f"  redriven: {e.redrive_count or 0}")
+    for problem in e.problems:
+        add(f"  malformed: {_s(problem)}")
+    if e.layout == "none":
+        for h in r.headers:
+            add(f"  header {_s(h.key)}: {_s(display_text(h.value), none='None')}")
+    return out
 
 
 # -- redrive ----------------------------------------------------------------------------
@@ -200,7 +236,7 @@ class ProgressLine:
                 TimeRemainingColumn,
             )
 
-            self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
+            self._rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                   MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
                                   TimeRemainingColumn(), console=Console(stderr=True),
                                   transient=True)
@@ -251,34 +287,52 @@ def _ctrl_c_sets(event: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
+def _took(r: RedriveResult) -> str:
+    moving = f", moving {r.moving_s:.1f}s at {r.rate:.0f}/s" if r.redriven else ""
+    return f"in {r.elapsed_s:.1f}s{moving}"
+
+
 def _print_result(r: RedriveResult, aborted: bool = False) -> None:
     if r.dry_run:
-        _out(f"dry run: {r.selected} of {r.scanned} dead letters in {r.topic} selected "
-             f"({r.selection}); nothing changed")
+        _out(f"dry run: {r.selected} of {r.scanned} dead letters read in {_s(r.topic)} selected "
+             f"({_s(r.selection)}); nothing changed")
         for target, n in r.targets:
-            _out(f"  would redrive {n} to {target}")
+            _out(f"  would redrive {n} to {_s(target)}")
         if r.skipped:
             _out(f"  would skip {r.skipped}")
         if r.failed:
-            _out(f"  would fail {r.failed}")
+            _out(f"  would fail {r.failed}, stopping its partition there")
+        if r.behind:
+            _out(f"  {r.behind} more wait behind that stop (not read; fix the cause and rerun)")
     else:
-        verb = "stopped after redriving" if r.cancelled or aborted else "redrove"
-        _out(f"{verb} {r.redriven} of {r.selected} selected dead letters from {r.topic} "
-             f"(skipped {r.skipped}, failed {r.failed}, not selected {r.unmatched}) "
-             f"in {r.elapsed_s:.1f}s")
+        if r.fenced:
+            head = f"fenced after moving {r.redriven} dead letters (committed)"
+        elif r.cancelled or aborted:
+            head = f"stopped after moving {r.redriven} dead letters"
+        else:
+            head = f"redrove {r.redriven} of {r.selected} selected dead letters"
+        _out(f"{head} from {_s(r.topic)}: selected {r.selected}, moved {r.redriven}, skipped "
+             f"{r.skipped}, failed {r.failed}, not selected {r.unmatched} {_took(r)}")
         for target, n in r.targets:
-            _out(f"  {n} -> {target}")
+            _out(f"  {n} -> {_s(target)}")
+        if r.behind:
+            _out(f"  {r.behind} left behind a record that cannot be delivered "
+                 "(fix the cause and rerun)")
+        if r.not_reached:
+            _out(f"  {r.not_reached} not reached (a rerun resumes there)")
     for reason, n in r.reasons:
-        _out(f"  {n} x {reason}")
+        _out(f"  {n} x {_s(reason)}")
     for err in r.errors[:5]:
-        _out(f"  {err}")
+        _out(f"  {_s(err)}")
     if r.samples and r.dry_run:
         _out("first records:")
         for s in r.samples:
-            what = f"-> {s.target}" if s.action == "redrive" else f"{s.action}: {s.reason}"
-            _out(f"  [{s.partition}]@{s.offset} key={s.key} {s.error_class or '-'} {what}")
-    _out(f"progress group: {r.group}" + ("" if r.dry_run or r.cancelled or r.failed or aborted
-                                          else " (a rerun moves nothing more)"))
+            what = f"-> {_s(s.target)}" if s.action == "redrive" else \
+                f"{s.action}: {_s(s.reason)}"
+            _out(f"  [{s.partition}]@{s.offset} key={_s(s.key, none='None')} "
+                 f"{_s(s.error_class) or '-'} {what}")
+    done = not (r.dry_run or r.cancelled or r.failed or r.fenced or aborted)
+    _out(f"progress group: {_s(r.group)}" + (" (a rerun moves nothing more)" if done else ""))
 
 
 def _confirm(redrive: Redrive, json_out: bool) -> bool:
@@ -290,7 +344,7 @@ def _confirm(redrive: Redrive, json_out: bool) -> bool:
         _print_result(preview)
     if preview.selected == 0:
         return True
-    sys.stderr.write(f"Redrive {preview.selected} dead letters from {redrive.topic}? "
+    sys.stderr.write(f"Redrive {preview.selected} dead letters from {_s(redrive.topic)}? "
                      "Type 'yes' to proceed: ")
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() == "yes"
@@ -300,9 +354,9 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     cluster = ctx.config.cluster
     redrive = Redrive(cluster, args.topic, to=args.to, where=args.where, rate=args.rate,
                       max_attempts=args.max_attempts, group=args.group,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, again=args.again, force=args.force)
     if args.dry_run:
-        with ProgressLine(f"scanning {args.topic}", enabled=not args.json) as bar:
+        with ProgressLine(f"scanning {_s(args.topic)}", enabled=not args.json) as bar:
             result = redrive.plan(progress=bar)
         if args.json:
             print_json(result.to_json())
@@ -315,7 +369,7 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     cancel = threading.Event()
     try:
-        with _ctrl_c_sets(cancel), ProgressLine(f"redriving {args.topic}") as bar:
+        with _ctrl_c_sets(cancel), ProgressLine(f"redriving {_s(args.topic)}") as bar:
             result = redrive.run(progress=bar, cancel=cancel)
     except RedriveAborted as exc:
         # what was committed, on stdout as usual; the reason on stderr; exit 1
@@ -328,6 +382,9 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         print_json(result.to_json())
     else:
         _print_result(result)
+    if result.fenced:
+        sys.stderr.write(f"lagdeck: error: {scrub(result.fenced)}\n")
+        return 1
     if result.cancelled:
         return 130
     return 1 if result.failed else 0

@@ -20,6 +20,7 @@ from collectors.kafka import check_reachable
 from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
 
 #: how long `lagdeck lag` waits for the cluster before saying it cannot reach it
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     config = ctx.config
     options = LagSettings.from_settings(config.settings)
-    check_reachable(config.cluster, timeout=min(REACH_TIMEOUT, args.timeout))
+    check_reachable(config.cluster, timeout=args.timeout)  # the timeout the user set
 
     history = LagHistory(retention_seconds=options.history_retention_seconds)
     try:
@@ -79,14 +80,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def warnings(snapshot: LagSnapshot) -> list[str]:
     """One line per group and deleted topic, and per snapshot error."""
-    out = list(snapshot.errors)
+    out = [_s(e) for e in snapshot.errors]
     for g in snapshot.groups:
         deleted = sorted({p.topic for p in g.partitions if p.error == TOPIC_DELETED})
         for topic in deleted:
-            out.append(f"group {g.group!r} has offsets on topic {topic!r}, which no longer "
+            out.append(f"group {_s(repr(g.group))} has offsets on topic {_s(repr(topic))}, "
+                       "which no longer "
                        "exists")
         if g.error:
-            out.append(f"group {g.group!r}: {g.error}")
+            out.append(f"group {_s(repr(g.group))}: {_s(g.error)}")
     return out
 
 
@@ -137,10 +139,15 @@ def _max_method(g: GroupLag) -> str:
 
 def _partition_row(p: PartitionLag) -> list[str]:
     return [
-        p.topic, str(p.partition), _count(p.committed_offset), _count(p.end_offset),
+        _s(p.topic), str(p.partition), _count(p.committed_offset), _count(p.end_offset),
         _count(p.lag), duration(p.lag_seconds, p.lag_seconds_method), p.lag_seconds_method,
-        p.status.value, p.error or p.status_reason or "",
+        p.status.value, _s(p.error or p.status_reason or ""),
     ]
+
+
+def _s(value: str | None) -> str:
+    """A group or topic name (chosen by other teams) on a line: escaped, cut."""
+    return one_line(value, FIELD_LIMIT)
 
 
 def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int = 2) -> str:
@@ -149,14 +156,14 @@ def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int 
         return "no consumer groups with committed offsets on this cluster\n"
     header = ["GROUP", "STATE", "STATUS", "TOTAL LAG", "MAX LAG TIME", "WHY"]
     groups = sorted(snapshot.groups, key=lambda g: (-g.status.severity, g.group))
-    rows = [[g.group, g.state, g.status.value, str(g.total_lag),
-             duration(g.max_lag_seconds, _max_method(g)), g.status_reason or ""]
+    rows = [[_s(g.group), _s(g.state), g.status.value, str(g.total_lag),
+             duration(g.max_lag_seconds, _max_method(g)), _s(g.status_reason)]
             for g in groups]
     lines = _table(header, rows, right={3, 4})
     if partitions:
         for g in groups:
             lines.append("")
-            lines.append(f"{g.group}  (state {g.state}, members: {_members(g)})")
+            lines.append(f"{_s(g.group)}  (state {_s(g.state)}, members: {_members(g)})")
             if not g.partitions:
                 lines.append("  no partitions with committed offsets")
                 continue
@@ -182,6 +189,6 @@ def _members(g: GroupLag) -> str:
         return "none"
     parts = []
     for m in g.members:
-        assigned = ",".join(f"{t}[{p}]" for t, p in m.assignments) or "nothing assigned"
-        parts.append(f"{m.client_id}@{m.host} ({assigned})")
+        assigned = ",".join(f"{_s(t)}[{p}]" for t, p in m.assignments) or "nothing assigned"
+        parts.append(f"{_s(m.client_id)}@{_s(m.host)} ({assigned})")
     return "; ".join(parts)

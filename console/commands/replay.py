@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from collectors.errors import UsageError
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
 from dlq.guard import ensure_writable
 from dlq.replay import ReplayPlan, ResetSpec, execute_reset, plan_reset
@@ -28,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--shift-by", type=int, metavar="N", help="negative replays, positive skips")
     how.add_argument("--by-duration", metavar="D", help="back from now: 15m, 1h30m, PT1H")
     p.add_argument("--execute", action="store_true", help="apply the plan (default: dry run)")
+    p.add_argument("--create", action="store_true",
+                   help="allow --execute to create a group that does not exist yet")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
 
@@ -50,14 +54,20 @@ def _show(v: int | None) -> str:
     return "-" if v is None else str(v)
 
 
+def _s(value: str | None) -> str:
+    """A group or topic name (chosen by other teams) on a line: escaped, cut."""
+    return one_line(value, FIELD_LIMIT)
+
+
 def _print_plan(plan: ReplayPlan, header: str) -> None:
     out = sys.stdout
-    out.write(f"{header}: group {plan.group} ({plan.group_state}) on {plan.topic}, "
+    state = plan.group_state if plan.exists else "does not exist"
+    out.write(f"{header}: group {_s(plan.group)} ({_s(state)}) on {_s(plan.topic)}, "
               f"reset {plan.spec.describe()}\n")
     out.write(f"  {'PARTITION':>9}  {'CURRENT':>10}  {'NEW':>10}  {'DELTA':>8}  RANGE\n")
     for p in plan.partitions:
         delta = "" if p.delta is None or not p.changes else f"{p.delta:+d}"
-        note = f"  ({p.note})" if p.note else ""
+        note = f"  ({_s(p.note)})" if p.note else ""
         out.write(f"  {p.partition:>9}  {_show(p.current_offset):>10}  {_show(p.new_offset):>10}"
                   f"  {delta:>8}  [{p.low}, {p.high}]{note}\n")
 
@@ -66,6 +76,8 @@ _DELTA_NOTE = "  (delta: records the group will read again, or skip when negativ
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.group.strip():
+        raise UsageError("replay: the GROUP argument is empty")
     cluster = ctx.config.cluster
     spec = spec_from_args(args)
     if args.execute:
@@ -80,8 +92,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             changed = len(plan.changes)
             sys.stdout.write(f"{changed} partition(s) would change; nothing changed "
                              "(add --execute to apply)\n")
+            if not plan.exists:
+                sys.stdout.write(f"group {plan.group} does not exist: --execute would refuse "
+                                 "(add --create to make it)\n")
         return 0
-    result = execute_reset(cluster, plan)
+    result = execute_reset(cluster, plan, create=args.create)
     if args.json:
         print_json(result.to_json())
         return 0

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 
 from collectors.errors import UsageError
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
 from tracing.search import find_timeline, parse_duration
 from tracing.settings import from_settings
@@ -116,43 +117,48 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:g}s"
 
 
+def _s(value: str | None) -> str:
+    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
+    return one_line(value, FIELD_LIMIT)
+
+
 def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> list[str]:
     stamp = e.timestamp or "no timestamp"
     date, _, clock = stamp.partition("T")
     when = clock.rstrip("Z") if clock and date == day else stamp.replace("T", " ").rstrip("Z")
-    kind = e.event_type or "(no event type)"
+    kind = _s(e.event_type) or "(no event type)"
     if e.redriven:
         kind = f"{kind} (redriven copy)"
     elif e.dead_letter is not None:
-        kind = f"DEAD LETTER ({e.event_type})" if e.event_type else "DEAD LETTER"
-    lines = [f"{when:<23}  {e.topic}[{e.partition}]@{e.offset}  {kind}"
+        kind = f"DEAD LETTER ({_s(e.event_type)})" if e.event_type else "DEAD LETTER"
+    lines = [f"{when:<23}  {_s(e.topic)}[{e.partition}]@{e.offset}  {kind}"
              + ("  STUCK" if e.stuck else "")]
     ids = []
     if e.key is not None:
-        ids.append(f"key {e.key}")
+        ids.append(f"key {_s(e.key)}")
     if e.correlation_id and e.correlation_id != e.key:
-        ids.append(f"correlation {e.correlation_id}")
+        ids.append(f"correlation {_s(e.correlation_id)}")
     if e.trace_id:
-        ids.append(f"trace {e.trace_id}")
+        ids.append(f"trace {_s(e.trace_id)}")
     if ids:
         lines.append("│  " + " · ".join(ids))
     if e.consumers:
-        lines.append("│  " + "   ".join(f"{marks[s]} {g} ({s})" for g, s in
+        lines.append("│  " + "   ".join(f"{marks[s]} {_s(g)} ({s})" for g, s in
                                         sorted(e.consumers.items())))
     else:
         lines.append("│  (no consumer group has committed offsets on this topic)")
     dl = e.dead_letter
     if dl is not None:
-        origin = (f"{dl.original_topic}[{dl.original_partition}]@{dl.original_offset}"
+        origin = (f"{_s(dl.original_topic)}[{dl.original_partition}]@{dl.original_offset}"
                   if dl.original_topic else "unknown origin")
-        group = f" by {dl.original_group}" if dl.original_group else ""
+        group = f" by {_s(dl.original_group)}" if dl.original_group else ""
         was = "redriven by lagdeck; was dead-lettered " if e.redriven else ""
-        lines.append(f"│  {was}from {origin}{group}: {dl.error_class or 'unknown error'}"
-                     + (f": {dl.error_message}" if dl.error_message else ""))
+        lines.append(f"│  {was}from {origin}{group}: {_s(dl.error_class) or 'unknown error'}"
+                     + (f": {_s(dl.error_message)}" if dl.error_message else ""))
     for span in e.spans:
-        lines.append(f"│  span {span.service} {span.operation} {span.duration_ms:g} ms")
+        lines.append(f"│  span {_s(span.service)} {_s(span.operation)} {span.duration_ms:g} ms")
     if e.trace_url:
-        lines.append(f"│  {e.trace_url}")
+        lines.append(f"│  {_s(e.trace_url)}")
     return lines
 
 
@@ -160,7 +166,7 @@ def render(timeline: Timeline, marks: dict[str, str] = UNICODE_MARKS) -> str:
     """The human timeline: a header line, then one block per event, oldest first."""
     n = len(timeline.events)
     stats = timeline.stats
-    head = (f"{timeline.query}: {n} event{'s' if n != 1 else ''} in the last "
+    head = (f"{_s(timeline.query)}: {n} event{'s' if n != 1 else ''} in the last "
             f"{_duration(timeline.since_seconds)} (times UTC; stuck after "
             f"{_duration(timeline.stuck_after_seconds)})")
     out = [head, ""]
@@ -179,5 +185,5 @@ def render(timeline: Timeline, marks: dict[str, str] = UNICODE_MARKS) -> str:
         out.append(f"no events found ({stats.topics} topics, {stats.scanned_records:,} records "
                    "scanned, the rest from the correlation index)")
     for note in timeline.notes:
-        out.append(f"note: {note}")
+        out.append(f"note: {_s(note)}")
     return "\n".join(out) + "\n"

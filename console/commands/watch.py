@@ -1,51 +1,74 @@
 """`lagdeck watch`: evaluate alert rules; exit 0 none firing, 1 warning, 2 critical,
 3 could not evaluate (cluster unreachable: the Nagios UNKNOWN convention).
 
-Each round: one lag snapshot (status judged over the kept lag history), one
-pure evaluation against the alert book kept under the state directory, the
-notices to stdout and to the sinks (which deliver on their own threads).
-The book is reloaded and saved under a lock every round, so `watch --once`
-from cron remembers pending-since times and a notice is sent once even when
-a long-running watch and a cron job share the state directory.
+Each round: the cluster's id, one lag snapshot (status judged over the kept
+lag history), one pure evaluation against that cluster's alert book under the
+state directory, the notices to the sinks' outboxes (on disk, before any
+delivery), then to stdout. The book is reloaded and saved under a lock every
+round, so `watch --once` from cron remembers pending-since times and a
+notice is sent once even when a long-running watch and a cron job share the
+state directory; the rules file is the owner of its alerts, so runs with
+other rules files or other clusters leave them alone (docs/alerts.md).
 
-`--once` evaluates and exits; otherwise it runs until SIGTERM or Ctrl-C
-(finishing the round, flushing the sinks) and exits with the code of the
-last round. A failing round (broker gone) is reported on stderr and retried
-at the next interval; with `--once` it is an error.
+`--once` evaluates and exits; otherwise it runs until SIGTERM or Ctrl-C and
+exits with the code of the last round. Stopping is bounded: after the first
+SIGTERM or Ctrl-C the sinks get what is left of `STOP_BUDGET` seconds and the
+process is gone by then whatever they do (undelivered notices stay in the
+outbox for the next run); a second Ctrl-C exits at once. A failing round
+(broker gone) is reported on stderr and retried at the next interval; with
+`--once` it is an error.
 
-Each round starts with a liveness probe (`collectors.liveness`), so an
-unreachable cluster costs seconds, not a refresh's full timeout. It is its
-own alert, `cluster-unreachable` (`collectors.unreachable`): one firing
-notice per outage to every sink, one resolved notice when the cluster
-answers again, and exit code 3 while it lasts.
+Each round starts by asking the cluster for its id with a short deadline
+(`REACH_TIMEOUT`), which doubles as the liveness probe: an unreachable cluster
+costs seconds, not a refresh's full timeout. It is its own alert,
+`cluster-unreachable` (`collectors.unreachable`): one firing notice per outage
+to every sink, one resolved notice when the cluster answers again, and exit
+code 3 (Nagios UNKNOWN) while it lasts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from collectors import rules as rulebook
-from collectors.alerts import Alert, AlertEvent, AlertStore, Evaluation, EventKind, evaluate
+from collectors.alerts import (
+    Alert,
+    AlertEvent,
+    AlertStore,
+    Evaluation,
+    EventKind,
+    evaluate,
+    notice_id,
+)
 from collectors.config import require_bootstrap
 from collectors.errors import BrokerUnavailable, LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.rules import Rule
 from collectors.snapshots import LagSnapshot
+from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json, to_jsonable
 
-#: How long the sinks get to deliver what is queued when watch stops.
+#: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
 CLOSE_TIMEOUT = 10.0
-#: The liveness probe's deadline before each round: no answer = cluster unreachable.
+#: After SIGTERM or a first Ctrl-C the process is gone within this many seconds, whatever
+#: the sinks or the cluster do (container runtimes kill after 10 s, mid-flush).
+STOP_BUDGET = 2.5
+#: ...of which the sinks get this long to deliver; the rest stays in their outboxes.
+STOP_CLOSE_TIMEOUT = 1.5
+#: The liveness deadline of each round: no answer = cluster unreachable (exit 3).
 REACH_TIMEOUT = 5.0
 
 
@@ -55,7 +78,8 @@ class CannotEvaluate(BrokerUnavailable):
     exit_code = 3
 
 _log = get_logger("watch")
-_err_lock = threading.Lock()
+#: re-entrant: the signal handler writes to stderr on the main thread, maybe inside report()
+_err_lock = threading.RLock()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(line: str) -> None:
     """Sink and collection problems: one line on stderr (thread-safe) and in the log."""
-    line = scrub(line)
+    line = one_line(scrub(line), FIELD_LIMIT)
     _log.warning("%s", line)
     with _err_lock:
         sys.stderr.write(f"lagdeck: warning: {line}\n")
@@ -102,7 +126,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
 
 def event_json(event: AlertEvent) -> dict[str, Any]:
     return {
-        "event": event.kind.value, "rule": event.rule, "group": event.group,
+        "id": notice_id(event), "event": event.kind.value, "rule": event.rule, "group": event.group,
         "topic": event.topic, "severity": event.severity.value, "value": event.value,
         "threshold": event.threshold, "message": event.message, "at": _iso(event.at),
     }
@@ -125,7 +149,13 @@ def document(result: Evaluation) -> dict[str, Any]:
 
 def notice(event: AlertEvent) -> str:
     tag = "FIRING" if event.kind is EventKind.FIRING else "RESOLVED"
-    return f"{_iso(event.at)} {tag} [{event.severity.value}] {event.rule}: {event.message}"
+    return (f"{_iso(event.at)} {tag} [{event.severity.value}] {_s(event.rule)}: "
+            f"{_s(event.message)}")
+
+
+def _s(value: str | None) -> str:
+    """Alert messages name groups and topics (chosen by other teams): escaped, cut."""
+    return one_line(value, FIELD_LIMIT)
 
 
 def _print_text(result: Evaluation, once: bool, checked: int) -> None:
@@ -134,12 +164,12 @@ def _print_text(result: Evaluation, once: bool, checked: int) -> None:
         firing = result.firing
         if firing:
             lines.append(f"{len(firing)} alert(s) firing:")
-            lines.extend(f"  [{a.severity.value}] {a.rule}: {a.message} (since {_iso(a.since)})"
-                         for a in firing)
+            lines.extend(f"  [{a.severity.value}] {_s(a.rule)}: {_s(a.message)} "
+                         f"(since {_iso(a.since)})" for a in firing)
         else:
             lines.append(f"no alerts firing ({checked} group(s) checked)")
         for s in result.book.pending:
-            lines.append(f"  pending since {_iso(s.since)}: {s.key.rule}: {s.message}")
+            lines.append(f"  pending since {_iso(s.since)}: {_s(s.key.rule)}: {_s(s.message)}")
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
@@ -153,17 +183,39 @@ def _report_unmatched(rules: Sequence[Rule], snapshot: LagSnapshot) -> None:
                    f"{rule.group.pattern!r} (yet)")
 
 
+def _hard_exit(code: int, why: str) -> None:
+    """Leave now: state and outbox files are written atomically, so nothing is torn."""
+    _log.warning("watch: %s", why)
+    with _err_lock:
+        sys.stderr.write(f"lagdeck: {why}\n")
+        sys.stderr.flush()
+    os._exit(code)
+
+
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and the first Ctrl-C ask for a clean stop; a second Ctrl-C interrupts."""
+    """SIGTERM and the first Ctrl-C ask for a stop, bounded by `STOP_BUDGET`; a second
+    Ctrl-C exits at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if stop.is_set():
+            if signum == signal.SIGINT:
+                _hard_exit(130, "interrupted again: exiting now (undelivered notices stay "
+                                "in the outbox)")
+            return
         stop.set()
+        with _err_lock:
+            sys.stderr.write("lagdeck: stopping (Ctrl-C again exits at once)\n"
+                             if signum == signal.SIGINT else "lagdeck: stopping\n")
+            sys.stderr.flush()
+        watchdog = threading.Timer(STOP_BUDGET, _hard_exit, args=(
+            128 + signum, f"did not stop within {STOP_BUDGET:g}s: exiting now "
+                          "(undelivered notices stay in the outbox)"))
+        watchdog.daemon = True
+        watchdog.start()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -173,12 +225,12 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _outage_events(store, outages, cluster: str, reachable: bool, detail: str = "") -> tuple:
-    """Step the `cluster-unreachable` alert under the alert store's lock (one notice per
+def _outage_events(outages, cluster: str, reachable: bool, detail: str = "") -> tuple:
+    """Step the `cluster-unreachable` alert under the outage store's lock (one notice per
     outage even with a cron `--once` and a long-running watch on the same state)."""
     from collectors.unreachable import step
 
-    with store.locked():
+    with outages.locked():
         outage, events = step(outages.load(cluster), cluster, reachable, time.time(), detail)
         outages.save(cluster, outage)
     return outage, events
@@ -191,19 +243,19 @@ def _send(events, sinks) -> None:
         _log.info("%s", notice(event))
 
 
-def _reachable_round(store, outages, sinks, cluster: str) -> tuple[AlertEvent, ...]:
+def _reachable_round(outages, sinks, cluster: str) -> tuple[AlertEvent, ...]:
     """The resolved notice of an outage that just ended (sent; returned for the output)."""
-    _, events = _outage_events(store, outages, cluster, True)
+    _, events = _outage_events(outages, cluster, True)
     _send(events, sinks)
     return events
 
 
-def _unreachable_round(args: argparse.Namespace, detail: str, store, outages, sinks,
+def _unreachable_round(args: argparse.Namespace, detail: str, outages, sinks,
                        cluster: str) -> int:
     """Notices (the first round of an outage only), output, and exit code 3."""
     from collectors.unreachable import RULE, UNKNOWN_EXIT
 
-    outage, events = _outage_events(store, outages, cluster, False, detail)
+    outage, events = _outage_events(outages, cluster, False, detail)
     _send(events, sinks)
     if args.json:
         doc = {
@@ -230,38 +282,40 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ruleset = rulebook.load(args.rules, config.settings)
     require_bootstrap(config.cluster)
 
+    from collectors.cluster_id import ClusterIdentity
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
-    from collectors.liveness import LivenessProbe
     from collectors.unreachable import OutageStore
     from tracing.sinks import build_sinks, close_all
+    from tracing.sinks.outbox import sweep_expired
 
-    store = AlertStore()
+    identity = ClusterIdentity(config.cluster)
+    #: the owner of the alerts these rules raise (see collectors.alerts.evaluate)
+    source = str(Path(ruleset.path).resolve()) if ruleset.path else "<config>"
     pattern = group_pattern(ruleset.rules)
     stop = threading.Event()
     code = 0
     failing = False
     first_round = True
     reported: set[str] = set()
+    expired = sweep_expired()
+    if expired:
+        report(f"{expired} expired notice(s) removed from the outbox undelivered "
+               "(details in the log)")
     sinks = build_sinks(ruleset.sinks, report, interval=args.interval)
     history = LagHistory()
     collector = LagCollector(config.cluster, history, settings=config.settings)
-    probe = LivenessProbe(config.cluster, timeout=REACH_TIMEOUT)
     outages = OutageStore()
     _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s", len(ruleset.rules),
               ", ".join(s.label for s in sinks) or "none", args.interval, args.once)
-    try:
-        with _stop_on_signals(stop):
+    with _stop_on_signals(stop):
+        try:
             while not stop.is_set():
                 try:
-                    live = probe.check()
-                    if not live.reachable:
-                        raise BrokerUnavailable(
-                            f"cannot reach Kafka at {config.cluster.bootstrap_servers} "
-                            f"({live.detail})")
+                    cluster_id = identity.fetch(REACH_TIMEOUT)
                     snapshot = collector.refresh(group_regex=pattern)
                 except BrokerUnavailable as exc:
-                    code = _unreachable_round(args, str(exc), store, outages, sinks,
+                    code = _unreachable_round(args, str(exc), outages, sinks,
                                               config.cluster.bootstrap_servers)
                     if args.once:
                         raise CannotEvaluate(f"{exc}; no rule evaluated") from None
@@ -283,21 +337,23 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if failing:
                     report("lag collection recovered")
                     failing = False
-                recovered = _reachable_round(store, outages, sinks,
-                                             config.cluster.bootstrap_servers)
+                recovered = _reachable_round(outages, sinks, config.cluster.bootstrap_servers)
                 for error in sorted(set(snapshot.errors) - reported):
                     report(f"lag collection: {error}")
                 reported = set(snapshot.errors)
                 if first_round:
                     _report_unmatched(ruleset.rules, snapshot)
                     first_round = False
+                store = AlertStore(cluster=cluster_id)
                 with store.locked():
-                    result = evaluate(ruleset.rules, snapshot, store.load())
+                    result = evaluate(ruleset.rules, snapshot, store.load(), source=source)
+                    result = replace(result, events=tuple(
+                        replace(e, cluster=cluster_id) for e in result.events))
+                    for sink in sinks:  # into the outboxes before the book says "sent"
+                        sink.observe(snapshot)
+                        sink.notify(result.events)
                     store.save(result.book)
                 code = result.exit_code
-                for sink in sinks:
-                    sink.observe(snapshot)
-                    sink.notify(result.events)
                 for event in result.events:
                     _log.info("%s", notice(event))
                 doc = document(result)
@@ -313,11 +369,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if args.once:
                     break
                 stop.wait(args.interval)
-    except KeyboardInterrupt:
-        _log.info("watch interrupted")
-    finally:
-        probe.close()
-        collector.close()
-        history.close()
-        close_all(sinks, CLOSE_TIMEOUT, report)
+        except KeyboardInterrupt:
+            _log.info("watch interrupted")
+        finally:
+            close_all(sinks, STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
+            collector.close()
+            history.close()
     return code

@@ -22,6 +22,7 @@ INVENTORY = "inventory.events"
 PAYMENTS = "payments.events"
 PAYMENTS_DLT = "payments.events-dlt"
 NOTIFICATIONS = "notifications.events"
+LOYALTY = "loyalty.events"
 
 #: topic -> partitions
 TOPICS: dict[str, int] = {
@@ -30,6 +31,7 @@ TOPICS: dict[str, int] = {
     PAYMENTS: 3,
     PAYMENTS_DLT: 1,
     NOTIFICATIONS: 3,
+    LOYALTY: 1,
 }
 
 INVENTORY_GROUP = "inventory-service"
@@ -113,6 +115,24 @@ def payment_outcome(seed: int, order: str) -> Outcome:
             return Outcome("error", cls, message)
     cls, message, _ = PAYMENT_ERRORS[0]
     return Outcome("error", cls, message)
+
+
+def payment_resent(seed: int, order: str) -> bool:
+    """A captured payment whose event the payment service publishes twice (a producer
+    retry after a timeout: same `ce_id`); the flows view counts the duplicates."""
+    return payment_outcome(seed, order).kind == "captured" and \
+        fraction(seed, order, "resent") < 0.04
+
+
+def inventory_clock_skewed(seed: int, order: str) -> bool:
+    """An order whose inventory event is stamped before the order was placed (a host
+    with a slow clock): an out-of-order event in the flows view."""
+    return payment_outcome(seed, order).kind == "captured" and \
+        fraction(seed, order, "skew") < 0.03
+
+
+#: How far behind the skewed inventory host's clock runs (ms).
+CLOCK_SKEW_MS = 1500
 
 
 def in_stock(seed: int, order: str) -> bool:

@@ -3,8 +3,13 @@
 order-service -> orders.events -> inventory-service -> inventory.events ->
 payment-service -> payments.events (+ payments.events-dlt) ->
 notification-service (slow) -> notifications.events; analytics-service reads
-orders and payments and keeps up; loyalty-service reads payments and stops
-after a while. Every service is a thread with its own consumer group and
+orders and payments and keeps up; loyalty-service reads payments, awards
+points on loyalty.events and stops after a while. For the flows view the
+world also has, on purpose and reproducibly by seed: a compensation path
+(inventory reads payments and releases the stock of a failed payment), a few
+payment events published twice (same `ce_id`, which the consumers then
+duplicate downstream) and a few inventory events stamped before their order
+was placed (a skewed clock). Every service is a thread with its own consumer group and
 producer, committing after each batch it handles, as a real service would.
 
 Header conventions differ by service, as in real fleets: the order and
@@ -38,7 +43,9 @@ PRODUCER = {"batch.num.messages": 1, "linger.ms": 0, "acks": "all"}
 CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "auto.offset.reset": "earliest", "enable.auto.offset.store": True}
 
-Output = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
+#: topic, key, value, headers, and optionally a timestamp (ms) to stamp the record with
+Output = (tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
+          | tuple[str, bytes | None, bytes, list[tuple[str, bytes]], int])
 
 
 @dataclass
@@ -49,6 +56,7 @@ class _Service:
     handle: Callable[[Record], list[Output]]
     delay: float = 0.0  # seconds per record: the slow consumer
     stop_after: float | None = None  # seconds: the consumer that stops
+    start_after: float = 0.0  # seconds before it joins (notification: after loyalty, always)
     processed: int = 0
     stopped: bool = False
 
@@ -75,10 +83,10 @@ class DemoWorld:
         self._started_at = 0.0
         payment_rate = max(self.rate, 0.1)
         self.services = [
-            _Service("inventory", ev.INVENTORY_GROUP, (ev.ORDERS,), self._inventory),
+            _Service("inventory", ev.INVENTORY_GROUP, (ev.ORDERS, ev.PAYMENTS), self._inventory),
             _Service("payment", ev.PAYMENT_GROUP, (ev.INVENTORY,), self._payment),
             _Service("notification", ev.NOTIFICATION_GROUP, (ev.PAYMENTS,), self._notification,
-                     delay=1.0 / (payment_rate * self.notification_speed)),
+                     delay=1.0 / (payment_rate * self.notification_speed), start_after=2.0),
             _Service("analytics", ev.ANALYTICS_GROUP, (ev.ORDERS, ev.PAYMENTS), lambda r: []),
             _Service("loyalty", ev.LOYALTY_GROUP, (ev.PAYMENTS,), self._loyalty,
                      stop_after=self.loyalty_stops_after),
@@ -138,11 +146,12 @@ class DemoWorld:
     # -- producing -------------------------------------------------------
 
     def _send(self, topic: str, key: bytes | None, value: bytes,
-              headers: list[tuple[str, bytes]]) -> None:
+              headers: list[tuple[str, bytes]], timestamp_ms: int | None = None) -> None:
         assert self._producer is not None
+        extra = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, headers=headers)
+                self._producer.produce(topic, key=key, value=value, headers=headers, **extra)
                 break
             except BufferError:
                 self._producer.poll(0.1)
@@ -172,6 +181,8 @@ class DemoWorld:
     # -- consuming -------------------------------------------------------
 
     def _run_service(self, service: _Service) -> None:
+        if service.start_after and self._stop.wait(service.start_after):
+            return
         c = consumer(self.cluster, service.group, **CONSUMER)
         c.subscribe(list(service.topics))
         try:
@@ -200,8 +211,8 @@ class DemoWorld:
                 _log.warning("%s: %s", service.group, msg.error())
                 continue
             record = to_record(msg)
-            for topic, key, value, headers in service.handle(record):
-                self._send(topic, key, value, headers)
+            for topic, key, value, headers, *stamp in service.handle(record):
+                self._send(topic, key, value, headers, *stamp)
             service.processed += 1
             handled = True
             if service.delay:
@@ -228,16 +239,27 @@ class DemoWorld:
         order = self._order_of(record)
         if not order:
             return []
+        if record.topic == ev.PAYMENTS:  # compensation: a failed payment releases the stock
+            if b"PaymentFailed" not in (record.header("ce_type") or b""):
+                return []
+            payload = {"type": "StockReleased", "order_id": order, "reason": "payment failed"}
+            headers = [("X-Correlation-ID", order.encode()),
+                       *ev.span_headers(self.seed, order, "inventory-service")]
+            return [(ev.INVENTORY, order.encode(), ev.dumps(payload), headers)]
         ok = ev.in_stock(self.seed, order)
         payload = {"type": "InventoryReserved" if ok else "OutOfStock", "order_id": order,
                    "reservationId": f"res_{ev.ident(self.seed, 32, order, 'res'):08x}"}
         headers = [("X-Correlation-ID", order.encode()),
                    *ev.span_headers(self.seed, order, "inventory-service")]
+        if ev.inventory_clock_skewed(self.seed, order) and record.timestamp_ms:
+            stamp = record.timestamp_ms - ev.CLOCK_SKEW_MS
+            return [(ev.INVENTORY, order.encode(), ev.dumps(payload), headers, stamp)]
         return [(ev.INVENTORY, order.encode(), ev.dumps(payload), headers)]
 
     def _payment(self, record: Record) -> list[Output]:
         order = self._order_of(record)
-        if not order or b"OutOfStock" in (record.value or b""):
+        if not order or b"OutOfStock" in (record.value or b"") \
+                or b"StockReleased" in (record.value or b""):
             return []
         outcome = ev.payment_outcome(self.seed, order)
         redriven = any(h.key.startswith("lagdeck-redrive") for h in record.headers)
@@ -257,8 +279,12 @@ class DemoWorld:
         if kind == "PaymentFailed":
             payload["data"]["reason"] = "card_declined"
         headers = [("correlation-id", order.encode()), ("ce_type", f"shop.{kind}".encode()),
+                   ("ce_id", f"pay-{order}".encode()),
                    *ev.span_headers(self.seed, order, "payment-service")]
-        return [(ev.PAYMENTS, order.encode(), ev.dumps(payload), headers)]
+        out: list[Output] = [(ev.PAYMENTS, order.encode(), ev.dumps(payload), headers)]
+        if ev.payment_resent(self.seed, order):  # a producer retry: the same event again
+            out.append(out[0])
+        return out
 
     def _notification(self, record: Record) -> list[Output]:
         order = self._order_of(record)
@@ -270,4 +296,11 @@ class DemoWorld:
                  ev.span_headers(self.seed, order, "notification-service"))]
 
     def _loyalty(self, record: Record) -> list[Output]:
-        return []
+        order = self._order_of(record)
+        if not order or b"PaymentCaptured" not in (record.header("ce_type") or b""):
+            return []
+        payload = {"type": "PointsAwarded", "orderId": order,
+                   "points": int(ev.fraction(self.seed, order, "points") * 100)}
+        return [(ev.LOYALTY, order.encode(), ev.dumps(payload),
+                 [("correlation-id", order.encode()),
+                  *ev.span_headers(self.seed, order, "loyalty-service")])]

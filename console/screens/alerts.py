@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from collectors.untrusted import block, one_line
 from console import keymap as km
 from console.data import AlertsView
 from console.palette import AlertsCommands
@@ -33,7 +34,7 @@ def _value(v: object) -> str:
         return f"{v:,.1f}"
     if isinstance(v, int):
         return f"{v:,}"
-    return "—" if v is None else str(v)
+    return "—" if v is None else one_line(str(v), 40)
 
 
 def render_state(state: str) -> Text:
@@ -44,7 +45,7 @@ def render_severity(value: tuple[str, bool]) -> Text:
     severity, resolved = value
     if resolved:
         return Text(severity, style="dim")
-    return Text(severity, style="bold red" if severity == "critical" else "yellow")
+    return Text(severity, style="bold red" if severity == "critical" else "yellow")  # an enum
 
 
 def render_value(v: object) -> Text:
@@ -53,7 +54,7 @@ def render_value(v: object) -> Text:
 
 def render_message(value: tuple[str, bool]) -> Text:
     message, resolved = value
-    return Text(message, style="dim" if resolved else "")
+    return Text(one_line(message, 400), style="dim" if resolved else "")
 
 
 COLUMNS = (
@@ -93,7 +94,7 @@ def alerts_summary(view: AlertsView | None) -> Text | None:
     if view is None:
         return None
     if view.error:
-        return Text(f"⚠ alert rules: {view.error}", style="bold yellow")
+        return Text(f"⚠ alert rules: {one_line(view.error)}", style="bold yellow")
     firing = [s for s in view.states if s.phase.value == "firing"]
     pending = [s for s in view.states if s.phase.value == "pending"]
     if not firing and not pending:
@@ -104,8 +105,8 @@ def alerts_summary(view: AlertsView | None) -> Text | None:
         for i, s in enumerate(firing[:4]):
             if i:
                 text.append(" · ")
-            text.append(f"{s.key.rule}", style="bold")
-            text.append(f" ({s.severity.value}) {s.key.group}")
+            text.append(one_line(s.key.rule, 80), style="bold")
+            text.append(f" ({s.severity.value}) {one_line(s.key.group, 80)}")
         if len(firing) > 4:
             text.append(f" · +{len(firing) - 4} more")
     if pending:
@@ -140,12 +141,12 @@ class AlertsScreen(BaseScreen):
         view = self.lagdeck.lag_view
         header = self.query_one("#alerts-header", Static)
         if view is None:
-            header.update("waiting for the first poll…")
+            header.update(Text("waiting for the first poll…"))
             return
         alerts = view.alerts
         if alerts is not None and alerts.error and not alerts.rules:
             header.update(Text.assemble(("The alert rules could not be loaded: ", "bold red"),
-                                        alerts.error))
+                                        block(alerts.error)))
             self.query_one("#alerts", KeyedTable).sync([])
             return
         if alerts is None or not alerts.rules:
@@ -162,13 +163,13 @@ class AlertsScreen(BaseScreen):
         text = Text()
         text.append(f"{alerts.rules} rules", style="bold")
         if alerts.source:
-            text.append(f" from {alerts.source}", style="dim")
+            text.append(f" from {one_line(alerts.source)}", style="dim")
         text.append("  ·  ")
         text.append(f"{firing} firing", style="bold red" if firing else "green")
         text.append(f"  ·  {pending} pending", style="yellow" if pending else "dim")
         text.append(f"  ·  {len(alerts.resolved)} resolved recently", style="dim")
         if alerts.error:
-            text.append(f"\n⚠ {alerts.error}", style="bold yellow")
+            text.append(f"\n⚠ {block(alerts.error)}", style="bold yellow")
         header.update(text)
         self.query_one("#alerts", KeyedTable).sync(alert_rows(alerts))
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
+from collectors import untrusted
+from console import keymap as km
 from console.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -40,6 +43,11 @@ class BaseScreen(Screen):
     def body(self) -> ComposeResult:
         yield from ()
 
+    def key(self, binding_id: str) -> str:
+        """The key bound to `binding_id` now, as the footer shows it (hints follow the
+        `[keymap]`, so a remapped key is never advertised under its old name)."""
+        return km.display_key(self.app, binding_id, getattr(self.app, "keymap", {}))
+
     def on_screen_resume(self) -> None:
         self.show_lag()
 
@@ -50,7 +58,7 @@ class BaseScreen(Screen):
         """A line under the status bar (errors, firing alerts); None hides it."""
         widget = self.query_one("#banner", Static)
         widget.set_classes(f"banner {severity}" + ("" if text else " hidden"))
-        widget.update(text or "")
+        widget.update(Text(untrusted.block(text)) if text else "")  # errors carry names
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:

@@ -23,6 +23,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
+from collectors import untrusted
 from collectors.errors import UsageError
 from console import keymap as km
 from console.data import DlqPageView, follow_id, parse_filter
@@ -94,22 +95,21 @@ def pretty_payload(value: bytes | None) -> Any:
         return Text("∅ (null value: a tombstone)", style="dim")
     try:
         doc = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        text = value.decode("utf-8", errors="backslashreplace")
-        return Text(fmt.printable(text, 4000))
-    return Syntax(json.dumps(doc, indent=2, ensure_ascii=False), "json", theme="ansi_dark",
-                  word_wrap=True, background_color="default")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return fmt.data_block(value)
+    return Syntax(untrusted.escape(json.dumps(doc, indent=2, ensure_ascii=False), newlines=True),
+                  "json", theme="ansi_dark", word_wrap=True, background_color="default")
 
 
 def detail(dl: DeadLetter) -> Group:
     e, r = dl.envelope, dl.record
     facts = Table.grid(padding=(0, 1))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(style="bold", no_wrap=True, min_width=8)
+    facts.add_column(overflow="fold")  # long values whole, folded
 
     def fact(name: str, value: object) -> None:
         if value is not None and value != "":
-            facts.add_row(name, str(value))
+            facts.add_row(name, fmt.data_block(str(value)))
 
     fact("error", e.error_class)
     fact("message", e.error_message)
@@ -124,21 +124,23 @@ def detail(dl: DeadLetter) -> Group:
     fact("redriven", f"{e.redrive_count} time(s)" if e.redrive_count else None)
     fact("layout", e.layout)
     fact("record", f"{r.topic}[{r.partition}] @ {r.offset}  {fmt.timestamp_ms(r.timestamp_ms)}")
-    fact("key", fmt.printable(r.key, 200))
+    fact("key", untrusted.one_line(r.key) if r.key is not None else None)
     for problem in e.problems:
-        facts.add_row(Text("problem", style="bold yellow"), Text(problem, style="yellow"))
+        facts.add_row(Text("problem", style="bold yellow"), fmt.data_block(problem, "yellow"))
     headers = Table.grid(padding=(0, 1))
     headers.add_column(style="cyan")
     headers.add_column()
     for h in r.headers:
         if h.key.endswith("stacktrace"):
             continue
-        headers.add_row(h.key, fmt.header_value(h.value))
+        headers.add_row(fmt.data(h.key, None),
+                        Text(fmt.header_value(h.value), overflow="fold"))  # whole, folded
     parts: list[Any] = [facts, Text("\nheaders", style="bold"), headers,
                         Text("\npayload", style="bold"), pretty_payload(r.value)]
     if e.stack_trace:
         first = "\n".join(e.stack_trace.splitlines()[:6])
-        parts += [Text("\nstack trace (first lines)", style="bold"), Text(first, style="dim")]
+        parts += [Text("\nstack trace (first lines)", style="bold"),
+                  fmt.data_block(first, "dim")]
     return Group(*parts)
 
 
@@ -225,12 +227,19 @@ class DeadLettersScreen(BaseScreen):
         if self.topic is None:
             return
         self.cursor = cursor
-        self.query_one("#dlq-page-info", Static).update(f"{self.topic}: reading…")
+        self.query_one("#dlq-page-info", Static).update(fmt.data(f"{self.topic}: reading…"))
         self._fetch_page(self.topic, cursor, tuple(self.where))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
         if worker.group == "dlq-topics":
             self._schedule_topics()
+        elif worker.group == "dlq-page":
+            # say what went wrong where "reading…" was, and show nothing stale
+            self.page = None
+            self.selected.clear()
+            self.query_one("#dlq-records", KeyedTable).clear_rows()
+            self._show_detail()
+            self.query_one("#dlq-page-info", Static).update(Text(f"⚠ {line}", style="red"))
         self.banner(f"⚠ {line}", "error")
         return True
 
@@ -295,24 +304,27 @@ class DeadLettersScreen(BaseScreen):
         if page is None or self.topic is None:
             self.query_one("#dlq-page-info", Static).update(info)
             return
-        info.append(self.topic, style="bold")
+        info.append(untrusted.one_line(self.topic), style="bold")
         shown = len(page.entries)
         info.append(f" · page {len(self.history) + 1}: {shown} record"
                     f"{'s' if shown != 1 else ''} of {page.depth:,}")
         if self.where:
-            info.append(f" · filter {' '.join(self.where)} ({page.scanned:,} read)",
+            info.append(f" · filter {untrusted.one_line(' '.join(self.where))} "
+                        f"({page.scanned:,} read)",
                         style="yellow")
         if page.next is not None:
-            info.append(f" · {page.remaining:,} more: ]", style="dim")
+            info.append(f" · {page.remaining:,} more: {self.key('dlq.next_page')}", style="dim")
         if self.history:
-            info.append(" · [ back", style="dim")
+            info.append(f" · {self.key('dlq.prev_page')} back", style="dim")
+        redrive = self.key("dlq.redrive")
         if self.selected:
             info.append(f" · {len(self.selected)} ticked", style="bold green")
-            info.append(" · R redrive them", style="dim")
+            info.append(f" · {redrive} redrive them", style="dim")
         elif self.where:
-            info.append(" · R redrives the filter", style="dim")
+            info.append(f" · {redrive} redrives the filter", style="dim")
         else:
-            info.append(" · space ticks a record, R redrives, t follows its order", style="dim")
+            info.append(f" · {self.key('dlq.select')} ticks a record, {redrive} redrives, "
+                        f"{self.key('dlq.follow')} follows its order", style="dim")
         self.query_one("#dlq-page-info", Static).update(info)
 
     # -- topic and record selection --------------------------------------
@@ -322,7 +334,9 @@ class DeadLettersScreen(BaseScreen):
             self.topic = topic
             self.selected.clear()
             self.history.clear()
+            self.page = None
             self.query_one("#dlq-records", KeyedTable).clear_rows()
+            self._show_detail()
             self.load_page(None)
         if focus:
             self.query_one("#dlq-records", KeyedTable).focus()
@@ -339,7 +353,9 @@ class DeadLettersScreen(BaseScreen):
         self.topic = topic
         self.selected.clear()
         self.history.clear()
+        self.page = None
         self.query_one("#dlq-records", KeyedTable).clear_rows()
+        self._show_detail()
         cursor: dict[int, int] | None = None
         if partition is not None and offset is not None:
             self._pending_goto = (partition, offset, redrive)
@@ -496,8 +512,8 @@ class DeadLettersScreen(BaseScreen):
         else:
             dl = self.current_record()
             if dl is None:
-                self.notify("tick records with space, or set a filter with /",
-                            severity="warning")
+                self.notify(f"tick records with {self.key('dlq.select')}, or set a filter "
+                            f"with {self.key('dlq.filter')}", severity="warning")
                 return
             picked = frozenset({(dl.record.partition, dl.record.offset)})
             screen = RedriveScreen(self.topic, picked=picked,

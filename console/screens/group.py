@@ -16,6 +16,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from collectors.snapshots import GroupLag, PartitionLag
+from collectors.untrusted import one_line
 from console import keymap as km
 from console.palette import GroupCommands
 from console.screens.base import BaseScreen
@@ -66,17 +67,18 @@ def partition_row(p: PartitionLag) -> Row:
 
 def group_header(g: GroupLag) -> Text:
     text = Text()
-    text.append(g.group, style="bold")
+    text.append(one_line(g.group), style="bold")
     text.append("  ")
     text.append_text(fmt.status_badge(g.status))
-    text.append(f"  state {g.state or '?'}", style="")
+    text.append(f"  state {one_line(g.state) or '?'}", style="")
     text.append(f"  ·  total lag {fmt.count(g.total_lag)}")
     text.append(f"  ·  max lag {fmt.seconds(g.max_lag_seconds)}")
     topics = sorted({p.topic for p in g.partitions})
-    text.append(f"  ·  {len(g.partitions)} partitions of {', '.join(topics) or 'no topics'}",
+    text.append(f"  ·  {len(g.partitions)} partitions of "
+                f"{one_line(', '.join(topics), 2000) or 'no topics'}",
                 style="dim")
     if g.error:
-        text.append(f"\n⚠ {g.error}", style="bold red")
+        text.append(f"\n⚠ {one_line(g.error)}", style="bold red")
     return text
 
 
@@ -112,7 +114,7 @@ class GroupScreen(BaseScreen):
         g = self.current()
         header = self.query_one("#group-header", Static)
         if g is None:
-            header.update(Text(f"{self.group}: not in the latest poll (deleted, or no "
+            header.update(Text(f"{one_line(self.group)}: not in the latest poll (deleted, or no "
                                "committed offsets yet)", style="yellow"))
             return
         with self.app.batch_update():
@@ -131,7 +133,7 @@ class GroupScreen(BaseScreen):
             note.update("members and assignments: not reported by this broker "
                         "(DescribeGroups returned no member list)")
         elif not g.members:
-            note.update(f"no active members (group state {g.state or '?'})")
+            note.update(fmt.data(f"no active members (group state {g.state or '?'})", None))
         note.set_class(bool(g.members), "hidden")
         table.set_class(not g.members, "hidden")
         rows = []

@@ -23,7 +23,7 @@ from textual.widgets import Input, Static
 from console.widgets.inputs import LineInput
 
 WORDS = ("overview", "groups", "group ", "dlq ", "dead-letters", "trace ", "timeline ",
-         "alerts", "quit")
+         "alerts", "flows", "quit")
 
 
 def parse_jump(text: str) -> tuple[str, str]:
@@ -36,6 +36,7 @@ def parse_jump(text: str) -> tuple[str, str]:
         "dlq": "dlq", "dead-letters": "dlq", "deadletters": "dlq", "d": "dlq",
         "trace": "trace", "timeline": "trace", "order": "trace", "t": "trace",
         "alerts": "alerts", "a": "alerts",
+        "flows": "flows", "flow": "flows", "f": "flows",
         "quit": "quit", "q": "quit",
     }
     return aliases.get(word, ""), arg
@@ -62,11 +63,11 @@ class JumpScreen(ModalScreen[None]):
     def _go(self, event: Input.Submitted) -> None:
         target, arg = parse_jump(event.value)
         app = self.app
+        self.dismiss()  # always: an open jump box would swallow the keys that follow
         if not target:
-            self.notify(f"unknown jump {event.value!r}: try :group NAME, :trace ID, :dlq, "
-                        ":alerts", severity="warning")
+            app.notify(f"unknown jump {event.value!r}: try :group NAME, :trace ID, :dlq, "
+                       ":alerts", severity="warning")
             return
-        self.dismiss()
         if target == "overview":
             app.switch_mode("overview")
         elif target == "group":
@@ -83,5 +84,7 @@ class JumpScreen(ModalScreen[None]):
                 app.switch_mode("timeline")
         elif target == "alerts":
             app.switch_mode("alerts")
+        elif target == "flows":
+            app.switch_mode("flows")
         elif target == "quit":
             app.exit()

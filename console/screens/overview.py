@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.widgets import Input, Static
 
 from collectors.snapshots import GroupLag
+from collectors.untrusted import one_line
 from console import keymap as km
 from console.palette import OverviewCommands
 from console.screens.base import BaseScreen
@@ -28,7 +29,7 @@ SORTS = ("status", "lag", "seconds", "name")
 def render_state(state: str) -> Text:
     if state == "error":
         return Text("error", style="bold red")
-    return Text(state, style="dim" if state.upper() in ("EMPTY", "DEAD", "?") else "")
+    return Text(one_line(state, 12), style="dim" if state.upper() in ("EMPTY", "DEAD", "?") else "")
 
 
 COLUMNS = (
@@ -133,7 +134,8 @@ class OverviewScreen(BaseScreen):
         text = Text()
         text.append(f"{total - own} groups", style="bold")
         if self.filter_text:
-            text.append(f" ({shown} shown, filter {self.filter_text!r})", style="yellow")
+            text.append(f" ({shown} shown, filter {one_line(repr(self.filter_text))})",
+                        style="yellow")
         if own and "lagdeck" not in self.filter_text.lower():
             text.append(f" (+{own} lagdeck redrive progress groups hidden: /lagdeck shows them)",
                         style="dim")
@@ -142,7 +144,7 @@ class OverviewScreen(BaseScreen):
             for i, g in enumerate(sorted(bad, key=lambda g: -g.status.severity)):
                 if i:
                     text.append(", ")
-                text.append(g.group, style="bold red")
+                text.append(one_line(g.group, fmt.CELL_LIMIT), style="bold red")
                 text.append(f" {g.status.value}", style="red")
         text.append(f"  ·  sorted by {self.sort}", style="dim")
         text.append(f"  ·  polled {fmt.clock(view.snapshot.taken_at)}", style="dim")

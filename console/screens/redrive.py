@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, ProgressBar, Static
 from textual.worker import Worker
 
 from collectors.errors import ReadOnlyError
+from collectors.untrusted import one_line
 from console.messages import Loaded, Progress
 from console.widgets.confirm import TypedConfirm
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -53,13 +54,15 @@ def plan_text(result: RedriveResult) -> Text:
     text.append(f"{movable} record{'s' if movable != 1 else ''} will be redriven",
                 style="bold")
     if result.targets:
-        text.append(": " + ", ".join(f"{n} → {t}" for t, n in result.targets))
+        text.append(": " + one_line(", ".join(f"{n} → {t}" for t, n in result.targets), 2000))
     if result.skipped:
         text.append(f"\n{result.skipped} skipped", style="yellow")
     if result.failed:
         text.append(f"\n{result.failed} cannot be delivered", style="bold red")
+    if result.behind:
+        text.append(f"; {result.behind} more wait behind it", style="red")
     for reason, n in result.reasons:
-        text.append(f"\n  {n} × {reason}", style="dim")
+        text.append(f"\n  {n} × {one_line(reason, 400)}", style="dim")
     text.append(f"\n{result.scanned} read; nothing has been changed yet (dry run).",
                 style="dim")
     return text
@@ -67,16 +70,25 @@ def plan_text(result: RedriveResult) -> Text:
 
 def result_text(result: RedriveResult) -> Text:
     text = Text()
-    style = "bold yellow" if result.cancelled or result.failed else "bold green"
-    verb = "Cancelled after redriving" if result.cancelled else "Redriven"
+    style = "bold yellow" if result.cancelled or result.failed or result.fenced \
+        else "bold green"
+    verb = "Fenced after redriving" if result.fenced \
+        else "Cancelled after redriving" if result.cancelled else "Redriven"
     text.append(f"{verb} {result.redriven} record{'s' if result.redriven != 1 else ''}",
                 style=style)
     if result.targets:
-        text.append(" (" + ", ".join(f"{n} → {t}" for t, n in result.targets) + ")")
-    text.append(f"\nskipped {result.skipped} · failed {result.failed} · read {result.scanned} "
-                f"in {result.elapsed_s:.1f}s", style="dim")
+        text.append(" (" + one_line(", ".join(f"{n} → {t}" for t, n in result.targets), 2000)
+                    + ")")
+    text.append(f"\nselected {result.selected} · skipped {result.skipped} · failed "
+                f"{result.failed} · read {result.scanned} in {result.elapsed_s:.1f}s",
+                style="dim")
+    if result.behind or result.not_reached:
+        text.append(f"\n{result.behind} left behind a failure · {result.not_reached} not "
+                    "reached (a rerun resumes)", style="yellow")
+    if result.fenced:
+        text.append(f"\n⚠ {one_line(result.fenced)}", style="red")
     for line in result.errors[:3]:
-        text.append(f"\n⚠ {line}", style="red")
+        text.append(f"\n⚠ {one_line(line, 400)}", style="red")
     return text
 
 
@@ -104,8 +116,9 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="redrive-box", classes="dialog"):
-            yield Static(Text(f"Redrive dead letters from {self.topic}"), classes="title")
-            yield Static(self.what, id="redrive-what")
+            yield Static(Text(f"Redrive dead letters from {one_line(self.topic)}"),
+                         classes="title")
+            yield Static(Text(one_line(self.what, 400)), id="redrive-what")
             yield Static("Previewing (dry run)…", id="redrive-status")
             yield ProgressBar(id="redrive-progress", show_eta=False)
             yield KeyedTable(SAMPLE_COLUMNS, id="redrive-samples", zebra_stripes=False,
@@ -137,7 +150,8 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
     def worker_failed(self, worker: Worker, line: str) -> bool:
         """Show a failure inside the dialog instead of a toast."""
         self.stage = "failed"
-        self.query_one("#redrive-status", Static).update(Text(f"✗ {line}", style="bold red"))
+        self.query_one("#redrive-status", Static).update(Text(f"✗ {one_line(line)}",
+                                                              style="bold red"))
         self.query_one("#redrive-progress").add_class("hidden")
         self.query_one("#redrive-go").add_class("hidden")
         self.query_one("#redrive-cancel", Button).label = "Close"
@@ -156,7 +170,7 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
         line = f"{verb}… read {p.scanned}/{p.total}, selected {p.selected}"
         if not p.dry_run:
             line += f", redriven {p.redriven}, skipped {p.skipped}, failed {p.failed}"
-        self.query_one("#redrive-status", Static).update(line)
+        self.query_one("#redrive-status", Static).update(Text(line))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:

@@ -22,6 +22,7 @@ from textual.widgets import Button, Input, Select, Static
 from textual.worker import Worker
 
 from collectors.errors import LagdeckError, ReadOnlyError
+from collectors.untrusted import one_line
 from console.messages import Loaded
 from console.widgets import format as fmt
 from console.widgets.confirm import TypedConfirm
@@ -90,17 +91,33 @@ def plan_summary(plan: ReplayPlan) -> Text:
     replayed = sum(max(0, p.delta or 0) for p in changes)
     skipped = sum(max(0, -(p.delta or 0)) for p in changes)
     text = Text()
-    text.append(f"{plan.group} on {plan.topic}, {plan.spec.describe()}: ", style="bold")
+    text.append(f"{one_line(plan.group)} on {one_line(plan.topic)}, {plan.spec.describe()}: ",
+                style="bold")
     text.append(f"{len(changes)} of {len(plan.partitions)} partitions change")
     if replayed:
         text.append(f", {replayed:,} records will be processed again", style="yellow")
     if skipped:
         text.append(f", {skipped:,} records will be skipped", style="red")
-    text.append(f"\ngroup state {plan.group_state}; nothing has been changed yet (dry run).",
+    text.append(f"\ngroup state {one_line(plan.group_state)}; nothing has been changed yet "
+                "(dry run).",
                 style="dim")
     if plan.group_state not in RESETTABLE_STATES:
-        text.append(f"\n⚠ the group is {plan.group_state}: Kafka resets offsets only on an "
+        text.append(f"\n⚠ the group is {one_line(plan.group_state)}: Kafka resets offsets "
+                    "only on an "
                     "empty group, so stop its consumers before applying.", style="bold yellow")
+    return text
+
+
+def applied_summary(result: ReplayResult) -> Text:
+    """What the table above now shows: moves that were applied, not a preview."""
+    plan = result.plan
+    text = Text()
+    text.append(f"{one_line(plan.group)} on {one_line(plan.topic)}, {plan.spec.describe()}: ",
+                style="bold")
+    n = len(result.applied)
+    text.append(f"applied to {n} partition{'s' if n != 1 else ''}")
+    text.append(f"\ngroup state {one_line(plan.group_state)}; the changes above were made.",
+                style="dim")
     return text
 
 
@@ -126,9 +143,9 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="replay-box", classes="dialog"):
-            yield Static(Text(f"Replay consumer group {self.group}"), classes="title")
+            yield Static(Text(f"Replay consumer group {one_line(self.group)}"), classes="title")
             with Horizontal(classes="form-row"):
-                yield Select([(t, t) for t in self.topics], value=self.topic,
+                yield Select([(Text(one_line(t, 120)), t) for t in self.topics], value=self.topic,
                              allow_blank=False, id="replay-topic")
                 yield Select(KIND_CHOICES, value="earliest", allow_blank=False,
                              id="replay-kind")
@@ -190,12 +207,14 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
             spec = spec_from_form(kind, self.query_one("#replay-value", Input).value)
         except LagdeckError as exc:
             self.query_one("#replay-status", Static).update(
-                Text(f"✗ {exc}".replace("--to-datetime ", "").replace("--by-duration ", ""),
+                Text(one_line(f"✗ {exc}").replace("--to-datetime ", "")
+                     .replace("--by-duration ", ""),
                      style="bold red"))
             return
         self.stage = "planning"
         self.planned_form = self._form()
-        self.query_one("#replay-status", Static).update(f"Planning (dry run) for {topic}…")
+        self.query_one("#replay-status", Static).update(
+            Text(f"Planning (dry run) for {one_line(topic)}…"))
         self._plan(topic, spec)
 
     # -- workers ---------------------------------------------------------
@@ -212,7 +231,8 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
         self.post_message(Loaded("replay-done", result))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
-        self.query_one("#replay-status", Static).update(Text(f"✗ {line}", style="bold red"))
+        self.query_one("#replay-status", Static).update(Text(f"✗ {one_line(line)}",
+                                                             style="bold red"))
         if self.stage == "applying":
             self.stage = "preview-failed"
             self.query_one("#replay-confirm").remove_children()
@@ -263,10 +283,13 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
         after = ", ".join(f"p{p}={'—' if o is None else o}" for p, o in result.committed_after)
         self.query_one("#replay-status", Static).update(Text.assemble(
             (f"Reset {len(result.applied)} partition{'s' if len(result.applied) != 1 else ''}"
-             f" of {result.plan.topic} for {result.plan.group}", "bold green"),
+             f" of {one_line(result.plan.topic)} for {one_line(result.plan.group)}",
+             "bold green"),
             ("; committed offsets read back and verified: " if result.verified else "; ",
              "green"),
             (after, "dim")))
+        # the preview's "nothing has been changed yet (dry run)" is no longer true
+        self.query_one("#replay-summary", Static).update(applied_summary(result))
         self.query_one("#replay-close", Button).focus()
 
     # -- confirm ---------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -21,6 +22,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
+from collectors.untrusted import one_line
 from console import keymap as km
 from console.messages import Loaded
 from console.palette import TimelineCommands
@@ -52,10 +54,11 @@ def render_time(value: tuple[int | None, bool]) -> Text:
 
 def render_event(value: tuple[str, str | None, bool]) -> Text:
     kind, error, stuck = value
+    kind = one_line(kind, fmt.CELL_LIMIT)
     if error == "":
         return Text(f"↻ {kind} (redriven)", style="bold cyan")
     if error is not None:
-        return Text(f"✗ DEAD LETTER {error}", style="bold red")
+        return Text(f"✗ DEAD LETTER {one_line(error, fmt.CELL_LIMIT)}", style="bold red")
     return Text(kind, style="bold red" if stuck else "")
 
 
@@ -70,11 +73,13 @@ def render_marks(value: tuple[tuple[str, str], ...]) -> Text:
                         else "… lagdeck redrive pending", style="cyan")
             continue
         text.append(f"{mark} ", style=style)
-        text.append(group, style=style if status != PROCESSED else "")
+        text.append(one_line(group, 80), style=style if status != PROCESSED else "")
     return text or Text("no group commits on this topic", style="dim")
 
 
 def render_flag(flag: str) -> Text:
+    if flag in FLOW_FLAGS.values():
+        return Text(flag, style="bold black on yellow")
     return Text(flag, style="bold white on red" if flag else "")
 
 
@@ -85,26 +90,32 @@ COLUMNS = (
     Column("time", "Time", 12, render_time),
     Column("consumers", "Consumer groups", None, render_marks),
     Column("event", "Event", None, render_event),
-    Column("flag", "", 7, render_flag),
+    Column("flag", "", 7, render_flag),  # STUCK, or DUP / LATE from the flows view
     Column("where", "Where (topic[partition]@offset)"),
 )
 
 
-def event_row(e: TimelineEvent) -> Row:
+#: Flags for events the flows view marked (`tracing.flows`): duplicate, out of order.
+FLOW_FLAGS = {"duplicate": " DUP ", "out-of-order": " LATE "}
+
+
+def event_row(e: TimelineEvent, marks: dict[tuple[str, int, int], str] | None = None) -> Row:
     error = None
     if e.redriven:
         error = ""  # shown as redriven
     elif e.dead_letter is not None:
         error = (e.dead_letter.error_class or "").rsplit(".", 1)[-1] or "(no error class)"
-    marks = tuple(sorted(e.consumers.items()))
-    return Row(event_key(e), ((e.timestamp_ms, e.stuck), marks,
+    group_marks = tuple(sorted(e.consumers.items()))
+    return Row(event_key(e), ((e.timestamp_ms, e.stuck), group_marks,
                               (e.event_type or "(no event type)", error, e.stuck),
-                              " STUCK " if e.stuck else "", event_key(e)))
+                              " STUCK " if e.stuck else
+                              FLOW_FLAGS.get((marks or {}).get(e.position, ""), ""),
+                              event_key(e)))
 
 
 def summary(t: Timeline) -> Text:
     text = Text()
-    text.append(t.query, style="bold")
+    text.append(one_line(t.query, 200), style="bold")
     if not t.events:
         text.append(": no events found", style="yellow")
         if t.since_seconds:
@@ -123,25 +134,33 @@ def summary(t: Timeline) -> Text:
     if t.stuck:
         text.append(f" · {len(t.stuck)} stuck", style="bold red")
     if pending:
-        text.append(f" · pending in {', '.join(sorted(pending))}", style="yellow")
+        text.append(f" · pending in {one_line(', '.join(sorted(pending)), 400)}",
+                    style="yellow")
     trace = next((e.trace_id for e in t.events if e.trace_id), None)
     if trace:
-        text.append(f" · trace {trace}", style="dim")
+        text.append(f" · trace {one_line(trace, 200)}", style="dim")
     url = next((e.trace_url for e in t.events if e.trace_url), None)
     if url:
         text.append("\n")
-        text.append(url, style=f"underline link {url}")
+        text.append(one_line(url), style=_link(url))
     for note in t.notes:
-        text.append(f"\n⚠ {note}", style="yellow")
+        text.append(f"\n⚠ {one_line(note)}", style="yellow")
     return text
+
+
+def _link(url: str) -> Style:
+    """A clickable link as a Style object: parsing `f"link {url}"` would choke on a
+    space and pass an ESC in the URL to the terminal inside the OSC 8 sequence."""
+    safe = one_line(url)
+    return Style(underline=True, link=safe if safe.isascii() and " " not in safe else None)
 
 
 def event_detail(e: TimelineEvent) -> Table:
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("event", f"{e.event_type or '(no event type)'} on {event_key(e)} at "
-                          f"{fmt.timestamp_ms(e.timestamp_ms)}")
+    grid.add_column(style="bold", no_wrap=True, min_width=11)
+    grid.add_column(overflow="fold")  # long values whole, folded
+    grid.add_row("event", fmt.data_block(f"{e.event_type or '(no event type)'} on "
+                                         f"{event_key(e)} at {fmt.timestamp_ms(e.timestamp_ms)}"))
     ids = []
     if e.key is not None:
         ids.append(f"key {e.key}")
@@ -150,26 +169,29 @@ def event_detail(e: TimelineEvent) -> Table:
     if e.trace_id:
         ids.append(f"trace {e.trace_id}")
     if ids:
-        grid.add_row("ids", " · ".join(ids))
+        grid.add_row("ids", fmt.data_block(" · ".join(ids)))
     for group, status in sorted(e.consumers.items()):
         mark, style = MARKS.get(status, ("?", "dim"))
         extra = "  — stuck" if e.stuck and status == PENDING else ""
-        grid.add_row(Text(mark, style=style), Text(f"{group}: {status}{extra}", style=style))
+        grid.add_row(Text(mark, style=style),
+                     Text(f"{one_line(group)}: {status}{extra}", style=style))
     dl = e.dead_letter
     if dl is not None and e.redriven:
         grid.add_row(Text("redriven", style="bold cyan"),
-                     f"a copy of a dead letter put back on {e.topic} by lagdeck's redrive "
-                     f"(first failed with {dl.error_class or '?'})")
+                     fmt.data_block(f"a copy of a dead letter put back on {e.topic} by "
+                                    f"lagdeck's redrive (first failed with "
+                                    f"{dl.error_class or '?'})"))
     elif dl is not None:
         origin = f"{dl.original_topic}[{dl.original_partition}]@{dl.original_offset}"
         grid.add_row(Text("dead letter", style="bold red"),
-                     Text(f"{dl.error_class or '?'}: {dl.error_message or ''}", style="red"))
-        grid.add_row("from", f"{origin} (group {dl.original_group or '?'}, "
-                             f"attempts {dl.attempts if dl.attempts is not None else '?'})")
+                     fmt.data_block(f"{dl.error_class or '?'}: {dl.error_message or ''}", "red"))
+        grid.add_row("from", fmt.data_block(
+            f"{origin} (group {dl.original_group or '?'}, "
+            f"attempts {dl.attempts if dl.attempts is not None else '?'})"))
         grid.add_row("", Text("enter: open it in Dead letters · R: redrive it",
                               style="bold cyan"))
     if e.trace_url:
-        grid.add_row("trace", Text(e.trace_url, style=f"underline link {e.trace_url}"))
+        grid.add_row("trace", Text(one_line(e.trace_url), style=_link(e.trace_url)))
     return grid
 
 
@@ -187,6 +209,8 @@ class TimelineScreen(BaseScreen):
         self.recent: list[str] = []
         self._follow_timer = None
         self._search_before_mount: str | None = None
+        #: positions the flows view flagged (duplicate / out-of-order), shown in the flag column
+        self.flow_marks: dict[tuple[str, int, int], str] = {}
 
     def body(self) -> ComposeResult:
         yield LineInput(placeholder="order id, correlation id or trace id — enter to follow",
@@ -194,7 +218,8 @@ class TimelineScreen(BaseScreen):
         yield Static(Text("Type an order id, correlation id or trace id and press enter. "
                           "Events appear in time order with a mark per consumer group: "
                           "✓ processed  … pending  ✗ dead-lettered.\nNo id at hand? In Dead "
-                          "letters (2), put the cursor on a record and press t.",
+                          f"letters ({self.key('app.dead_letters')}), put the cursor on a "
+                          f"record and press {self.key('dlq.follow')}.",
                           style="dim"), id="timeline-info", classes="header-line")
         yield KeyedTable(COLUMNS, id="timeline-events")
         with VerticalScroll(id="timeline-detail"):
@@ -236,7 +261,7 @@ class TimelineScreen(BaseScreen):
             self.recent.remove(query)
         self.recent.append(query)
         self.query_one("#timeline-info", Static).update(
-            Text(f"looking for {query} in every topic…", style="yellow"))
+            Text(f"looking for {one_line(query, 200)} in every topic…", style="yellow"))
         self._stop_follow()
         self._lookup(query)
         self.query_one("#timeline-events", KeyedTable).focus()
@@ -256,7 +281,10 @@ class TimelineScreen(BaseScreen):
     @on(Input.Submitted, "#timeline-query")
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.search(event.value)
+        query = event.value
+        if self.query_text and query == one_line(self.query_text):
+            query = self.query_text  # the box shows an id from a record escaped
+        self.search(query)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="timeline",
           name="order timeline")
@@ -265,7 +293,8 @@ class TimelineScreen(BaseScreen):
         self.post_message(Loaded("timeline", timeline, token=query))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
-        self.query_one("#timeline-info", Static).update(Text(f"✗ {line}", style="bold red"))
+        self.query_one("#timeline-info", Static).update(Text(f"✗ {one_line(line)}",
+                                                             style="bold red"))
         if self.query_text:
             self._schedule(FOLLOW_INTERVAL * 2)
         return True
@@ -294,7 +323,7 @@ class TimelineScreen(BaseScreen):
         with self.app.batch_update():
             self.query_one("#timeline-info", Static).update(info)
             self.query_one("#timeline-events", KeyedTable).sync(
-                [event_row(e) for e in timeline.events])
+                [event_row(e, self.flow_marks) for e in timeline.events])
             self._show_detail()
         self._schedule(FOLLOW_INTERVAL)
 

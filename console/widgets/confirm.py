@@ -14,6 +14,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from collectors.untrusted import block, one_line
 from console.widgets.inputs import LineInput
 
 
@@ -37,12 +38,13 @@ class TypedConfirm(Vertical):
 
     def compose(self) -> ComposeResult:
         if self.refused:
-            yield Static(Text(f"🔒 {self.refused}"), classes="refusal")
+            yield Static(Text(f"🔒 {block(self.refused)}"), classes="refusal")
             return
-        prompt = Text.assemble(f"To {self.what}, type ", (self.expected, "bold reverse"),
+        prompt = Text.assemble(f"To {one_line(self.what)}, type ",
+                               (one_line(self.expected), "bold reverse"),
                                " and press enter:")
         yield Static(prompt, classes="prompt")
-        yield LineInput(placeholder=self.expected, id="confirm-input")
+        yield LineInput(placeholder=one_line(self.expected), id="confirm-input")
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.focus_input)
@@ -51,7 +53,9 @@ class TypedConfirm(Vertical):
     def matched(self) -> bool:
         if self.refused:
             return False
-        return self.query_one("#confirm-input", Input).value.strip() == self.expected
+        typed = self.query_one("#confirm-input", Input).value.strip()
+        # a name with control or invisible characters is shown escaped: accept that spelling
+        return typed in (self.expected, one_line(self.expected))
 
     def focus_input(self) -> None:
         for box in self.query("#confirm-input"):

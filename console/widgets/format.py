@@ -8,6 +8,10 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from collectors.snapshots import Status
+from collectors.untrusted import block, one_line
+
+#: characters of a record-derived value in a table cell before it is cut with `…`
+CELL_LIMIT = 120
 
 #: Status badge colours: green is fine, yellow is worth a look, red needs action.
 STATUS_STYLE: dict[Status, str] = {
@@ -83,28 +87,48 @@ def timestamp_ms(value: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)) + f".{ms:03d}"
 
 
-def header_value(data: bytes | None, limit: int = 120) -> str:
+def header_value(data: bytes | None, limit: int | None = None) -> str:
     """A header value: text when it is printable UTF-8, else hex with its length
-    (Spring writes partitions and offsets as big-endian binary ints)."""
+    (Spring writes partitions and offsets as big-endian binary ints). Whole in a
+    detail pane (no `limit`), cut with `…` otherwise; never a control character."""
     if data is None:
         return "∅"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and all(ch.isprintable() or ch in "\t\n" for ch in text):
-        return printable(text, limit)
-    shown = data[: limit // 2].hex()
-    return f"0x{shown}{'…' if len(data) > limit // 2 else ''} ({len(data)} bytes)"
+    if text is not None and _mostly_text(text):
+        return block(text) if limit is None else one_line(text, limit)
+    room = 4096 if limit is None else max(1, limit // 2)
+    shown = data[:room].hex()
+    return f"0x{shown}{'…' if len(data) > room else ''} ({len(data)} bytes)"
+
+
+def _mostly_text(text: str) -> bool:
+    """Text with a few control characters is shown as text, escaped; four bytes of a
+    big-endian int (valid UTF-8, all controls) as hex."""
+    if text.isprintable():
+        return True
+    bad = sum(1 for ch in text[:4096] if not ch.isprintable() and ch not in "\t\n")
+    return bad * 4 <= min(len(text), 4096)
 
 
 def printable(data: bytes | str | None, limit: int = 60) -> str:
-    """Bytes shown safely: UTF-8 when it is, escaped otherwise; cut to `limit` chars."""
-    if data is None:
-        return "∅"
-    text = data if isinstance(data, str) else data.decode("utf-8", errors="backslashreplace")
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Bytes or text from a record on one line: UTF-8 where it is, everything else
+    escaped (`collectors.untrusted`), cut to `limit` chars with `…`."""
+    return one_line(data, limit, none="∅")
+
+
+def data(value: bytes | str | None, limit: int | None = CELL_LIMIT, style: str = "",
+         none: str = "∅") -> Text:
+    """Untrusted text (a record field, a group or topic name) for a cell or a line:
+    a `Text`, never markup, escaped and cut (see `collectors.untrusted.one_line`)."""
+    return Text(one_line(value, limit, none=none), style=style)
+
+
+def data_block(value: bytes | str | None, style: str = "", none: str = "∅") -> Text:
+    """Untrusted multi-line text for a detail pane: whole, line breaks kept, escaped."""
+    return Text(block(value, none=none), style=style)
 
 
 # -- column renderers for KeyedTable (value -> cell) ----------------------------------
@@ -123,4 +147,4 @@ def render_spark(values: Sequence[float | int | None]) -> Text:
 
 
 def render_dim(value: object) -> Text:
-    return Text("" if value is None else str(value), style="dim")
+    return Text("" if value is None else one_line(str(value), CELL_LIMIT), style="dim")

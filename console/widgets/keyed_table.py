@@ -20,9 +20,38 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
+
+from collectors.untrusted import one_line
+
+#: characters of a cell in a column without a fixed width before it is cut with `…`
+CELL_LIMIT = 120
+
+
+def cell(value: Any, limit: int | None = CELL_LIMIT) -> Any:
+    """What a cell may hold: a `Text` (never a markup string: DataTable parses every
+    `str` as Rich markup, so `[/]` in a group name or an error would raise), one
+    line, cut at `limit` with `…`, no control characters. Renderers build `Text`
+    from escaped text already; one that let an unprintable character through loses
+    its styling here rather than reach the terminal."""
+    if isinstance(value, Text):
+        plain = value.plain
+        if plain.isprintable() and (limit is None or len(plain) <= limit):
+            return value
+        return Text(one_line(plain, limit), style=value.style, justify=value.justify,
+                    no_wrap=True, end="")
+    if value is None:
+        return Text("", end="")
+    if isinstance(value, bool | int | float):
+        return Text(str(value), no_wrap=True, end="")
+    if isinstance(value, str | bytes):
+        # no_wrap and end="" as DataTable's own formatter makes them: a wrapping Text
+        # costs twice the paint time of a 10k-row table (bench/tui_refresh.py)
+        return Text(one_line(value, limit), no_wrap=True, end="")
+    return value  # another renderable built by lagdeck (none today)
 
 
 @dataclass(frozen=True)
@@ -60,6 +89,7 @@ class KeyedTable(DataTable):
         super().__init__(**kwargs)
         self._columns = tuple(columns)
         self._renderers = tuple(c.render for c in self._columns)
+        self._limits = tuple(c.width or CELL_LIMIT for c in self._columns)
         self._shown: dict[str, tuple[Any, ...]] = {}
         self._order: list[str] = []
 
@@ -97,8 +127,9 @@ class KeyedTable(DataTable):
             self.follow_row = True
 
     def _render(self, cells: tuple[Any, ...]) -> list[Any]:
-        return [value if render is None else render(value)
-                for render, value in zip(self._renderers, cells, strict=True)]
+        return [cell(value if render is None else render(value), limit)
+                for render, value, limit in zip(self._renderers, cells, self._limits,
+                                                strict=True)]
 
     def sync(self, rows: Sequence[Row]) -> int:
         """Make the table show exactly `rows`, in that order; returns cells written.
@@ -143,7 +174,8 @@ class KeyedTable(DataTable):
                     if before != after:
                         render = self._renderers[index]
                         self.update_cell(row.key, keys[index],
-                                         after if render is None else render(after))
+                                         cell(after if render is None else render(after),
+                                              self._limits[index]))
                         written += 1
             shown[row.key] = row.cells
         order = [row.key for row in rows]

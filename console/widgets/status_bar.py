@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from collectors.untrusted import one_line
 from console.widgets.format import clock, seconds
 
 
@@ -75,6 +76,7 @@ TABS = (
     ("dead-letters", "app.dead_letters", "Dead letters"),
     ("timeline", "app.timeline", "Timeline"),
     ("alerts", "app.alerts", "Alerts"),
+    ("flows", "app.flows", "Flows"),
 )
 
 
@@ -148,12 +150,12 @@ class StatusBar(Static):
         text = Text()
         keymap = getattr(self.app, "keymap", {})
         for mode, binding_id, label in TABS:
-            key = keymap.get(binding_id, "1234"[[t[0] for t in TABS].index(mode)])
+            key = keymap.get(binding_id, "12345"[[t[0] for t in TABS].index(mode)])
             current = mode == self.mode
             if compact and not current:
                 text.append(f" {key} ", style="dim")
                 continue
             text.append(f" {key} {label} ", style="bold reverse" if current else "dim")
             if current and self.title and titled:
-                text.append(f"› {self.title} ", style="bold cyan")
+                text.append(f"› {one_line(self.title, 80)} ", style="bold cyan")
         return text

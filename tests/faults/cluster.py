@@ -105,12 +105,14 @@ class FaultyBroker:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.s3 = s3
         self.port = free_port()
+        #: one cluster id across restarts: Tansu keeps a cluster's data under its id
+        self.cluster_id = f"lagdeck-faults-{uuid.uuid4().hex[:8]}"
         self.proxy: FaultProxy | None = FaultProxy(self.port).start() if proxy else None
         self.broker = self._make()
 
     def _make(self) -> EmbeddedBroker:
         return EmbeddedBroker(
-            port=self.port, log_dir=self.log_dir,
+            port=self.port, log_dir=self.log_dir, cluster_id=self.cluster_id,
             advertised=self.proxy.address if self.proxy else None,
             storage=self.s3.storage if self.s3 else None,
             env=self.s3.env if self.s3 else None)

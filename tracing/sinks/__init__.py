@@ -9,6 +9,8 @@ raised: a dead webhook must not stop `watch` or the TUI.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -49,7 +51,8 @@ def build_sinks(configs: Iterable[SinkConfig], report: Report = log_report, *,
             assert config.url is not None
             sinks.append(WebhookSink(config.url, timeout=config.timeout,
                                      retries=config.retries, headers=config.headers,
-                                     report=report))
+                                     report=report, expire_after=config.expire,
+                                     retry_every=interval))
         else:
             from tracing.sinks.otlp import OtlpSink
 
@@ -60,10 +63,28 @@ def build_sinks(configs: Iterable[SinkConfig], report: Report = log_report, *,
 
 def close_all(sinks: Iterable[Sink], timeout: float = 10.0,
               report: Report = log_report) -> None:
-    """Close every sink, each within `timeout`; one failing does not stop the others."""
-    for sink in sinks:
+    """Close every sink at once, all within `timeout` in total, whatever the sinks do.
+
+    Each close runs on its own daemon thread: a sink whose receiver never
+    answers (or an SDK that ignores its own timeout) cannot hold the caller
+    past the deadline; one failing does not stop the others.
+    """
+    sinks = list(sinks)
+    deadline = time.monotonic() + max(timeout, 0.0)
+
+    def close(sink: Sink) -> None:
         try:
-            sink.close(timeout)
+            sink.close(max(deadline - time.monotonic() - 0.05, 0.0))
         except Exception as exc:
             _log.exception("closing %s failed", sink.label)
             report(f"{sink.label}: close failed: {exc}")
+
+    threads = [threading.Thread(target=close, args=(s,), name=f"lagdeck-close-{i}",
+                                daemon=True) for i, s in enumerate(sinks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0.0))
+    for sink, t in zip(sinks, threads, strict=True):
+        if t.is_alive():
+            report(f"{sink.label}: did not close within {timeout:g}s; left behind")
