@@ -256,6 +256,9 @@ class KafkaSource:
         self._collector: Any = None
         self._history: Any = None
         self._tracer: Any = None
+        self._probe: Any = None
+        #: bumped by `abandon()`: a poll of an older generation no longer owns the collector
+        self._generation = 0
         if rules is None:
             rules, error = rules_from_settings(self.settings)
         else:
@@ -273,6 +276,17 @@ class KafkaSource:
     def read_only(self) -> bool:
         return self.cluster.read_only
 
+    # -- liveness --------------------------------------------------------
+
+    def probe(self, timeout: float) -> Any:
+        """Is the cluster there (`collectors.liveness.Liveness`)? Cheap; never raises for
+        an unreachable cluster. Sources without `probe` are taken as always reachable."""
+        from collectors.liveness import LivenessProbe
+
+        if self._probe is None or self._probe.timeout != timeout:
+            self._probe = LivenessProbe(self.cluster, timeout)
+        return self._probe.check()
+
     # -- lag -------------------------------------------------------------
 
     def _lag_collector(self) -> Any:
@@ -286,12 +300,22 @@ class KafkaSource:
                                            settings=self.settings)
         return self._collector
 
+    def abandon(self) -> None:
+        """The cluster stopped answering: a poll still waiting on it is left to finish on
+        its own (with its own collector and lock), so the first poll once the cluster
+        answers again does not queue behind it for its whole timeout."""
+        self._generation += 1
+        self._lock = threading.Lock()
+        self._collector = None
+
     def poll_lag(self) -> LagView:
-        with self._lock:
+        lock, generation = self._lock, self._generation
+        with lock:
             try:
                 snapshot = self._lag_collector().refresh()
             except BaseException:
-                self._drop_collector()
+                if generation == self._generation:
+                    self._drop_collector()
                 raise
             trends = {}
             for g in snapshot.groups:
@@ -418,6 +442,8 @@ class KafkaSource:
         process exit rather than blocking the UI while it quits."""
         if self._payloads is not None:
             self._payloads.close()
+        if self._probe is not None:
+            self._probe.close()
         if self._trace_lock.acquire(timeout=0.5):
             try:
                 if self._tracer is not None:

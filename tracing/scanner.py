@@ -286,6 +286,8 @@ class FastScan:
         #: position -> (ids, row) of every record decoded so far
         self.decoded: dict[tuple[str, int, int], tuple[set[bytes], tuple]] = {}
         self.finished: list[PartitionRange] = []
+        #: ranges read to their end (both paths; `finished` is for phase 2 only)
+        self.completed: set[PartitionRange] = set()
 
     def run(self, cluster: ClusterConfig, ranges: Sequence[PartitionRange],
             index: CorrelationIndex, plans: Mapping[TP, PartitionPlan], cutoff_ms: int,
@@ -296,14 +298,24 @@ class FastScan:
             # the dead letters, and `related`, `dead_letters` and `index` have nothing to add.
             scanner = Scanner(index, self.decoder, self.wanted, plans, cutoff_ms, owned=owned,
                               progress=self.progress)
+            claim = scanner.on_done
+
+            def on_done(r: PartitionRange) -> None:
+                self.completed.add(r)
+                claim(r)
+
+            scanner.on_done = on_done  # type: ignore[method-assign]
             scanner.run(cluster, ranges)
             self.done, self.matches = scanner.done, scanner.matches
             return
         collect = gc.isenabled()
         gc.disable()  # millions of long-lived objects: see Scanner.run
         try:
-            for msgs in read_messages(cluster, ranges, batch=10_000,
-                                      on_done=self.finished.append):
+            def on_done(r: PartitionRange) -> None:
+                self.completed.add(r)
+                self.finished.append(r)
+
+            for msgs in read_messages(cluster, ranges, batch=10_000, on_done=on_done):
                 self.feed(msgs)
         finally:
             if collect:

@@ -137,6 +137,22 @@ class _Scan:
     cutoff_ms: int
     workers: Workers | None
     answers: list[ShareAnswer]
+    #: the ranges this process set out to read
+    planned: tuple[PartitionRange, ...] = ()
+
+    @property
+    def unread(self) -> list[PartitionRange]:
+        """Ranges the scan gave up on (nothing arrived for its idle timeout: usually the
+        broker stopped answering); their records are missing from the answer."""
+        done = self.own.completed
+
+        def read(r: PartitionRange) -> bool:
+            start = max(r.start, 0)
+            return r.end <= start or any(
+                c.topic == r.topic and c.partition == r.partition and c.start <= start
+                and c.end >= r.end for c in done)
+
+        return [r for r in self.planned if not read(r)]
 
     @property
     def scanned(self) -> int:
@@ -331,6 +347,14 @@ class Tracer:
                                   timeout=self.settings.jaeger_timeout)
             spans, notes = fetched.spans, notes + list(fetched.notes)
 
+        unread = scan.unread
+        if unread:
+            parts = sorted({f"{r.topic}[{r.partition}]" for r in unread})
+            shown = ", ".join(parts[:5]) + (f" +{len(parts) - 5}" if len(parts) > 5 else "")
+            notes.append(f"scan cut short: {len(parts)} partition(s) not read to the end "
+                         f"({shown}; nothing arrived for a while: is the broker "
+                         "reachable?); events may be missing and the index stays incomplete "
+                         "there")
         stats = ScanStats(topics=len(topics), partitions=len(tps),
                           scanned_records=scan.scanned,
                           indexed_hits=len({e.position for e in events} - scanned),
@@ -341,10 +365,11 @@ class Tracer:
         events = self._with_payloads(events)
         if self.payloads.down:
             notes.append(f"{self.payloads.down}: registry-framed values are shown raw")
-        return build_timeline(forms[0], events, committed, now_ms=now_ms,
-                              stuck_after_ms=int(stuck_after_seconds * 1000),
-                              url_for=self.settings.url_for, spans=spans,
-                              since_seconds=since_seconds, notes=notes, stats=stats)
+        timeline = build_timeline(forms[0], events, committed, now_ms=now_ms,
+                                  stuck_after_ms=int(stuck_after_seconds * 1000),
+                                  url_for=self.settings.url_for, spans=spans,
+                                  since_seconds=since_seconds, notes=notes, stats=stats)
+        return replace(timeline, complete=False) if unread else timeline
 
     def _topics(self, regex: str | None, client) -> dict[str, int]:
         topics = list_topics(self.cluster, timeout=self.timeout, client=client)
@@ -406,16 +431,17 @@ class Tracer:
 
         fast = FastScan(self.decoder, wanted, progress=report, discover=discover)
         answers: list[ShareAnswer] = []
+        planned = tuple(r for tp, p in own.items() for r in p.ranges(*tp))
         try:
-            fast.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)],
-                     self.index, plans, cutoff_ms, owned=frozenset(own))
+            fast.run(self.cluster, list(planned), self.index, plans, cutoff_ms,
+                     owned=frozenset(own))
             if workers is not None:
                 answers = workers.answers(progress=lambda _: report(fast.done))
         except BaseException:
             if workers is not None:
                 workers.stop()
             raise
-        return _Scan(fast, plans, frozenset(own), cutoff_ms, workers, answers)
+        return _Scan(fast, plans, frozenset(own), cutoff_ms, workers, answers, planned)
 
     def _rows(self, hits: dict[tuple[str, int], set[int]],
               live: dict[tuple[str, int], int]) -> dict[tuple[str, int, int], tuple]:

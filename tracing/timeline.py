@@ -147,6 +147,9 @@ class Timeline:
     #: degradations worth telling the operator (index rebuilt, Jaeger unreachable, ...)
     notes: tuple[str, ...] = ()
     stats: ScanStats = field(default_factory=ScanStats)
+    #: False when the scan was cut short (the broker stopped answering): events may be
+    #: missing, and the correlation index still lacks the ranges not read
+    complete: bool = True
 
     @property
     def stuck(self) -> tuple[TimelineEvent, ...]:
@@ -165,6 +168,7 @@ class Timeline:
             "since_seconds": self.since_seconds,
             "stuck_after_seconds": self.stuck_after_seconds,
             "notes": list(self.notes),
+            "complete": self.complete,
             "stats": {
                 "topics": self.stats.topics,
                 "partitions": self.stats.partitions,

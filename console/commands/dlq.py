@@ -25,7 +25,14 @@ from console.context import Context, print_json
 from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
-from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
+from dlq.redrive import (
+    DEFAULT_BATCH,
+    DEFAULT_MAX_ATTEMPTS,
+    Redrive,
+    RedriveAborted,
+    RedriveProgress,
+    RedriveResult,
+)
 from dlq.select import display_text
 from tracing.frames import REGISTRY_FORMATS, PayloadDecoder
 
@@ -64,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--force", action="store_true",
                     help="redrive records whose lagdeck-redrive-count header is malformed "
                     "(skipped by default: loop protection cannot judge them)")
-    rd.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
-                    help=f"records per transaction (default {DEFAULT_BATCH})")
+    rd.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help=f"records per transaction (default {DEFAULT_BATCH}, or a fifth of "
+                    "--rate so progress is committed several times a second)")
     rd.add_argument("--dry-run", action="store_true",
                     help="count per target and show the first records; change nothing")
     rd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -321,7 +329,7 @@ def _took(r: RedriveResult) -> str:
     return f"in {r.elapsed_s:.1f}s{moving}"
 
 
-def _print_result(r: RedriveResult) -> None:
+def _print_result(r: RedriveResult, aborted: bool = False) -> None:
     if r.dry_run:
         _out(f"dry run: {r.selected} of {r.scanned} dead letters read in {_s(r.topic)} selected "
              f"({_s(r.selection)}); nothing changed")
@@ -336,7 +344,7 @@ def _print_result(r: RedriveResult) -> None:
     else:
         if r.fenced:
             head = f"fenced after moving {r.redriven} dead letters (committed)"
-        elif r.cancelled:
+        elif r.cancelled or aborted:
             head = f"stopped after moving {r.redriven} dead letters"
         else:
             head = f"redrove {r.redriven} of {r.selected} selected dead letters"
@@ -360,7 +368,7 @@ def _print_result(r: RedriveResult) -> None:
                 f"{s.action}: {_s(s.reason)}"
             _out(f"  [{s.partition}]@{s.offset} key={_s(s.key, none='None')} "
                  f"{_s(s.error_class) or '-'} {what}")
-    done = not (r.dry_run or r.cancelled or r.failed or r.fenced)
+    done = not (r.dry_run or r.cancelled or r.failed or r.fenced or aborted)
     _out(f"progress group: {_s(r.group)}" + (" (a rerun moves nothing more)" if done else ""))
 
 
@@ -401,8 +409,16 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         sys.stderr.write("lagdeck: redrive not confirmed; nothing changed\n")
         return 1
     cancel = threading.Event()
-    with _ctrl_c_sets(cancel), ProgressLine(f"redriving {_s(args.topic)}") as bar:
-        result = redrive.run(progress=bar, cancel=cancel)
+    try:
+        with _ctrl_c_sets(cancel), ProgressLine(f"redriving {_s(args.topic)}") as bar:
+            result = redrive.run(progress=bar, cancel=cancel)
+    except RedriveAborted as exc:
+        # what was committed, on stdout as usual; the reason on stderr; exit 1
+        if args.json:
+            print_json({**exc.result.to_json(), "aborted": True, "error": str(exc)})
+        else:
+            _print_result(exc.result, aborted=True)
+        raise
     if args.json:
         print_json(result.to_json())
     else:

@@ -65,6 +65,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             sys.stderr.flush()
     if not shown:
         _print(timeline, args.json)
+    if not timeline.complete:  # the broker went away during the scan: say so, exit 1
+        cut = next((n for n in timeline.notes if n.startswith("scan cut short")),
+                   "scan cut short")
+        sys.stderr.write(f"lagdeck: error: trace of {args.id}: {cut}\n")
+        return 1
     return 0 if timeline.events else 1
 
 
