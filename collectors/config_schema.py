@@ -177,6 +177,7 @@ SCHEMA = Table({
     "default_profile": STRING,
     "profiles": MapOf(PROFILE, "profile"),
     "schema_registry": SCHEMA_REGISTRY,
+    "outage": Table({"show_after": SECONDS, "reconnect_max": SECONDS}),
     "lag": Table({
         "window": COUNT, "min_samples": COUNT, "grace": SECONDS, "exact_budget": SECONDS,
         "exact_max_reads": COUNT, "history_retention": SECONDS,

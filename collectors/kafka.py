@@ -24,6 +24,10 @@ from collectors.logs import KAFKA_LOGGER, get_logger
 from collectors.redact import scrub
 
 DEFAULT_TIMEOUT = 10.0
+#: librdkafka's defaults the console changes (a user's -X/-F setting still wins):
+#: reconnect within a second of a broker coming back, not after up to 10 s of backoff
+#: (docs/outages.md)
+CLIENT_DEFAULTS: dict[str, Any] = {"reconnect.backoff.max.ms": 1000}
 
 _log = get_logger("kafka")
 
@@ -34,7 +38,7 @@ def _error_cb(err: KafkaError) -> None:
 
 def _base(cluster: ClusterConfig, overrides: dict[str, Any] | None) -> dict[str, Any]:
     require_bootstrap(cluster)
-    conf: dict[str, Any] = dict(cluster.properties)
+    conf: dict[str, Any] = {**CLIENT_DEFAULTS, **cluster.properties}
     conf.update(overrides or {})
     get_logger(KAFKA_LOGGER)  # make sure the file handler is attached
     conf["logger"] = logging.getLogger(KAFKA_LOGGER)

@@ -10,12 +10,19 @@ a slow cluster never piles polls up in the thread pool; a failed poll backs
 off exponentially (`min(2**attempt, 20)` seconds) and the status bar says so.
 One `Worker.StateChanged` handler turns background errors into a
 notification, never a traceback.
+
+Outages (docs/outages.md): a liveness probe (`collectors.liveness`) runs
+beside the poll, so a cluster that stops answering shows as "unreachable"
+within `[outage] show_after` (5 s) however long the poll in flight waits.
+The last good data stays on screen with its age, never as live; probes back
+off (capped at `[outage] reconnect_max`) and the first one answered starts a
+poll at once; only a complete successful refresh makes the data live again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,11 +36,12 @@ from textual.worker import Worker, WorkerState
 from collectors import untrusted
 from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
+from collectors.liveness import OutageSettings, backoff
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from console import keymap as km
 from console.data import KafkaSource, LagView, Source
-from console.messages import LagUpdated
+from console.messages import ClusterProbed, LagUpdated
 from console.palette import GlobalCommands
 from console.screens.alerts import AlertsScreen
 from console.screens.dead_letters import DeadLettersScreen
@@ -94,6 +102,8 @@ class LagdeckApp(App[None]):
         cursor_blink: bool = True,
         welcome: str | None = None,
         exit_after: float | None = None,
+        outage: OutageSettings | None = None,
+        watchdog: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         #: read by `LineInput`; snapshot tests turn it off for stable pictures
@@ -110,6 +120,23 @@ class LagdeckApp(App[None]):
         self._outage_notified = False
         #: process CPU seconds the last lag poll took (all threads: the budget is per process)
         self._poll_cpu = 0.0
+        if outage is None:
+            try:
+                outage = OutageSettings.from_settings(source.settings)
+            except LagdeckError as exc:  # a bad [outage] section: defaults, and say so
+                self._welcome = f"{exc}; using the defaults"
+                outage = OutageSettings()
+        self.outage = outage
+        #: raises a LagdeckError when something the console depends on died (the demo's
+        #: embedded broker); checked every second, reported once
+        self._watchdog = watchdog
+        self.watchdog_error: str | None = None
+        self._probe_timer: Timer | None = None
+        self._probe_failures = 0
+        #: when the probe first got no answer (None: the cluster answers)
+        self._outage_since: float | None = None
+        #: when it answered again; a poll is live only if it finished after this
+        self._recovered_at: float | None = None
 
     # -- identity shown in the status bar -------------------------------
 
@@ -136,10 +163,27 @@ class LagdeckApp(App[None]):
         if self._exit_after:
             self.set_timer(self._exit_after, self.exit)
         self.poll_lag()
+        if self._probing:
+            self._schedule_probe(self.outage.probe_interval)
+        if self._watchdog is not None:
+            self.set_interval(1.0, self._check_watchdog, name="watchdog")
+
+    def _check_watchdog(self) -> None:
+        if self._watchdog is None or self.watchdog_error is not None:
+            return
+        try:
+            self._watchdog()
+        except LagdeckError as exc:
+            self.watchdog_error = describe_error(exc)
+            _log.error("%s", self.watchdog_error)
+            self.notify(self.watchdog_error, title="the demo cannot go on", severity="error",
+                        timeout=3600)
 
     def on_unmount(self) -> None:
         if self._poll_timer is not None:
             self._poll_timer.stop()
+        if self._probe_timer is not None:
+            self._probe_timer.stop()
         try:
             self.source.close()
         except Exception:  # closing must never hide the real exit reason
@@ -161,6 +205,62 @@ class LagdeckApp(App[None]):
             _log.debug("lag poll took %.2fs of CPU: next in %.1fs", self._poll_cpu, delay)
         return delay
 
+    # -- the liveness probe ----------------------------------------------
+
+    @property
+    def _probing(self) -> bool:
+        return callable(getattr(self.source, "probe", None))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="probe", name="probe")
+    def probe_cluster(self) -> None:
+        self.post_message(ClusterProbed(self.source.probe(self.outage.probe_timeout)))
+
+    def _schedule_probe(self, delay: float) -> None:
+        if self._probe_timer is not None:
+            self._probe_timer.stop()
+        self._probe_timer = self.set_timer(delay, self.probe_cluster, name="probe")
+
+    @property
+    def outage_since(self) -> float | None:
+        """When the cluster stopped answering the probe (None while it answers)."""
+        return self._outage_since
+
+    @on(ClusterProbed)
+    def _probed(self, message: ClusterProbed) -> None:
+        live = message.liveness
+        last = self.lag_view.snapshot.taken_at if self.lag_view else None
+        if not live.reachable:
+            self._probe_failures += 1
+            delay = backoff(self._probe_failures, base=self.outage.probe_interval,
+                            cap=self.outage.reconnect_max)
+            if self._outage_since is None:
+                self._outage_since = live.checked_at
+                _log.warning("cluster unreachable: %s", live.detail)
+                if self._poll_timer is not None:  # polls wait for the probe to answer
+                    self._poll_timer.stop()
+                abandon = getattr(self.source, "abandon", None)
+                if callable(abandon):  # the first poll after the outage must not wait
+                    abandon()
+                if not self._outage_notified:
+                    self.notify(live.detail, title="cannot reach the cluster",
+                                severity="error", timeout=8)
+                    self._outage_notified = True
+            self.connection = Connection("unreachable", detail=live.detail, last_ok=last,
+                                         retry_in=delay, since=self._outage_since)
+            self._schedule_probe(delay)
+            return
+        self._probe_failures = 0
+        if self._outage_since is not None:
+            _log.info("cluster answers again after %.1fs", live.checked_at - self._outage_since)
+            self._outage_since = None
+            self._recovered_at = live.checked_at
+            self.connection = Connection("recovering", last_ok=last)
+            self.poll_lag()  # live again only once a complete refresh succeeds
+            reload = getattr(self.screen, "reload", None)
+            if callable(reload):
+                reload()
+        self._schedule_probe(self.outage.probe_interval)
+
     def _schedule_poll(self, delay: float) -> None:
         if self._poll_timer is not None:
             self._poll_timer.stop()
@@ -175,8 +275,22 @@ class LagdeckApp(App[None]):
 
     @on(LagUpdated)
     def _lag_updated(self, message: LagUpdated) -> None:
+        taken = message.view.snapshot.taken_at
+        if self.lag_view is not None and taken < self.lag_view.snapshot.taken_at:
+            return  # a poll overtaken by a newer one (after an outage)
         self.lag_view = message.view
-        self.connection = Connection("connected", last_ok=message.view.snapshot.taken_at)
+        since = self._outage_since
+        if since is not None and taken < since:
+            pass  # finished before the outage was noticed: shown, but not as live
+        elif self._recovered_at is not None and taken < self._recovered_at:
+            self.connection = Connection("recovering", last_ok=taken)
+        else:
+            if since is not None:  # the cluster answered a whole refresh: it is back
+                self._outage_since = None
+                self._probe_failures = 0
+                self._schedule_probe(self.outage.probe_interval)
+            self._recovered_at = None
+            self.connection = Connection("connected", last_ok=taken)
         screen = self.screen
         show = getattr(screen, "show_lag", None)
         if callable(show):  # a modal on top (or another mode) draws on resume instead
@@ -192,17 +306,21 @@ class LagdeckApp(App[None]):
         worker = event.worker
         if worker.group == "lag":
             if event.state == WorkerState.SUCCESS:
-                if self._outage_notified:
+                if self._outage_notified and self.connection.live:
                     self.notify("connection restored", title="cluster")
+                    self._outage_notified = False
                 self._attempt = 0
-                self._outage_notified = False
-                self._schedule_poll(self.next_poll_delay())
+                if self._outage_since is None:
+                    self._schedule_poll(self.next_poll_delay())
             elif event.state == WorkerState.ERROR:
                 self._attempt += 1
-                delay = min(2.0**self._attempt, MAX_BACKOFF)
+                cap = self.outage.reconnect_max if self._probing else MAX_BACKOFF
+                delay = min(2.0**self._attempt, cap)
                 line = describe_error(worker.error)
                 _log.warning("lag poll failed (attempt %s): %s", self._attempt, line,
                              exc_info=worker.error)
+                if self._outage_since is not None:
+                    return  # the probe owns the outage; it polls again when answered
                 last = self.lag_view.snapshot.taken_at if self.lag_view else None
                 self.connection = Connection("reconnecting", detail=line, last_ok=last,
                                              retry_in=delay)
@@ -306,12 +424,14 @@ DEMO_WELCOME = (
 )
 
 
-def run_demo(cluster: ClusterConfig, *, duration: float | None = None) -> int:
+def run_demo(cluster: ClusterConfig, *, duration: float | None = None,
+             watchdog: Callable[[], None] | None = None) -> int:
     """The console against the demo world (`lagdeck demo`), with demo alert rules."""
     from collectors.rules import parse_rules_text
 
     source = KafkaSource(cluster, rules=parse_rules_text(DEMO_RULES, "<demo rules>"),
                          label=f"demo {cluster.bootstrap_servers}",
                          stuck_after_seconds=30.0)
-    LagdeckApp(source, poll_interval=2.0, welcome=DEMO_WELCOME, exit_after=duration).run()
+    LagdeckApp(source, poll_interval=2.0, welcome=DEMO_WELCOME, exit_after=duration,
+               watchdog=watchdog).run()
     return 0

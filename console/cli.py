@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     conn.add_argument("--profile", metavar="NAME", help="profile from the TOML config file")
     conn.add_argument("--config", dest="config_path", metavar="FILE",
                       help="TOML config file (default: $LAGDECK_CONFIG or the user config dir)")
+    conn.add_argument("--schema-registry", metavar="URL",
+                      help="Confluent-compatible Schema Registry, to decode Avro, Protobuf and "
+                      "JSON Schema payloads (overrides [schema_registry] url)")
     conn.add_argument("--read-only", action="store_true", default=None,
                       help="block every mutating action (redrive, replay)")
     conn.add_argument("--from-snapshots", nargs="?", const=SNAPSHOT_TOPIC, metavar="TOPIC",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.config import LagdeckConfig, resolve
+from collectors.registry import RegistryConfig, registry_config
 from collectors.untrusted import as_text, json_text
 
 
@@ -44,6 +45,13 @@ class Context:
             return check_topic_name(typed)
         config = self.config
         return snapshots_setting(config.settings.data, config.cluster.profile)
+
+    @cached_property
+    def registry(self) -> RegistryConfig | None:
+        """The Schema Registry: `--schema-registry`, else `[schema_registry]` (profile first)."""
+        config = self.config
+        return registry_config(config.settings, config.cluster.profile,
+                               getattr(self.args, "schema_registry", None))
 
 
 _PLAIN = (str, int, float, bool, type(None))

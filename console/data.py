@@ -25,6 +25,7 @@ from collectors.alerts import AlertBook, AlertEvent, AlertState, EventKind, eval
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import LagdeckError, UsageError
 from collectors.logs import get_logger
+from collectors.registry import RegistryConfig
 from collectors.rules import RuleSet, from_settings
 from collectors.snapshots import LagSnapshot, Record
 from dlq.browse import DeadLetter, PageCursor, read_page
@@ -34,6 +35,7 @@ from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_
 from dlq.select import FIELDS, Selector, parse_where
 from tracing.deadletter import DeadLetterEnvelope
 from tracing.flows import FlowMap
+from tracing.frames import PayloadDecoder
 from tracing.headers import correlation_id, header_map, id_text
 from tracing.settings import from_settings as trace_settings
 from tracing.timeline import Timeline
@@ -125,7 +127,8 @@ def picked_group(topic: str, picked: frozenset[tuple[int, int]]) -> str:
 
 
 _WHERE_START = re.compile(
-    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+)\s*(?:!=|!~|=|~)", re.IGNORECASE)
+    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+|value\.[^\s=~!]+)\s*(?:!=|!~|=|~)",
+    re.IGNORECASE)
 
 
 def parse_filter(text: str) -> list[str]:
@@ -174,6 +177,14 @@ class Source(Protocol):
 
     def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
                          where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
+
+    @property
+    def payloads(self) -> PayloadDecoder:
+        """One decoder (registry client, schema cache) for the session; a registry that
+        went down is tried again after the next reconnect (see `close`)."""
+        if self._payloads is None or self._payloads.down:
+            self._payloads = PayloadDecoder(self.registry)
+        return self._payloads
 
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                 where: Sequence[str] = (), dry_run: bool,
@@ -228,9 +239,13 @@ class KafkaSource:
                  rules: RuleSet | None = None, timeout: float = 10.0,
                  label: str | None = None, since_seconds: float = 86400.0,
                  stuck_after_seconds: float = 300.0,
-                 flows_since_seconds: float = 3600.0) -> None:
+                 flows_since_seconds: float = 3600.0,
+                 registry: RegistryConfig | None = None) -> None:
         self.cluster = cluster
         self.flows_since_seconds = flows_since_seconds
+        #: the Schema Registry for payloads (dead letters, timelines, value.PATH filters)
+        self.registry = registry
+        self._payloads: PayloadDecoder | None = None
         self.settings = settings or Settings()
         self.timeout = timeout
         self.since_seconds = since_seconds
@@ -243,6 +258,9 @@ class KafkaSource:
         self._tracer: Any = None
         #: group -> recent total lags for the sparklines (see `_update_trends`)
         self._trends: dict[str, deque[int]] = {}
+        self._probe: Any = None
+        #: bumped by `abandon()`: a poll of an older generation no longer owns the collector
+        self._generation = 0
         if rules is None:
             rules, error = rules_from_settings(self.settings)
         else:
@@ -260,6 +278,17 @@ class KafkaSource:
     def read_only(self) -> bool:
         return self.cluster.read_only
 
+    # -- liveness --------------------------------------------------------
+
+    def probe(self, timeout: float) -> Any:
+        """Is the cluster there (`collectors.liveness.Liveness`)? Cheap; never raises for
+        an unreachable cluster. Sources without `probe` are taken as always reachable."""
+        from collectors.liveness import LivenessProbe
+
+        if self._probe is None or self._probe.timeout != timeout:
+            self._probe = LivenessProbe(self.cluster, timeout)
+        return self._probe.check()
+
     # -- lag -------------------------------------------------------------
 
     def _lag_collector(self) -> Any:
@@ -273,12 +302,22 @@ class KafkaSource:
                                            settings=self.settings)
         return self._collector
 
+    def abandon(self) -> None:
+        """The cluster stopped answering: a poll still waiting on it is left to finish on
+        its own (with its own collector and lock), so the first poll once the cluster
+        answers again does not queue behind it for its whole timeout."""
+        self._generation += 1
+        self._lock = threading.Lock()
+        self._collector = None
+
     def poll_lag(self) -> LagView:
-        with self._lock:
+        lock, generation = self._lock, self._generation
+        with lock:
             try:
                 snapshot = self._lag_collector().refresh()
             except BaseException:
-                self._drop_collector()
+                if generation == self._generation:
+                    self._drop_collector()
                 raise
             trends = self._update_trends(snapshot)
         return LagView(snapshot, trends, self.alerts.update(snapshot))
@@ -312,18 +351,29 @@ class KafkaSource:
         selector = parse_where(where)
         entries: list[DeadLetter] = []
         scanned = 0
-        first = read_page(self.cluster, topic, start=start, limit=limit, timeout=self.timeout)
+        payloads = self.payloads
+        first = read_page(self.cluster, topic, start=start, limit=limit, timeout=self.timeout,
+                          payloads=payloads)
         page = first
         while True:
             scanned += len(page.entries)
-            entries += [e for e in page.entries if selector.matches(e.record, e.envelope)]
+            entries += [e for e in page.entries
+                        if selector.matches(e.record, e.envelope, e.payload)]
             if not selector.conditions or len(entries) >= limit or page.next is None \
                     or scanned >= scan_cap:
                 break
             page = read_page(self.cluster, topic, start=page.next, limit=limit,
-                             timeout=self.timeout)
+                             timeout=self.timeout, payloads=payloads)
         return DlqPageView(topic, tuple(entries[:limit]), first.start, page.next, page.depth,
                            page.remaining, scanned, selector.describe())
+
+    @property
+    def payloads(self) -> PayloadDecoder:
+        """One decoder (registry client, schema cache) for the session; a registry that
+        went down is tried again after the next reconnect (see `close`)."""
+        if self._payloads is None or self._payloads.down:
+            self._payloads = PayloadDecoder(self.registry)
+        return self._payloads
 
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                 where: Sequence[str] = (), dry_run: bool,
@@ -334,7 +384,8 @@ class KafkaSource:
             task = Redrive(self.cluster, topic, where=picked_selector(frozenset(picked)),
                            group=picked_group(topic, frozenset(picked)), timeout=self.timeout)
         elif where:
-            task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout)
+            task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout,
+                           payloads=self.payloads)
         else:
             raise UsageError("nothing to redrive: select records (space) or set a filter (/)")
         if dry_run:
@@ -348,7 +399,8 @@ class KafkaSource:
         from tracing.search import Tracer  # loaded on first use: the scanner is heavy
 
         if self._tracer is None:
-            self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout)
+            self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout,
+                                  registry=self.registry)
         return self._tracer
 
     def timeline(self, query: str) -> Timeline:
@@ -403,6 +455,10 @@ class KafkaSource:
     def close(self) -> None:
         """Close clients that are idle; one still busy in a worker is left to the
         process exit rather than blocking the UI while it quits."""
+        if self._payloads is not None:
+            self._payloads.close()
+        if self._probe is not None:
+            self._probe.close()
         if self._trace_lock.acquire(timeout=0.5):
             try:
                 if self._tracer is not None:

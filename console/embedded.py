@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -64,12 +65,19 @@ class EmbeddedBroker:
     """
 
     def __init__(self, port: int | None = None, log_dir: Path | None = None,
-                 cluster_id: str | None = None) -> None:
+                 cluster_id: str | None = None, *, advertised: str | None = None,
+                 storage: str | None = None, env: dict[str, str] | None = None) -> None:
+        """`advertised` (host:port) is the address the broker tells clients to use
+        (a proxy in front of it, in the fault tests); `storage` a Tansu storage URL
+        (default: memory); `env` extra environment (e.g. an S3 endpoint)."""
         self.requested_port = port
         #: Tansu calls every cluster "tansu_cluster"; each embedded broker (memory
         #: storage: a new cluster every start) gets its own id, so per-cluster state
         #: such as alerts never mixes two of them
         self.cluster_id = cluster_id or f"lagdeck-embedded-{uuid.uuid4().hex[:12]}"
+        self.advertised = advertised
+        self.storage = storage
+        self.env = env
         self.port: int | None = None
         self.log_dir = log_dir or state_dir()
         self.log_path: Path | None = None
@@ -103,11 +111,17 @@ class EmbeddedBroker:
 
     def _try_start(self, binary: str, port: int, timeout: float) -> str | None:
         url = f"tcp://127.0.0.1:{port}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else url
+        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url",
+                   advertised, "--cluster-id", self.cluster_id]
+        if self.storage:
+            command += ["--storage-engine", self.storage]
+        env = {**os.environ, **self.env} if self.env else None
         self.log_path = self.log_dir / f"tansu-{port}.log"
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--cluster-id", self.cluster_id],
+                command,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -134,11 +148,11 @@ class EmbeddedBroker:
         """Raise if the broker exited or hit a panic (a broker bug)."""
         if self.process is None:
             raise EmbeddedBrokerError("the embedded broker is not running")
-        if self.process.poll() is not None:
-            raise EmbeddedBrokerError(
-                f"the embedded broker exited with code {self.process.returncode}; "
-                f"see {self.log_path}"
-            )
+        code = self.process.poll()
+        if code is not None:
+            how = (f"was killed by signal {-code} ({signal.Signals(-code).name})"
+                   if code < 0 and -code in signal.valid_signals() else f"exited with code {code}")
+            raise EmbeddedBrokerError(f"the embedded broker {how}; see {self.log_path}")
         if self.panicked():
             raise EmbeddedBrokerError(f"the embedded broker panicked; see {self.log_path}")
 

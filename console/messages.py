@@ -50,3 +50,14 @@ class Progress(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Progress)
+
+
+class ClusterProbed(Message):
+    """A liveness probe's answer (`collectors.liveness.Liveness`)."""
+
+    def __init__(self, liveness: Any) -> None:
+        super().__init__()
+        self.liveness = liveness
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ClusterProbed)

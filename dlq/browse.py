@@ -30,6 +30,7 @@ from collectors.scan import to_record, watermarks
 from collectors.snapshots import Record
 from collectors.topics import list_topics
 from tracing.deadletter import DeadLetterEnvelope, decode_envelope
+from tracing.frames import Payload, PayloadDecoder
 
 #: Big fetches: scans are throughput-bound, not latency-bound.
 READER_CONF = {"fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760}
@@ -41,6 +42,10 @@ class DeadLetter:
 
     record: Record
     envelope: DeadLetterEnvelope
+    #: the decoded value (None when the page was read without decoding)
+    payload: Payload | None = None
+    #: the key decoded, when it is a Schema Registry frame
+    key_payload: Payload | None = None
 
 
 @dataclass(frozen=True)
@@ -216,15 +221,26 @@ def _caught_up(client: Consumer, todo: Mapping[tuple[str, int], int]) -> list[tu
             if tp.offset >= 0 and tp.offset >= todo[(tp.topic, tp.partition)]]
 
 
+def decode_dead_letter(record: Record, payloads: PayloadDecoder) -> DeadLetter:
+    """A record with its envelope and decoded payload (never raises on record content)."""
+    headers = [(h.key, h.value) for h in record.headers]
+    key_payload = None
+    if record.key and record.key[0] == 0:
+        key_payload = payloads.decode(record.key, headers, record.topic, is_key=True)
+    return DeadLetter(record, decode_envelope(record),
+                      payloads.decode(record.value, headers, record.topic), key_payload)
+
+
 def read_page(cluster: ClusterConfig, topic: str, *,
               start: PageCursor | Mapping[int, int] | int | None = None,
               limit: int = 50, timeout: float = DEFAULT_TIMEOUT,
-              strict: bool = False) -> DlqPage:
+              payloads: PayloadDecoder | None = None, strict: bool = False) -> DlqPage:
     """One page of `topic` from `start` (a cursor, {partition: offset}, an offset of a
     one-partition topic, or None for the beginning), at most `limit` dead letters.
 
     With `strict` (what an operator typed), a partition the topic does not have is
-    an error; otherwise such positions are ignored."""
+    an error; otherwise such positions are ignored. Values (and Schema Registry
+    framed keys) are decoded with `payloads` (a decoder without a registry when None)."""
     if limit < 1:
         raise UsageError(f"page size must be at least 1, got {limit}")
     partitions = topic_partitions(cluster, topic, timeout)
@@ -261,10 +277,11 @@ def read_page(cluster: ClusterConfig, topic: str, *,
                          key=lambda r: (r.timestamp_ms or 0, r.partition))
     entries = []
     next_pos = dict(pos)
+    decoder = payloads if payloads is not None else PayloadDecoder(None)
     for record in merged:
         if len(entries) >= limit:
             break
-        entries.append(DeadLetter(record, decode_envelope(record)))
+        entries.append(decode_dead_letter(record, decoder))
         next_pos[record.partition] = record.offset + 1
     for p, records in per_partition.items():
         # a partition whose whole read window made it onto the page moves to the window end

@@ -37,6 +37,12 @@ selected; `behind` = records waiting behind a stopped partition's failure;
 Progress callbacks receive a `RedriveProgress` and must be plain callables;
 they run on the redrive's thread.
 
+A broker that dies mid-run: the open transaction is aborted (or, when the
+broker cannot even take the abort, left to be fenced by the rerun's
+`init_transactions`), the run stops within about `timeout` seconds, and
+`RedriveAborted` carries the counts of committed batches only, the same the
+audit log records; a rerun resumes from the last commit (docs/outages.md).
+
 Duplicates: on brokers that implement transactions fully, read_committed
 consumers see each dead letter once. On brokers that expose aborted records
 (Tansu), a crash can duplicate at most the one batch that was in flight;
@@ -77,9 +83,12 @@ from tracing.deadletter import (
     decode_envelope,
     decode_route,
 )
+from tracing.frames import PayloadDecoder
 
 GROUP_PREFIX = "lagdeck-redrive."
 DEFAULT_BATCH = 5000
+#: seconds an abort may take: a dead broker cannot take it (the rerun fences it instead)
+ABORT_TIMEOUT = 5.0
 DEFAULT_MAX_ATTEMPTS = 3
 #: A producer that fails with one of these can no longer transact (usually: fenced).
 _FENCED_CODES = {KafkaError._STATE, KafkaError._FENCED, KafkaError._FATAL,
@@ -196,6 +205,15 @@ class RedriveResult:
         }
 
 
+class RedriveAborted(KafkaOperationError):
+    """The redrive stopped part way (broker gone, commit failed): `result` counts the
+    committed batches only; everything else was rolled back and a rerun resumes."""
+
+    def __init__(self, message: str, result: RedriveResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def default_group(topic: str, selector: Selector, to: str | None = None) -> str:
     """`lagdeck-redrive.<topic>`, plus a short hash of the selection and the `--to`
     target when there are any (a `--to` run has its own progress)."""
@@ -306,12 +324,13 @@ class Redrive:
     def __init__(self, cluster: ClusterConfig, topic: str, *, to: str | None = None,
                  where: Iterable[str] | Selector = (), max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  rate: float | None = None, group: str | None = None,
-                 batch_size: int = DEFAULT_BATCH, samples: int = 5,
+                 batch_size: int | None = None, samples: int = 5,
                  again: bool = False, force: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT,
+                 payloads: PayloadDecoder | None = None) -> None:
         if rate is not None and rate <= 0:
             raise UsageError(f"--rate must be positive, got {rate:g}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if max_attempts < 1:
             raise UsageError(f"--max-attempts must be at least 1, got {max_attempts}")
@@ -321,14 +340,19 @@ class Redrive:
         self.topic = topic
         self.to = to
         self.selector = where if isinstance(where, Selector) else parse_where(where)
+        #: decodes values for `value.PATH` conditions (registry frames need a registry)
+        self.payloads = payloads if payloads is not None else PayloadDecoder(None)
         self.max_attempts = max_attempts
         self.rate = rate
         self.group = group or default_group(topic, self.selector, to)
         self.again = again
         self.force = force
-        self.batch_size = batch_size
-        if rate is not None:  # keep commits (and progress) coming a few times a second
-            self.batch_size = max(1, min(batch_size, int(rate / 5) or 1))
+        if batch_size is not None:  # an explicit size is the operator's: never replaced
+            self.batch_size = batch_size
+        elif rate is not None:  # keep commits (and progress) coming a few times a second
+            self.batch_size = max(1, min(DEFAULT_BATCH, int(rate / 5) or 1))
+        else:
+            self.batch_size = DEFAULT_BATCH
         self.sample_limit = samples
         self.timeout = timeout
         self._routes: dict[Route, tuple[str, str | None, int, str | None]] = {}
@@ -361,11 +385,13 @@ class Redrive:
             return self.plan(progress=progress, cancel=cancel)
         ensure_writable(self.cluster, f"redrive of {self.topic}")
         with audited(self.cluster, "dlq.redrive", self.parameters()) as audit:
-            result = self._execute(dry_run=False, progress=progress, cancel=cancel, audit=audit)
-            audit.counts = {"selected": result.selected, "redriven": result.redriven,
-                            "skipped": result.skipped, "failed": result.failed,
-                            "scanned": result.scanned, "unmatched": result.unmatched,
-                            "behind": result.behind, "not_reached": result.not_reached}
+            try:
+                result = self._execute(dry_run=False, progress=progress, cancel=cancel,
+                                       audit=audit)
+            except RedriveAborted as exc:
+                audit.counts = _audit_counts(exc.result)  # committed only, as the summary
+                raise
+            audit.counts = _audit_counts(result)
             if result.fenced:
                 audit.outcome = "fenced"
             elif result.cancelled:
@@ -394,6 +420,9 @@ class Redrive:
                 "partitioner": "murmur2_random",
                 "linger.ms": 5,
                 "transaction.timeout.ms": 60000,
+                # a request to a dead broker fails after `timeout`, not librdkafka's 60 s, so
+                # a redrive whose broker died stops within its deadline
+                "socket.timeout.ms": max(1000, int(self.timeout * 1000)),
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_delivery,
             })
@@ -432,15 +461,28 @@ class Redrive:
                 # TUI shows it) must not keep a fenced producer and its connections alive.
                 _log.info("redrive of %s stopped", self.topic, exc_info=True)
                 exc.__context__ = exc.__cause__ = None
-                raise exc.with_traceback(None) from None
-            elapsed = time.monotonic() - started
-            behind, not_reached = self._left(tally, starts, ends, fenced is not None
-                                             or cancel.is_set())
+                if dry_run:
+                    raise exc.with_traceback(None) from None
+                # the broker may be gone: what is left is not counted (a rerun resumes)
+                partial = self._result(tally, starts, ends, cancel, started, dry_run,
+                                       (0, 0), None)
+                raise RedriveAborted(
+                    f"{exc}; {partial.redriven} of {partial.selected} selected records were "
+                    "redriven and committed before it stopped", partial) from None
+            left = self._left(tally, starts, ends, fenced is not None or cancel.is_set())
+            result = self._result(tally, starts, ends, cancel, started, dry_run, left, fenced)
         finally:
             reader.close()
             # Drop the producer now, even when an error's traceback keeps this frame alive:
             # a live, fenced producer holds its broker connections open.
             txn = None
+        return result
+
+    def _result(self, tally: _Tally, starts, ends, cancel: threading.Event, started: float,
+                dry_run: bool, left: tuple[int, int], fenced: str | None) -> RedriveResult:
+        """The result from the tally, which holds committed batches only."""
+        behind, not_reached = left
+        elapsed = time.monotonic() - started
         moving = (tally.last_commit - tally.first_produce) \
             if tally.first_produce is not None and tally.last_commit is not None else 0.0
         return RedriveResult(
@@ -608,7 +650,10 @@ class Redrive:
             record = to_record(msg)
             if self.selector.needs_envelope:
                 envelope = decode_envelope(record)
-            if not self.selector.matches(record, envelope):
+            payload = None
+            if self.selector.needs_payload:
+                payload = self.payloads.decode(record.value, raw, record.topic)
+            if not self.selector.matches(record, envelope, payload):
                 return _Decision(msg, "unmatched")
         route = decode_route(raw)
         action, target, partition, reason = self._route_action(route, topics)
@@ -808,7 +853,11 @@ class Redrive:
                 self._txn(txn.begin_transaction, "beginning a transaction")
                 if tally.first_produce is None and batch.targets:
                     tally.first_produce = time.monotonic()
-                done = self._produce_batch(txn, batch.decisions, pacer)
+                try:
+                    done = self._produce_batch(txn, batch.decisions, pacer)
+                except LagdeckError:
+                    self._abort(txn)  # nothing of this batch may stay half-written
+                    raise
                 if done < len(batch.decisions):
                     batch = self._prefix(batch, done)
                 future = pool.submit(self._commit, txn, meta, batch.offsets,
@@ -817,6 +866,8 @@ class Redrive:
                 if cancel.is_set():
                     break
             settle()
+            if not cancel.is_set():
+                self._check_complete(reader, finished)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -824,6 +875,20 @@ class Redrive:
             if pool is not None:
                 pool.shutdown(wait=True)
             pending = txn = None  # see _execute: nothing may keep the producer alive
+
+    def _check_complete(self, reader, finished: set[tuple[str, int]]) -> None:
+        """The scan gives up on partitions that sent nothing for `timeout` seconds and
+        leaves them assigned: that is a broker gone quiet, not the end of the work."""
+        try:
+            assigned = reader.assignment()
+        except KafkaException:
+            assigned = []
+        stuck = sorted(tp.partition for tp in assigned
+                       if (tp.topic, tp.partition) not in finished)
+        if stuck:
+            raise KafkaOperationError(
+                f"redrive of {self.topic}: partition(s) {', '.join(map(str, stuck))} sent no "
+                f"records for {self.timeout:g}s (is the broker reachable?); rerun to resume")
 
     def _produce_batch(self, txn, decisions: list[_Decision], pacer: _Pacer) -> int:
         """Produce the batch's redrives; returns how many decisions were handled (all,
@@ -867,7 +932,7 @@ class Redrive:
                 txn.send_offsets_to_transaction(
                     [TopicPartition(self.topic, p, o) for p, o in offsets.items()],
                     meta, self.timeout)
-            txn.commit_transaction(max(self.timeout, 30.0))
+            txn.commit_transaction(self.timeout)
         except KafkaException as exc:
             fenced = self._fenced(exc)
             if fenced is not None:
@@ -882,9 +947,10 @@ class Redrive:
 
     def _abort(self, txn) -> None:
         try:
-            txn.abort_transaction(self.timeout)
+            txn.abort_transaction(min(self.timeout, ABORT_TIMEOUT))
         except KafkaException as exc:
-            _log.warning("abort failed: %s", describe(exc))
+            _log.warning("abort failed (the rerun fences the transaction instead): %s",
+                         describe(exc))
 
     def _txn(self, call, doing: str) -> None:
         try:
@@ -902,3 +968,10 @@ class Redrive:
             f"redrive of {self.topic} stopped: its transaction was fenced ({describe(exc)}); "
             f"most likely another redrive with progress group {self.group} started. What was "
             "committed stays committed; rerun when the other one is done")
+
+
+def _audit_counts(result: RedriveResult) -> dict[str, int]:
+    return {"selected": result.selected, "redriven": result.redriven,
+            "skipped": result.skipped, "failed": result.failed,
+            "scanned": result.scanned, "unmatched": result.unmatched,
+            "behind": result.behind, "not_reached": result.not_reached}

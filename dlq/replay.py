@@ -30,7 +30,13 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 
 from collectors.config import ClusterConfig
 from collectors.durations import duration_seconds
-from collectors.errors import KafkaOperationError, LagdeckError, NotFoundError, UsageError
+from collectors.errors import (
+    BrokerUnavailable,
+    KafkaOperationError,
+    LagdeckError,
+    NotFoundError,
+    UsageError,
+)
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, translate
 from collectors.scan import watermarks
 from collectors.topics import list_topics
@@ -224,6 +230,7 @@ def group_state(cluster: ClusterConfig, group: str, timeout: float = DEFAULT_TIM
         desc = client.describe_consumer_groups([group], request_timeout=timeout)[group] \
             .result(timeout=timeout + 5)
     except KafkaException as exc:
+        client = None  # an error kept by the caller must not keep the client alive (below)
         raise translate(exc, f"describing group {group}") from None
     state = getattr(desc.state, "name", str(desc.state))
     return str(state).upper()
@@ -239,6 +246,9 @@ def committed_offsets(cluster: ClusterConfig, group: str, topic: str, partitions
         res = client.list_consumer_group_offsets([request], request_timeout=timeout)[group] \
             .result(timeout=timeout + 5)
     except KafkaException as exc:
+        # A client whose coordinator request failed must be gone before its connection
+        # comes back: librdkafka 2.16 can abort on that late answer (librdkafka #4605).
+        client = None
         raise translate(exc, f"reading committed offsets of group {group}") from None
     out: dict[int, int | None] = dict.fromkeys(range(partitions))
     for tp in res.topic_partitions:
@@ -381,8 +391,15 @@ def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *, create: bool = Fa
               "partitions": [{"partition": p.partition, "from": p.current_offset,
                               "to": p.new_offset} for p in plan.changes]}
     with audited(cluster, "replay.execute", params) as audit:
-        state = group_state(cluster, plan.group, timeout)
-        if not create and not group_exists(cluster, plan.group, state, timeout):
+        try:
+            state = group_state(cluster, plan.group, timeout)
+            exists = create or group_exists(cluster, plan.group, state, timeout)
+            partitions = len(plan.partitions)
+            now = committed_offsets(cluster, plan.group, plan.topic, partitions, timeout)
+        except BrokerUnavailable as exc:  # gone since the preview: claim nothing
+            raise BrokerUnavailable(f"replay of group {plan.group} refused: {exc}; nothing "
+                                    "was changed") from None
+        if not exists:
             raise NotFoundError(
                 f"replay refused: consumer group {plan.group!r} does not exist (a typo?); "
                 "nothing was created")
@@ -390,8 +407,6 @@ def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *, create: bool = Fa
             raise LagdeckError(
                 f"replay of group {plan.group} refused: the group is {state} (it has active "
                 "members); stop its consumers first, offsets can only be reset on an empty group")
-        partitions = len(plan.partitions)
-        now = committed_offsets(cluster, plan.group, plan.topic, partitions, timeout)
         moved = [f"partition {p.partition}: {p.current_offset} -> {now[p.partition]}"
                  for p in plan.partitions if now.get(p.partition) != p.current_offset]
         if moved:
@@ -399,9 +414,15 @@ def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *, create: bool = Fa
                 f"replay of group {plan.group} refused: its committed offsets changed since "
                 f"the plan ({'; '.join(moved[:3])}); plan again")
         changes = plan.changes
-        if changes:
-            _alter(cluster, plan, changes, timeout)
-        after = committed_offsets(cluster, plan.group, plan.topic, partitions, timeout)
+        try:
+            if changes:
+                _alter(cluster, plan, changes, timeout)
+            after = committed_offsets(cluster, plan.group, plan.topic, partitions, timeout)
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"replay of group {plan.group}: the cluster stopped answering during the reset "
+                f"({exc}); whether it was applied is unknown: preview it again (without "
+                "--execute) to see the committed offsets") from None
         wrong = [f"partition {p.partition}: expected {p.new_offset}, found {after[p.partition]}"
                  for p in changes if after.get(p.partition) != p.new_offset]
         audit.counts = {"partitions_changed": len(changes) - len(wrong),

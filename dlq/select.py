@@ -3,8 +3,12 @@
 An expression is ``FIELD OP VALUE``; several expressions must all hold.
 
 - FIELD: ``error_class``, ``error_message``, ``key``, ``original_topic``,
-  ``original_group`` or ``header.NAME`` (header names match case-insensitively,
-  the last value wins, as `Record.header`).
+  ``original_group``, ``header.NAME`` (header names match case-insensitively,
+  the last value wins, as `Record.header`) or ``value.PATH``: a dotted path
+  into the decoded payload (JSON, or Avro / Protobuf / JSON Schema with a
+  Schema Registry), e.g. ``value.order.orderId=ord_1``; a scalar there is
+  compared as text (JSON spelling for numbers, booleans and null), a missing
+  path is an empty field.
 - OP: ``=`` equal (exact, case-sensitive), ``~`` contains (case-insensitive),
   ``!=`` and ``!~`` their negations.
 - VALUE: the rest of the expression, optionally in single or double quotes.
@@ -18,15 +22,20 @@ a binary key can still be matched.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from collectors.errors import UsageError
 from collectors.snapshots import Record
 from tracing.deadletter import DeadLetterEnvelope
+from tracing.frames import NOT_DECODED, Payload
+from tracing.payload import at_path
 
 FIELDS = ("error_class", "error_message", "key", "original_topic", "original_group")
 _HEADER = "header."
+_VALUE = "value."
 _OPS = ("!~", "!=", "~", "=")
 
 
@@ -54,16 +63,21 @@ class Condition:
     op: str
     value: str
 
-    def field_value(self, record: Record, envelope: DeadLetterEnvelope | None) -> str | None:
+    def field_value(self, record: Record, envelope: DeadLetterEnvelope | None,
+                    payload: Payload | None = None) -> str | None:
         if self.field == "key":
             return display_text(record.key)
         if self.field.startswith(_HEADER):
             return display_text(record.header(self.field[len(_HEADER):]))
+        if self.field.startswith(_VALUE):
+            return _value_text(payload, self.field[len(_VALUE):])
         return None if envelope is None else getattr(envelope, self.field)
 
-    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
-        """`envelope` may be None when no condition reads it (see `needs_envelope`)."""
-        actual = self.field_value(record, envelope)
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None,
+                payload: Payload | None = None) -> bool:
+        """`envelope` may be None when no condition reads it (see `needs_envelope`),
+        `payload` when none reads the value (see `needs_payload`)."""
+        actual = self.field_value(record, envelope, payload)
         if self.op in ("=", "!="):
             hit = (actual or "") == self.value if self.value == "" else actual == self.value
         else:
@@ -85,12 +99,18 @@ class Selector:
 
     conditions: tuple[Condition, ...] = ()
 
-    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
-        return all(c.matches(record, envelope) for c in self.conditions)
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None,
+                payload: Payload | None = None) -> bool:
+        return all(_matches(c, record, envelope, payload) for c in self.conditions)
 
     @property
     def needs_envelope(self) -> bool:
         return any(c.field in FIELDS and c.field != "key" for c in self.conditions)
+
+    @property
+    def needs_payload(self) -> bool:
+        """Whether a condition reads the decoded value (`value.PATH`)."""
+        return any(c.field.startswith(_VALUE) for c in self.conditions)
 
     def describe(self) -> str:
         return " and ".join(str(c) for c in self.conditions) or "all records"
@@ -116,12 +136,37 @@ def parse_condition(expr: str) -> Condition:
     if name.startswith(_HEADER):
         if not name[len(_HEADER):]:
             raise UsageError(f"--where {expr!r}: header.NAME needs a header name")
+    elif name.startswith(_VALUE):
+        path = name[len(_VALUE):]
+        if not path or any(not part for part in path.split(".")):
+            raise UsageError(f"--where {expr!r}: value.PATH needs a dotted path "
+                             "(e.g. value.order.orderId)")
     elif name not in FIELDS:
-        known = ", ".join((*FIELDS, "header.NAME"))
+        known = ", ".join((*FIELDS, "header.NAME", "value.PATH"))
         raise UsageError(f"--where {expr!r}: unknown field {name!r} (fields: {known})")
     if op in ("~", "!~") and not value:
         raise UsageError(f"--where {expr!r}: {op} needs some text to look for")
     return Condition(name, op, value)
+
+
+def _matches(condition: Any, record: Record, envelope: DeadLetterEnvelope | None,
+             payload: Payload | None) -> bool:
+    """Conditions that know `value.PATH` take the payload; others (the TUI's) do not."""
+    if isinstance(condition, Condition):
+        return condition.matches(record, envelope, payload)
+    return condition.matches(record, envelope)
+
+
+def _value_text(payload: Payload | None, path: str) -> str | None:
+    """The text at `path` of a decoded payload (None: not decoded, or no such path)."""
+    if payload is None or payload.document is NOT_DECODED:
+        return None
+    found = at_path(payload.document, path)
+    if found is None:
+        return None
+    if isinstance(found, str):
+        return found
+    return json.dumps(found, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def parse_where(exprs: Iterable[str]) -> Selector:

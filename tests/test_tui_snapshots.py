@@ -117,3 +117,32 @@ def test_help(snap_compare):
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+# -- a split pane on call: 80x24 ---------------------------------------------------------
+NARROW = (80, 24)
+
+
+def test_overview_at_80x24_keeps_the_connection_state(snap_compare):
+    """The header abbreviates the tabs and the cluster label, never the connection state."""
+    app = make_app(cluster=ClusterConfig({"bootstrap.servers": "kafka-1.prod.example:9092"},
+                                         profile="prod", read_only=True))
+    assert snap_compare(app, terminal_size=NARROW, run_before=settle)
+
+
+def test_group_at_80x24_keeps_the_connection_state(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("down", "enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=NARROW, run_before=run_before)
+
+
+def test_timeline_at_80x24_keeps_the_consumer_group_marks(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("3", *"ord_00001", "enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=NARROW, run_before=run_before)

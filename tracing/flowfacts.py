@@ -100,7 +100,9 @@ class FlowFacts:
         """The fact of one record whose index row (`FastDecoder.decode`) is `row`."""
         etype, corr, trace, dead = row[3], row[4], row[5], row[7]
         order = corr
-        if order is None and value and len(value) <= MAX_JSON_BYTES and self.paths:
+        if order is None and value and value[0] == 0 and len(row) > 8 and row[8]:
+            order = row[8][0]  # a Schema Registry frame, decoded by the row's decoder
+        elif order is None and value and len(value) <= MAX_JSON_BYTES and self.paths:
             found = order_ids(parse_json(value), self.paths)
             if found:
                 order = found[0]

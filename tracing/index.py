@@ -48,7 +48,7 @@ from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 
-SCHEMA_VERSION = "4"  # 4: flow facts (tracing.flowfacts)
+SCHEMA_VERSION = "5"  # 4: flow facts (tracing.flowfacts); 5: rows with payload ids and values
 BUCKETS = 4096
 _BUCKET_MASK = BUCKETS - 1
 TP_BITS = 20
@@ -136,6 +136,9 @@ class CorrelationIndex:
         self.path = path
         self.fingerprint = fingerprint
         self._lock = threading.RLock()
+        #: unpacked row blocks, (tp_id, first_offset, blob size) -> rows: one lookup reads
+        #: the same few blocks for the matches, the hop and the dead letters
+        self._blocks: dict[tuple[int, int, int], list[tuple]] = {}
         try:
             self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
                                        isolation_level=None)
@@ -251,6 +254,7 @@ class CorrelationIndex:
 
     def _retire(self, tp_id: int) -> None:
         with self._tx() as db:
+            self._blocks.clear()
             db.execute("UPDATE partitions SET live = 0 WHERE tp_id = ?", (tp_id,))
             db.execute("DELETE FROM details WHERE tp_id = ?", (tp_id,))
             db.execute("DELETE FROM flow_blocks WHERE tp_id = ?", (tp_id,))
@@ -267,12 +271,21 @@ class CorrelationIndex:
 
     def lookup(self, ids: Iterable[bytes]) -> dict[TP, set[int]]:
         """Offsets per partition of records carrying any of `ids`, within live coverage."""
-        live = {c.tp_id: c for c in self.coverage().values()}
         out: dict[TP, set[int]] = defaultdict(set)
+        for hits in self.lookup_each(ids).values():
+            for tp, offsets in hits.items():
+                out[tp] |= offsets
+        return dict(out)
+
+    def lookup_each(self, ids: Iterable[bytes]) -> dict[bytes, dict[TP, set[int]]]:
+        """`lookup` per id (one coverage read, one pass over each bucket)."""
+        live = {c.tp_id: c for c in self.coverage().values()}
+        out: dict[bytes, dict[TP, set[int]]] = {}
         wanted = list(dict.fromkeys(ids))
         by_bucket: dict[int, list[bytes]] = defaultdict(list)
         for ident in wanted:
             by_bucket[bucket_of(ident)].append(ident)
+            out[ident] = {}
         with self._lock:
             for bucket, idents in by_bucket.items():
                 for (blob,) in self._db.execute(
@@ -283,8 +296,9 @@ class CorrelationIndex:
                             cov = live.get(pos & _TP_MASK)
                             offset = pos >> TP_BITS
                             if cov is not None and cov.start <= offset < cov.end:
-                                out[(cov.topic, cov.partition)].add(offset)
-        return dict(out)
+                                out[ident].setdefault((cov.topic, cov.partition),
+                                                      set()).add(offset)
+        return out
 
     def rows(self, hits: Mapping[TP, Iterable[int]]) -> list[tuple[str, int, tuple]]:
         """(topic, partition, row) of each hit position that has a stored row."""
@@ -299,10 +313,11 @@ class CorrelationIndex:
                 for offset in sorted(set(offsets)):
                     if not block or not block[0][0] <= offset <= block[-1][0]:
                         found = self._db.execute(
-                            "SELECT blob FROM details WHERE tp_id = ? AND first_offset <= ? "
-                            "AND last_offset >= ? ORDER BY first_offset DESC LIMIT 1",
+                            "SELECT first_offset, blob FROM details WHERE tp_id = ? AND "
+                            "first_offset <= ? AND last_offset >= ? "
+                            "ORDER BY first_offset DESC LIMIT 1",
                             (cov.tp_id, offset, offset)).fetchone()
-                        block = _load_rows(found[0]) if found else []
+                        block = self._block(cov.tp_id, *found) if found else []
                     i = bisect_left(block, offset, key=lambda r: r[0])
                     if i < len(block) and block[i][0] == offset:
                         out.append((tp[0], tp[1], block[i]))
@@ -328,9 +343,20 @@ class CorrelationIndex:
             return self.incarnation(topic, partition, topic_id, start, since_ms)
         return tp_id
 
+    def _block(self, tp_id: int, first_offset: int, blob: bytes) -> list[tuple]:
+        key = (tp_id, first_offset, len(blob))
+        rows = self._blocks.get(key)
+        if rows is None:
+            rows = _load_rows(blob)
+            if len(self._blocks) >= 64:
+                self._blocks.pop(next(iter(self._blocks)))
+            self._blocks[key] = rows
+        return rows
+
     def reset(self, why: str) -> None:
         _log.info("correlation index %s reset: %s", self.path, why)
         with self._tx() as db:
+            self._blocks.clear()
             db.execute("DELETE FROM postings")
             db.execute("DELETE FROM partitions")
             db.execute("DELETE FROM details")
@@ -363,6 +389,7 @@ class CorrelationIndex:
                 blocks.append((tp_id, block[0][0], block[-1][0], _pack(list(block))))
         facts, names = pack_facts(flows[0]) if flows else [], flows[1] if flows else {}
         with self._tx() as db:
+            self._blocks.clear()  # under the lock: rows() reads the cache holding it
             db.executemany("INSERT INTO postings (bucket, blob) VALUES (?, ?)", segments)
             db.executemany("INSERT OR REPLACE INTO details VALUES (?, ?, ?, ?)", blocks)
             db.executemany("INSERT OR REPLACE INTO flow_blocks VALUES (?, ?, ?, ?)", facts)

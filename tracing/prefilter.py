@@ -6,7 +6,10 @@ literally in its key, a header value or its value, except in three cases:
 a B3 or Jaeger trace header (ids are lowercased and zero-padded), a JSON
 payload with backslash escapes (`\\u006f` spells `o`), and a dead letter
 (filed under a reference to its origin). Records of those kinds are
-"irregular": always decoded exactly. For the others a substring search over
+"irregular": always decoded exactly. With a Schema Registry, so is a frame
+whose schema has a numeric field named like an order-id path (Avro and
+Protobuf numbers are varints; their strings are plain UTF-8, found like any
+text), and a frame with a numeric key schema. For the others a substring search over
 the batch joined into one buffer (`bytes.find`) finds every candidate, and
 candidates are decoded exactly, so the filter can over-report but never
 miss (a property test checks it against `FastDecoder`).
@@ -25,7 +28,8 @@ from tracing.extract import FastDecoder
 SEP = b"\x00"
 #: Substrings of lowercased header names that may make a record irregular
 #: (B3 / Jaeger trace headers, dead-letter layouts); a hit is checked exactly.
-_NAME_HINTS = ("b3", "uber-trace-id", "topic", "error", "exception", "kafka_", "__connect")
+_NAME_HINTS = ("b3", "uber-trace-id", "topic", "error", "exception", "kafka_", "__connect",
+               "_schema_id")
 
 Headers = Sequence[tuple[str, bytes | None]] | None
 
@@ -79,7 +83,12 @@ class RawBatch:
                     if h and any(decoder.irregular_header(str(n)) for n, _ in h):
                         out.add(i)
         if b"\\" in self.value_hay:
-            out.update(i for i, v in enumerate(self.values) if v and b"\\" in v)
+            # JSON escapes; a registry frame (first byte 0) is judged by its schema below
+            # (Avro and Protobuf bytes hold 0x5c at random, JSON Schema frames are text).
+            out.update(i for i, v in enumerate(self.values) if v and b"\\" in v and v[0] != 0)
+        if decoder.payloads is not None:
+            # Registry frames whose schema holds numeric id fields (varints, not text).
+            out |= decoder.irregular_frames(self.keys, self.values, self.headers)
         return sorted(out)
 
     def candidates(self, needles: Iterable[bytes]) -> set[int]:

@@ -38,9 +38,11 @@ from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.redact import is_secret_key, remember_secret, scrub
+from collectors.registry import RegistryConfig
 from collectors.scan import PartitionRange, read_messages
-from tracing.extract import FastDecoder
+from tracing.extract import FastDecoder, where_found
 from tracing.flowfacts import FlowFacts
+from tracing.frames import PayloadDecoder
 from tracing.index import TP_BITS, CorrelationIndex
 from tracing.prefilter import RawBatch
 from tracing.settings import TraceSettings
@@ -270,30 +272,50 @@ class FastScan:
     done: int = 0
     #: records carrying a wanted id
     matches: list[Found] = field(default_factory=list)
+    #: the id as typed, looked for in every header value and payload string (see `where_found`)
+    discover: str | None = None
+    #: keep the batches for the hop and the indexing (False: a discovery-only pass)
+    keep: bool = True
+    #: records carrying `discover` outside the configured names: (topic, partition, row, where)
+    discovered: list[tuple[str, int, tuple, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.kept: deque[tuple[list[Message], RawBatch]] = deque()
+        self._needle = (self.discover.strip().encode("utf-8", errors="surrogatepass")
+                        if self.discover else b"")
         #: position -> (ids, row) of every record decoded so far
         self.decoded: dict[tuple[str, int, int], tuple[set[bytes], tuple]] = {}
         self.finished: list[PartitionRange] = []
+        #: ranges read to their end (both paths; `finished` is for phase 2 only)
+        self.completed: set[PartitionRange] = set()
 
     def run(self, cluster: ClusterConfig, ranges: Sequence[PartitionRange],
             index: CorrelationIndex, plans: Mapping[TP, PartitionPlan], cutoff_ms: int,
             owned: frozenset[TP] | None = None) -> None:
         """Phase 1 over `ranges`; a share too big to keep is indexed as it is read instead."""
-        if sum(r.size for r in ranges) > MAX_KEPT:
+        if self.keep and sum(r.size for r in ranges) > MAX_KEPT:
             # One pass that indexes everything: the index then answers the hop and
             # the dead letters, and `related`, `dead_letters` and `index` have nothing to add.
             scanner = Scanner(index, self.decoder, self.wanted, plans, cutoff_ms, owned=owned,
                               progress=self.progress)
+            claim = scanner.on_done
+
+            def on_done(r: PartitionRange) -> None:
+                self.completed.add(r)
+                claim(r)
+
+            scanner.on_done = on_done  # type: ignore[method-assign]
             scanner.run(cluster, ranges)
             self.done, self.matches = scanner.done, scanner.matches
             return
         collect = gc.isenabled()
         gc.disable()  # millions of long-lived objects: see Scanner.run
         try:
-            for msgs in read_messages(cluster, ranges, batch=10_000,
-                                      on_done=self.finished.append):
+            def on_done(r: PartitionRange) -> None:
+                self.completed.add(r)
+                self.finished.append(r)
+
+            for msgs in read_messages(cluster, ranges, batch=10_000, on_done=on_done):
                 self.feed(msgs)
         finally:
             if collect:
@@ -302,12 +324,30 @@ class FastScan:
     def feed(self, msgs: list[Message]) -> None:
         batch = RawBatch(list(map(_key_of, msgs)), list(map(_value_of, msgs)),
                          list(map(_headers_of, msgs)), self.decoder)
-        self.kept.append((msgs, batch))
+        if self.keep:
+            self.kept.append((msgs, batch))
         wanted = self.wanted
-        for i in sorted(batch.candidates(wanted).union(batch.irregular)):
+        needle = self._needle
+        # The id as typed is one of the wanted ids: search its bytes once, for both uses.
+        spelled = batch.candidates([needle]) if needle else set()
+        candidates = spelled | batch.candidates(wanted - {needle}) if needle \
+            else batch.candidates(wanted)
+        for i in sorted(candidates.union(batch.irregular)):
             pos, (ids, row) = self._decode(msgs, batch, i)
             if not wanted.isdisjoint(ids):
                 self.matches.append((pos[0], pos[1], row))
+        if needle and self.discover is not None:
+            # The id as typed, anywhere: records whose bytes hold it, and JSON with escapes.
+            values = batch.values
+            for i in sorted(spelled.union(j for j in batch.irregular
+                                          if values[j] and b"\\" in values[j])):
+                pos, (ids, row) = self._decode(msgs, batch, i)
+                if not wanted.isdisjoint(ids):
+                    continue
+                where = where_found(self.discover, values[i], batch.headers[i],
+                                    self.decoder.payloads)
+                if where is not None:
+                    self.discovered.append((pos[0], pos[1], row, where))
         self.done += len(msgs)
         if self.progress is not None:
             self.progress(self.done)
@@ -384,6 +424,8 @@ class ShareJob:
     wanted: frozenset[bytes]
     cutoff_ms: int
     plans: dict[TP, PartitionPlan]
+    registry: RegistryConfig | None = None
+    discover: str | None = None
 
 
 @dataclass(frozen=True)
@@ -393,6 +435,7 @@ class ShareAnswer:
     scanned: int = 0
     matches: tuple[Found, ...] = ()
     dead_letters: tuple[Found, ...] = ()
+    discovered: tuple[tuple[str, int, tuple, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -415,7 +458,12 @@ def run_share(job: ShareJob, send: Callable[[str, object], None],
         for key, value in job.properties.items():
             if is_secret_key(key):
                 remember_secret(value)
+        if job.registry is not None:
+            for secret in (job.registry.password, job.registry.bearer_token):
+                if secret:
+                    remember_secret(secret)
         cluster = ClusterConfig(job.properties)
+        payloads = PayloadDecoder(job.registry)
         last = [0.0]
 
         def report(done: int) -> None:
@@ -425,12 +473,13 @@ def run_share(job: ShareJob, send: Callable[[str, object], None],
                 send("progress", done)
 
         with CorrelationIndex(Path(job.index_path), job.fingerprint) as index:
-            fast = FastScan(FastDecoder(job.settings), job.wanted, progress=report)
+            fast = FastScan(FastDecoder(job.settings, payloads), job.wanted, progress=report,
+                            discover=job.discover)
             ranges = [r for tp, plan in job.plans.items() for r in plan.ranges(*tp)]
             fast.run(cluster, ranges, index, job.plans, job.cutoff_ms)
             send("progress", fast.done)
             send("answer", ShareAnswer(fast.done, tuple(fast.matches),
-                                       tuple(fast.dead_letters())))
+                                       tuple(fast.dead_letters()), tuple(fast.discovered)))
             ids = receive()
             if isinstance(ids, frozenset):
                 send("related", tuple(fast.related(ids)))
@@ -539,12 +588,13 @@ class Workers:
 
     def __init__(self, cluster: ClusterConfig, index: CorrelationIndex, settings: TraceSettings,
                  wanted: frozenset[bytes], cutoff_ms: int,
-                 shares: Iterable[dict[TP, PartitionPlan]]) -> None:
+                 shares: Iterable[dict[TP, PartitionPlan]],
+                 registry: RegistryConfig | None = None, discover: str | None = None) -> None:
         self.workers: list[_Worker] = []
         try:
             for share in shares:
                 job = ShareJob(dict(cluster.properties), str(index.path), index.fingerprint,
-                               settings, wanted, cutoff_ms, share)
+                               settings, wanted, cutoff_ms, share, registry, discover)
                 self.workers.append(_Worker(job))
         except OSError as exc:
             self.stop()

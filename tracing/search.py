@@ -22,6 +22,19 @@ How a lookup runs:
    this way; the kept batches are searched again for those ids), then dead
    letters that point at any of them. Old records are never fetched again.
    `on_answer` gets the timeline now.
+
+   The hop only takes events that belong to this order: an event that
+   carries another order's id (a correlation id or a payload order id not
+   among this order's) does not join, and an id that events of
+   `SHARED_ID_ORDERS` or more distinct orders carry (a batch job's
+   traceparent, a session id) is not followed at all; the answer says which
+   id was not followed and why.
+
+   When the configured names find nothing, the id is looked for in every
+   header value and every string field of the decoded payloads
+   (`where_found`): during the scan, and over what the index covers by
+   reading it again. The answer says where it was found, so the operator can
+   add that header or path to `[trace]` and have it indexed.
 4. Then every kept record is decoded into the index (the second phase), so
    the next lookup of *any* id there needs no scan; `find` returns when
    that is done.
@@ -37,22 +50,32 @@ from __future__ import annotations
 
 import re
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collectors.config import ClusterConfig, Settings
 from collectors.durations import duration_seconds
 from collectors.errors import NotFoundError, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
+from collectors.registry import RegistryConfig
 from collectors.scan import (
+    PartitionRange,
     group_offsets,
     offset_bounds,
     offsets_for_times,
     topic_ids,
 )
 from collectors.topics import list_topics
-from tracing.extract import EventInfo, FastDecoder, event_from_row, reference_id
+from tracing.extract import (
+    MAX_KEPT_VALUE,
+    EventInfo,
+    FastDecoder,
+    event_from_row,
+    reference_id,
+)
+from tracing.frames import BINARY, Payload, PayloadDecoder
 from tracing.headers import MAX_ID_BYTES, normalise_query, trace_id_forms
 from tracing.index import CorrelationIndex, Coverage, index_path
 from tracing.jaeger import fetch_spans
@@ -73,6 +96,11 @@ DAY = 86400.0
 MAX_RELATED_IDS = 32
 #: Events in one timeline; an id shared by more (a batch id?) keeps the most recent.
 MAX_EVENTS = 5000
+#: An id carried by events of this many distinct orders (correlation or payload order
+#: ids) is not followed by the hop: it is a batch's, a job's or a session's, not an order's.
+SHARED_ID_ORDERS = 3
+#: An id carried by more events than this is not followed by the hop either.
+MAX_HOP_EVENTS = 1000
 
 #: progress(records_done, records_total); may raise to abort the lookup
 Progress = Callable[[int, int], object]
@@ -109,6 +137,22 @@ class _Scan:
     cutoff_ms: int
     workers: Workers | None
     answers: list[ShareAnswer]
+    #: the ranges this process set out to read
+    planned: tuple[PartitionRange, ...] = ()
+
+    @property
+    def unread(self) -> list[PartitionRange]:
+        """Ranges the scan gave up on (nothing arrived for its idle timeout: usually the
+        broker stopped answering); their records are missing from the answer."""
+        done = self.own.completed
+
+        def read(r: PartitionRange) -> bool:
+            start = max(r.start, 0)
+            return r.end <= start or any(
+                c.topic == r.topic and c.partition == r.partition and c.start <= start
+                and c.end >= r.end for c in done)
+
+        return [r for r in self.planned if not read(r)]
 
     @property
     def scanned(self) -> int:
@@ -120,6 +164,9 @@ class _Scan:
 
     def dead_letters(self) -> list[Found]:
         return self.own.dead_letters() + [d for a in self.answers for d in a.dead_letters]
+
+    def discovered(self) -> list[tuple[str, int, tuple, str]]:
+        return self.own.discovered + [d for a in self.answers for d in a.discovered]
 
     def related(self, ids: frozenset[bytes]) -> list[Found]:
         found = self.own.related(ids)
@@ -145,19 +192,28 @@ class Tracer:
     """
 
     def __init__(self, cluster: ClusterConfig, settings: TraceSettings | Settings | None = None,
-                 *, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 *, timeout: float = DEFAULT_TIMEOUT,
+                 registry: RegistryConfig | None = None) -> None:
         self.cluster = cluster
         self.settings = (settings if isinstance(settings, TraceSettings)
                          else from_settings(settings))
         self.timeout = timeout
-        self.decoder = FastDecoder(self.settings)
+        self.registry = registry
+        self.payloads = PayloadDecoder(registry)
+        self.decoder = FastDecoder(self.settings, self.payloads)
         self._admin = None
         self._index: CorrelationIndex | None = None
 
     @property
+    def fingerprint(self) -> str:
+        """The index's settings fingerprint: what decides a record's ids, registry included
+        (with one, registry frames give payload ids and event types)."""
+        return self.settings.fingerprint() + ("+sr" if self.registry is not None else "")
+
+    @property
     def index(self) -> CorrelationIndex:
         if self._index is None:
-            self._index = CorrelationIndex(index_path(self.cluster), self.settings.fingerprint())
+            self._index = CorrelationIndex(index_path(self.cluster), self.fingerprint)
         return self._index
 
     def _admin_client(self):
@@ -174,6 +230,7 @@ class Tracer:
 
     def close(self) -> None:
         self._admin = None
+        self.payloads.close()
         index, self._index = self._index, None
         if index is not None:
             index.close()
@@ -209,6 +266,12 @@ class Tracer:
               stuck_after_seconds: float, progress: Progress | None,
               now_ms: int | None, on_answer: Callable[[Timeline], object] | None) -> Timeline:
         started = time.monotonic()
+        if self.payloads.down:
+            # The registry was down for an earlier lookup (the TUI keeps its tracer):
+            # try it again, at the cost of at most one more timeout for this lookup.
+            self.payloads.close()
+            self.payloads = PayloadDecoder(self.registry)
+            self.decoder = FastDecoder(self.settings, self.payloads)
         forms = query_ids(query)
         wanted = {f.encode("utf-8") for f in forms}
         if since_seconds <= 0:
@@ -230,7 +293,7 @@ class Tracer:
             self._admin = None
             admin_client = self._admin_client()
         plans = self._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
-        scan = self._scan(plans, frozenset(wanted), cutoff_ms, progress)
+        scan = self._scan(plans, frozenset(wanted), cutoff_ms, progress, forms[0])
         try:
             timeline = self._answer(scan, forms, wanted, tps, bounds, topics, notes, now_ms,
                                     cutoff_ms, since_seconds, stuck_after_seconds,
@@ -241,6 +304,10 @@ class Tracer:
         except BaseException:
             scan.abort()
             raise
+        if self.payloads.down and scan.scanned:
+            # Frames read while the registry was down were indexed without their
+            # payload ids: drop the index rather than answer from it later.
+            index.reset("the Schema Registry was unreachable during the scan")
         _log.info("trace %r: index complete after %.2fs", forms[0], time.monotonic() - started)
         return timeline
 
@@ -254,9 +321,13 @@ class Tracer:
         found.update({(t, p, row[0]): (t, p, row) for t, p, row in scan.matches
                       if (t, p) in live})
         events = self._events(found.values(), cutoff_ms)
-        related, note = self._related(events, set(forms), live, cutoff_ms, scan)
+        if not events:
+            events, discovery_notes = self._discovered(scan, forms[0], scan.plans, live,
+                                                       cutoff_ms)
+            notes += discovery_notes
+        related, hop_notes = self._related(events, set(forms), live, cutoff_ms, scan)
         events += related
-        notes += [note] if note else []
+        notes += hop_notes
         events += self._dead_letters_of(events, live, cutoff_ms, scan)
         if len(events) > MAX_EVENTS:
             notes.append(f"{len(events)} events carry this id; showing the {MAX_EVENTS} "
@@ -276,6 +347,14 @@ class Tracer:
                                   timeout=self.settings.jaeger_timeout)
             spans, notes = fetched.spans, notes + list(fetched.notes)
 
+        unread = scan.unread
+        if unread:
+            parts = sorted({f"{r.topic}[{r.partition}]" for r in unread})
+            shown = ", ".join(parts[:5]) + (f" +{len(parts) - 5}" if len(parts) > 5 else "")
+            notes.append(f"scan cut short: {len(parts)} partition(s) not read to the end "
+                         f"({shown}; nothing arrived for a while: is the broker "
+                         "reachable?); events may be missing and the index stays incomplete "
+                         "there")
         stats = ScanStats(topics=len(topics), partitions=len(tps),
                           scanned_records=scan.scanned,
                           indexed_hits=len({e.position for e in events} - scanned),
@@ -283,10 +362,14 @@ class Tracer:
         _log.info("trace %r: %d events, scanned %d records, %d from the index, %.2fs",
                   forms[0], len(events), stats.scanned_records, stats.indexed_hits,
                   stats.elapsed_seconds)
-        return build_timeline(forms[0], events, committed, now_ms=now_ms,
-                              stuck_after_ms=int(stuck_after_seconds * 1000),
-                              url_for=self.settings.url_for, spans=spans,
-                              since_seconds=since_seconds, notes=notes, stats=stats)
+        events = self._with_payloads(events)
+        if self.payloads.down:
+            notes.append(f"{self.payloads.down}: registry-framed values are shown raw")
+        timeline = build_timeline(forms[0], events, committed, now_ms=now_ms,
+                                  stuck_after_ms=int(stuck_after_seconds * 1000),
+                                  url_for=self.settings.url_for, spans=spans,
+                                  since_seconds=since_seconds, notes=notes, stats=stats)
+        return replace(timeline, complete=False) if unread else timeline
 
     def _topics(self, regex: str | None, client) -> dict[str, int]:
         topics = list_topics(self.cluster, timeout=self.timeout, client=client)
@@ -328,7 +411,7 @@ class Tracer:
         return plans
 
     def _scan(self, plans: dict[tuple[str, int], PartitionPlan], wanted: frozenset[bytes],
-              cutoff_ms: int, progress: Progress | None) -> _Scan:
+              cutoff_ms: int, progress: Progress | None, discover: str | None = None) -> _Scan:
         """Phase 1 over every head/tail range, in this process and in workers if big."""
         scanning = {tp: p for tp, p in plans.items() if p.scanning}
         total = sum(r.size for tp, p in scanning.items() for r in p.ranges(*tp))
@@ -337,7 +420,7 @@ class Tracer:
         workers = None
         if len(shares) > 1:
             workers = Workers(self.cluster, self.index, self.settings, wanted, cutoff_ms,
-                              shares[1:])
+                              shares[1:], registry=self.registry, discover=discover)
 
         def report(done: int) -> None:
             if workers is not None:
@@ -346,18 +429,19 @@ class Tracer:
             if progress is not None:
                 progress(min(done, total), total)
 
-        fast = FastScan(self.decoder, wanted, progress=report)
+        fast = FastScan(self.decoder, wanted, progress=report, discover=discover)
         answers: list[ShareAnswer] = []
+        planned = tuple(r for tp, p in own.items() for r in p.ranges(*tp))
         try:
-            fast.run(self.cluster, [r for tp, p in own.items() for r in p.ranges(*tp)],
-                     self.index, plans, cutoff_ms, owned=frozenset(own))
+            fast.run(self.cluster, list(planned), self.index, plans, cutoff_ms,
+                     owned=frozenset(own))
             if workers is not None:
                 answers = workers.answers(progress=lambda _: report(fast.done))
         except BaseException:
             if workers is not None:
                 workers.stop()
             raise
-        return _Scan(fast, plans, frozenset(own), cutoff_ms, workers, answers)
+        return _Scan(fast, plans, frozenset(own), cutoff_ms, workers, answers, planned)
 
     def _rows(self, hits: dict[tuple[str, int], set[int]],
               live: dict[tuple[str, int], int]) -> dict[tuple[str, int, int], tuple]:
@@ -377,31 +461,127 @@ class Tracer:
 
     def _related(self, events: Sequence[EventInfo], forms: set[str],
                  live: dict[tuple[str, int], int], cutoff_ms: int,
-                 scan: _Scan) -> tuple[list[EventInfo], str | None]:
+                 scan: _Scan) -> tuple[list[EventInfo], list[str]]:
         """One hop from the matched events: events sharing their trace or correlation ids.
 
         This is how an event that carries only a `traceparent` (no order id)
         joins its order. Keys and payload ids are not followed: a key may be a
-        customer or a product shared by many orders.
+        customer or a product shared by many orders. Only this order's
+        events join: one carrying another order's correlation or payload
+        order id does not, and an id that events of `SHARED_ID_ORDERS`
+        distinct orders (or more than `MAX_HOP_EVENTS` events) carry is not
+        followed at all.
         """
         extra = {e.trace_id for e in events if e.trace_id}
         extra |= {e.correlation_id for e in events if e.correlation_id}
         extra -= forms
         if not extra:
             scan.related(frozenset())  # lets the workers go on to indexing
-            return [], None
-        note = None
+            return [], []
+        notes = []
         if len(extra) > MAX_RELATED_IDS:
-            note = (f"the events carry {len(extra)} other ids; only {MAX_RELATED_IDS} were "
-                    "followed to related events")
+            notes.append(f"the events carry {len(extra)} other ids; only {MAX_RELATED_IDS} "
+                         "were followed to related events")
             extra = set(sorted(extra)[:MAX_RELATED_IDS])
+        mine = set(forms) | {e.correlation_id for e in events if e.correlation_id}
+        mine |= {i for e in events for i in e.order_ids}
         have = {e.position for e in events}
+        hits: dict[tuple[str, int], set[int]] = {}
+        each = self.index.lookup_each(i.encode("utf-8") for i in sorted(extra))
+        for ident in sorted(extra):
+            found = each.get(ident.encode("utf-8"), {})
+            count = sum(len(offs) for offs in found.values())
+            if count > MAX_HOP_EVENTS:
+                notes.append(f"{_kind(ident, events)} {ident} is carried by {count:,} events; "
+                             "not followed (an id that common belongs to a batch or a job, "
+                             "not to one order)")
+                extra.discard(ident)
+                continue
+            for tp, offs in found.items():
+                hits.setdefault(tp, set()).update(offs)
+        rows = self._rows(hits, live)
         ids = frozenset(i.encode("utf-8") for i in extra)
-        rows = self._rows(self.index.lookup(ids), live)
         rows.update({(t, p, row[0]): (t, p, row) for t, p, row in scan.related(ids)
                      if (t, p) in live})
-        new = [r for pos, r in rows.items() if pos not in have]
-        return self._events(new, cutoff_ms), note
+        candidates = self._events(rows.values(), cutoff_ms)
+        pool = [*events, *candidates]
+        followed = set()
+        for ident in sorted(extra):
+            orders = set()
+            for e in pool:
+                if ident in (e.trace_id, e.correlation_id) or ident in e.order_ids:
+                    orders |= _order_ids(e)
+            if len(orders) >= SHARED_ID_ORDERS:
+                shown = ", ".join(sorted(orders)[:3]) + (", ..." if len(orders) > 3 else "")
+                notes.append(f"{_kind(ident, events)} {ident} is shared by events of "
+                             f"{len(orders)} distinct orders ({shown}); not followed "
+                             f"(an id of {SHARED_ID_ORDERS} or more orders is a batch's, "
+                             "not this order's)")
+            else:
+                followed.add(ident)
+        out, others = [], 0
+        for e in candidates:
+            if e.position in have:
+                continue
+            if not any(i in followed for i in (e.trace_id, e.correlation_id, *e.order_ids)):
+                continue
+            if _order_ids(e) - mine:
+                others += 1  # carries another order's id: not this order's event
+                continue
+            out.append(e)
+        if others:
+            notes.append(f"{others} event{'s' if others != 1 else ''} sharing a trace or "
+                         "correlation id with this order carry another order's id and were "
+                         "left out")
+        return out, notes
+
+    def _discovered(self, scan: _Scan, query: str,
+                    plans: dict[tuple[str, int], PartitionPlan], live: dict[tuple[str, int], int],
+                    cutoff_ms: int) -> tuple[list[EventInfo], list[str]]:
+        """The id outside the configured names: in any header value or payload string.
+
+        The scan of this lookup looked already; what the index covered is
+        read again (the index only holds the configured names).
+        """
+        found = list(scan.discovered())
+        ranges = [PartitionRange(t, p, max(plan.cov_start, live.get((t, p), 0)), plan.cov_end)
+                  for (t, p), plan in plans.items() if plan.cov_end > plan.cov_start]
+        ranges = [r for r in ranges if r.size > 0]
+        if ranges:
+            again = FastScan(self.decoder, frozenset(), discover=query, keep=False)
+            again.run(self.cluster, ranges, self.index, plans, cutoff_ms)
+            found += again.discovered
+        events, where = [], defaultdict(int)
+        seen = set()
+        for topic, partition, row, place in found:
+            if (topic, partition) not in live or (topic, partition, row[0]) in seen:
+                continue
+            seen.add((topic, partition, row[0]))
+            for e in self._events([(topic, partition, row)], cutoff_ms):
+                corr = e.correlation_id or (query if place.startswith("header") else None)
+                events.append(replace(e, found_in=place, correlation_id=corr))
+                where[place] += 1
+        notes = []
+        for place, n in sorted(where.items()):
+            setting = ("correlation_headers" if place.startswith("header")
+                       else "order_id_paths")
+            name = place.split('"')[1]
+            notes.append(f"matched {place} in {n} event{'s' if n != 1 else ''}: add "
+                         f"{name!r} to [trace].{setting} to index it")
+        return events, notes
+
+    def _with_payloads(self, events: Sequence[EventInfo]) -> list[EventInfo]:
+        """Each event with its value decoded (registry frames with their schemas)."""
+        out = []
+        for e in events:
+            if isinstance(e.value, int):
+                payload = Payload(None, BINARY, note=f"{e.value:,} bytes: larger than "
+                                  f"{MAX_KEPT_VALUE:,}, not kept in the correlation index")
+            else:
+                headers = [("__value_schema_id", e.value_header)] if e.value_header else None
+                payload = self.payloads.decode(e.value, headers, e.topic)
+            out.append(replace(e, payload=payload))
+        return out
 
     def _dead_letters_of(self, events: Sequence[EventInfo], live: dict[tuple[str, int], int],
                          cutoff_ms: int, scan: _Scan) -> list[EventInfo]:
@@ -419,12 +599,25 @@ class Tracer:
         return out
 
 
+def _order_ids(e: EventInfo) -> set[str]:
+    """The ids that say which order an event belongs to (not its key, not its trace)."""
+    out = set(e.order_ids)
+    if e.correlation_id:
+        out.add(e.correlation_id)
+    return out
+
+
+def _kind(ident: str, events: Sequence[EventInfo]) -> str:
+    return "trace id" if any(e.trace_id == ident for e in events) else "correlation id"
+
+
 def find_timeline(cluster: ClusterConfig, query: str, *, since_seconds: float = DAY,
                   topics_regex: str | None = None, stuck_after_seconds: float = 300.0,
                   settings: TraceSettings | Settings | None = None,
                   progress: Progress | None = None,
                   timeout: float = DEFAULT_TIMEOUT,
-                  on_answer: Callable[[Timeline], object] | None = None) -> Timeline:
+                  on_answer: Callable[[Timeline], object] | None = None,
+                  registry: RegistryConfig | None = None) -> Timeline:
     """The timeline of one order / correlation id / trace id (one-shot; see `Tracer`).
 
     `settings` is the `[trace]` section (`TraceSettings`) or the whole config
@@ -432,7 +625,7 @@ def find_timeline(cluster: ClusterConfig, query: str, *, since_seconds: float = 
     `NotFoundError` when `topics_regex` matches nothing, `BrokerUnavailable`
     when the cluster cannot be reached.
     """
-    with Tracer(cluster, settings, timeout=timeout) as tracer:
+    with Tracer(cluster, settings, timeout=timeout, registry=registry) as tracer:
         return tracer.find(query, since_seconds=since_seconds, topics_regex=topics_regex,
                            stuck_after_seconds=stuck_after_seconds, progress=progress,
                            on_answer=on_answer)

@@ -27,10 +27,24 @@ from typing import Any
 from collectors.config import Settings
 from collectors.errors import ConfigError
 
-DEFAULT_CORRELATION_HEADERS = ("correlation-id", "correlationId", "x-correlation-id",
-                               "X-Correlation-ID")
-DEFAULT_ORDER_ID_PATHS = ("orderId", "order_id", "data.orderId")
-DEFAULT_EVENT_TYPE_HEADERS = ("event-type", "ce_type")
+#: Correlation headers of widespread frameworks (README "Where ids are found" has the sources).
+#: Ids that name one message (CloudEvents `ce_id`, `MessageId`) are left out on purpose: an
+#: event whose correlation id is another order's does not join an order by its trace.
+DEFAULT_CORRELATION_HEADERS = (
+    "correlation-id", "correlationId", "x-correlation-id", "X-Correlation-ID",
+    "correlation_id",                  # FastStream
+    "kafka_correlationId",             # Spring for Apache Kafka (KafkaHeaders.CORRELATION_ID)
+    "axon-metadata-correlationId",     # Axon Framework Kafka extension (metadata correlationId)
+    "NServiceBus.CorrelationId", "NServiceBus.ConversationId",
+    "ConversationId",                  # MassTransit
+    "rbs2-corr-id",                    # Rebus
+    "x-request-id",
+)
+DEFAULT_ORDER_ID_PATHS = ("orderId", "order_id", "data.orderId", "data.order_id",
+                          "after.orderId", "after.order_id")  # CloudEvents data, Debezium
+DEFAULT_EVENT_TYPE_HEADERS = ("event-type", "ce_type", "eventType",
+                              "__TypeId__",        # Spring JSON serializer
+                              "axon-message-type", "NServiceBus.EnclosedMessageTypes")
 DEFAULT_EVENT_TYPE_PATHS = ("event", "type", "eventType")
 #: Headers that name one event, so a re-sent copy is recognised (`lagdeck flows`).
 DEFAULT_EVENT_ID_HEADERS = ("ce_id", "ce-id", "message-id", "message_id", "messageId",

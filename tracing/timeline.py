@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracing.extract import DeadLetterInfo, EventInfo
+from tracing.frames import Payload
 
 PROCESSED = "processed"
 PENDING = "pending"
@@ -67,6 +68,10 @@ class TimelineEvent:
     dead_letter: DeadLetterInfo | None = None
     trace_url: str | None = None
     spans: tuple[SpanInfo, ...] = ()
+    #: the decoded value (None when the timeline was built without values)
+    payload: Payload | None = None
+    #: where the id was found when not under a configured name
+    found_in: str | None = None
 
     @property
     def timestamp(self) -> str | None:
@@ -113,6 +118,9 @@ class TimelineEvent:
             "trace_url": self.trace_url,
             "spans": [{"span_id": s.span_id, "service": s.service, "operation": s.operation,
                        "duration_ms": s.duration_ms} for s in self.spans],
+            **(self.payload.to_json() if self.payload is not None
+               else {"value": None, "value_format": None}),
+            **({"found_in": self.found_in} if self.found_in else {}),
         }
 
 
@@ -139,6 +147,9 @@ class Timeline:
     #: degradations worth telling the operator (index rebuilt, Jaeger unreachable, ...)
     notes: tuple[str, ...] = ()
     stats: ScanStats = field(default_factory=ScanStats)
+    #: False when the scan was cut short (the broker stopped answering): events may be
+    #: missing, and the correlation index still lacks the ranges not read
+    complete: bool = True
 
     @property
     def stuck(self) -> tuple[TimelineEvent, ...]:
@@ -157,6 +168,7 @@ class Timeline:
             "since_seconds": self.since_seconds,
             "stuck_after_seconds": self.stuck_after_seconds,
             "notes": list(self.notes),
+            "complete": self.complete,
             "stats": {
                 "topics": self.stats.topics,
                 "partitions": self.stats.partitions,
@@ -259,6 +271,8 @@ def build_timeline(
             dead_letter=e.dead_letter,
             trace_url=url_for(e.trace_id, e.span_id) if url_for else None,
             spans=related,
+            payload=e.payload,
+            found_in=e.found_in,
         ))
     return Timeline(
         query=query,

@@ -71,4 +71,6 @@ def run_interactive(args: argparse.Namespace, broker: EmbeddedBroker, world: Dem
     from console.app import run_demo
 
     cluster = replace(broker.cluster(), read_only=bool(args.read_only))
-    return run_demo(cluster, duration=args.duration)
+    code = run_demo(cluster, duration=args.duration, watchdog=broker.check)
+    broker.check()  # the broker died under the console: say so (and where its log is)
+    return code

@@ -25,8 +25,16 @@ from console.context import Context, print_json
 from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
-from dlq.redrive import DEFAULT_BATCH, DEFAULT_MAX_ATTEMPTS, Redrive, RedriveProgress, RedriveResult
+from dlq.redrive import (
+    DEFAULT_BATCH,
+    DEFAULT_MAX_ATTEMPTS,
+    Redrive,
+    RedriveAborted,
+    RedriveProgress,
+    RedriveResult,
+)
 from dlq.select import display_text
+from tracing.frames import REGISTRY_FORMATS, PayloadDecoder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--to", metavar="TOPIC", help="target topic instead of the original")
     rd.add_argument("--where", action="append", default=[], metavar="EXPR",
                     help="FIELD=VALUE or FIELD~TEXT (also != and !~); FIELD is error_class, "
-                    "error_message, key, original_topic, original_group or header.NAME; "
-                    "repeatable, all must hold")
+                    "error_message, key, original_topic, original_group, header.NAME or "
+                    "value.PATH (decoded payload); repeatable, all must hold")
     rd.add_argument("--rate", type=float, metavar="N", help="records per second at most")
     rd.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
                     help="refuse records lagdeck already redrove N times "
@@ -63,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--force", action="store_true",
                     help="redrive records whose lagdeck-redrive-count header is malformed "
                     "(skipped by default: loop protection cannot judge them)")
-    rd.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
-                    help=f"records per transaction (default {DEFAULT_BATCH})")
+    rd.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help=f"records per transaction (default {DEFAULT_BATCH}, or a fifth of "
+                    "--rate so progress is committed several times a second)")
     rd.add_argument("--dry-run", action="store_true",
                     help="count per target and show the first records; change nothing")
     rd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -130,6 +139,21 @@ def list_lines(summaries: list[DlqTopicSummary]) -> list[str]:
 # -- show -------------------------------------------------------------------------------
 
 
+def _payload_json(d: DeadLetter) -> dict[str, Any]:
+    """`value`, `value_format` and, for Schema Registry frames, `schema_id` / `value_note`."""
+    out = d.payload.to_json() if d.payload is not None else {}
+    kp = d.key_payload
+    if kp is not None:
+        if kp.format in REGISTRY_FORMATS and not isinstance(kp.value, dict | list):
+            out["key"] = kp.value
+        out["key_format"] = kp.format
+        if kp.schema_id is not None:
+            out["key_schema_id"] = kp.schema_id
+        if kp.note:
+            out["key_note"] = kp.note
+    return out
+
+
 def _message_json(d: DeadLetter) -> dict[str, Any]:
     r, e = d.record, d.envelope
     return {
@@ -141,6 +165,7 @@ def _message_json(d: DeadLetter) -> dict[str, Any]:
         "error_message": e.error_message, "attempts": e.attempts,
         "redrive_count": e.redrive_count, "problems": list(e.problems),
         "headers": [{"key": h.key, "value": display_text(h.value)} for h in r.headers],
+        **_payload_json(d),
     }
 
 
@@ -148,8 +173,12 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     start = None if args.offset is None else parse_offsets(args.offset)
-    page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
-                     strict=True)
+    payloads = PayloadDecoder(ctx.registry)
+    try:
+        page = read_page(ctx.config.cluster, args.topic, start=start, limit=args.limit,
+                         strict=True, payloads=payloads)
+    finally:
+        payloads.close()
     if args.json:
         print_json({"topic": page.topic, "depth": page.depth, "remaining": page.remaining,
                     "depth_exact": page.exact,
@@ -197,7 +226,23 @@ def record_lines(d: DeadLetter) -> list[str]:
     if e.layout == "none":
         for h in r.headers:
             add(f"  header {_s(h.key)}: {_s(display_text(h.value), none='None')}")
+    out += _payload_lines(d)
     return out
+
+
+def _payload_lines(d: DeadLetter) -> list[str]:
+    """The decoded value (format, schema, record name) and why it could not be, escaped."""
+    p = d.payload
+    if p is None:
+        return []
+    schema = f" schema {p.schema_id}" if p.schema_id is not None else ""
+    name = f" {_s(p.record_name)}" if p.record_name else ""
+    lines = [f"  value ({p.format}{schema}{name}): {one_line(p.text(400), 420)}"]
+    if p.note:
+        lines.append(f"  note: {_s(p.note)}")
+    if d.key_payload is not None and d.key_payload.note:
+        lines.append(f"  key note: {_s(d.key_payload.note)}")
+    return lines
 
 
 # -- redrive ----------------------------------------------------------------------------
@@ -284,7 +329,7 @@ def _took(r: RedriveResult) -> str:
     return f"in {r.elapsed_s:.1f}s{moving}"
 
 
-def _print_result(r: RedriveResult) -> None:
+def _print_result(r: RedriveResult, aborted: bool = False) -> None:
     if r.dry_run:
         _out(f"dry run: {r.selected} of {r.scanned} dead letters read in {_s(r.topic)} selected "
              f"({_s(r.selection)}); nothing changed")
@@ -299,7 +344,7 @@ def _print_result(r: RedriveResult) -> None:
     else:
         if r.fenced:
             head = f"fenced after moving {r.redriven} dead letters (committed)"
-        elif r.cancelled:
+        elif r.cancelled or aborted:
             head = f"stopped after moving {r.redriven} dead letters"
         else:
             head = f"redrove {r.redriven} of {r.selected} selected dead letters"
@@ -323,7 +368,7 @@ def _print_result(r: RedriveResult) -> None:
                 f"{s.action}: {_s(s.reason)}"
             _out(f"  [{s.partition}]@{s.offset} key={_s(s.key, none='None')} "
                  f"{_s(s.error_class) or '-'} {what}")
-    done = not (r.dry_run or r.cancelled or r.failed or r.fenced)
+    done = not (r.dry_run or r.cancelled or r.failed or r.fenced or aborted)
     _out(f"progress group: {_s(r.group)}" + (" (a rerun moves nothing more)" if done else ""))
 
 
@@ -344,9 +389,12 @@ def _confirm(redrive: Redrive, json_out: bool) -> bool:
 
 def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     cluster = ctx.config.cluster
+    payloads = PayloadDecoder(ctx.registry if any(w.strip().startswith("value.")
+                                                  for w in args.where) else None)
     redrive = Redrive(cluster, args.topic, to=args.to, where=args.where, rate=args.rate,
                       max_attempts=args.max_attempts, group=args.group,
-                      batch_size=args.batch_size, again=args.again, force=args.force)
+                      batch_size=args.batch_size, again=args.again, force=args.force,
+                      payloads=payloads)
     if args.dry_run:
         with ProgressLine(f"scanning {_s(args.topic)}", enabled=not args.json) as bar:
             result = redrive.plan(progress=bar)
@@ -354,21 +402,39 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
             print_json(result.to_json())
         else:
             _print_result(result)
+        _registry_note(payloads)
         return 0
     ensure_writable(cluster, f"redrive of {args.topic}")
     if not args.yes and not _confirm(redrive, args.json):
         sys.stderr.write("lagdeck: redrive not confirmed; nothing changed\n")
         return 1
     cancel = threading.Event()
-    with _ctrl_c_sets(cancel), ProgressLine(f"redriving {_s(args.topic)}") as bar:
-        result = redrive.run(progress=bar, cancel=cancel)
+    try:
+        with _ctrl_c_sets(cancel), ProgressLine(f"redriving {_s(args.topic)}") as bar:
+            result = redrive.run(progress=bar, cancel=cancel)
+    except RedriveAborted as exc:
+        # what was committed, on stdout as usual; the reason on stderr; exit 1
+        if args.json:
+            print_json({**exc.result.to_json(), "aborted": True, "error": str(exc)})
+        else:
+            _print_result(exc.result, aborted=True)
+        raise
     if args.json:
         print_json(result.to_json())
     else:
         _print_result(result)
+    _registry_note(payloads)
     if result.fenced:
         sys.stderr.write(f"lagdeck: error: {scrub(result.fenced)}\n")
         return 1
     if result.cancelled:
         return 130
     return 1 if result.failed else 0
+
+
+def _registry_note(payloads: PayloadDecoder) -> None:
+    """A registry that went down leaves `value.PATH` unmatched on framed records: say so."""
+    if payloads.down:
+        sys.stderr.write(f"lagdeck: note: {payloads.down}; value.PATH conditions did not match "
+                         "registry-framed records\n")
+    payloads.close()

@@ -57,13 +57,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         timeline = find_timeline(config.cluster, args.id, since_seconds=since,
                                  topics_regex=args.topics, stuck_after_seconds=stuck_after,
-                                 settings=settings, progress=progress, on_answer=show)
+                                 settings=settings, progress=progress, on_answer=show,
+                                 registry=ctx.registry)
     finally:
         if progress is not None:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
     if not shown:
         _print(timeline, args.json)
+    if not timeline.complete:  # the broker went away during the scan: say so, exit 1
+        cut = next((n for n in timeline.notes if n.startswith("scan cut short")),
+                   "scan cut short")
+        sys.stderr.write(f"lagdeck: error: trace of {args.id}: {cut}\n")
+        return 1
     return 0 if timeline.events else 1
 
 
@@ -152,6 +158,14 @@ def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> li
                      + (f": {_s(dl.error_message)}" if dl.error_message else ""))
     for span in e.spans:
         lines.append(f"│  span {_s(span.service)} {_s(span.operation)} {span.duration_ms:g} ms")
+    if e.found_in:
+        lines.append(f"│  id found in {_s(e.found_in)}")
+    p = e.payload
+    if p is not None and p.value is not None:
+        schema = f" schema {p.schema_id}" if p.schema_id is not None else ""
+        lines.append(f"│  value ({p.format}{schema}): {one_line(p.text(160), 180)}")
+    if p is not None and p.note:
+        lines.append(f"│  note: {_s(p.note)}")
     if e.trace_url:
         lines.append(f"│  {_s(e.trace_url)}")
     return lines

@@ -25,9 +25,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.snapshots_topic is not None:
         from console.snapshot_source import SnapshotSource
 
-        source = SnapshotSource(config.cluster, config.settings, topic=ctx.snapshots_topic)
+        source = SnapshotSource(config.cluster, config.settings, topic=ctx.snapshots_topic,
+                                registry=ctx.registry)
     else:
-        source = KafkaSource(config.cluster, config.settings)
+        source = KafkaSource(config.cluster, config.settings, registry=ctx.registry)
     LagdeckApp(source, keymap=keymap).run()
     return 0
 

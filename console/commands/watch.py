@@ -1,4 +1,5 @@
-"""`lagdeck watch`: evaluate alert rules; exit 0 none firing, 1 warning, 2 critical.
+"""`lagdeck watch`: evaluate alert rules; exit 0 none firing, 1 warning, 2 critical,
+3 could not evaluate (cluster unreachable: the Nagios UNKNOWN convention).
 
 Each round: the cluster's id, one lag snapshot (status judged over the kept
 lag history), one pure evaluation against that cluster's alert book under the
@@ -16,6 +17,13 @@ process is gone by then whatever they do (undelivered notices stay in the
 outbox for the next run); a second Ctrl-C exits at once. A failing round
 (broker gone) is reported on stderr and retried at the next interval; with
 `--once` it is an error.
+
+Each round starts by asking the cluster for its id with a short deadline
+(`REACH_TIMEOUT`), which doubles as the liveness probe: an unreachable cluster
+costs seconds, not a refresh's full timeout. It is its own alert,
+`cluster-unreachable` (`collectors.unreachable`): one firing notice per outage
+to every sink, one resolved notice when the cluster answers again, and exit
+code 3 (Nagios UNKNOWN) while it lasts.
 """
 
 from __future__ import annotations
@@ -45,8 +53,7 @@ from collectors.alerts import (
     notice_id,
 )
 from collectors.config import require_bootstrap
-from collectors.errors import LagdeckError, UsageError
-from collectors.kafka import check_reachable
+from collectors.errors import BrokerUnavailable, LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.rules import Rule
@@ -62,9 +69,15 @@ CLOSE_TIMEOUT = 10.0
 STOP_BUDGET = 2.5
 #: ...of which the sinks get this long to deliver; the rest stays in their outboxes.
 STOP_CLOSE_TIMEOUT = 1.5
-#: `--once` fails fast when the cluster cannot be reached at all.
+#: The liveness deadline of each round: no answer = cluster unreachable (exit 3).
 REACH_TIMEOUT = 5.0
 SNAPSHOT_TOPIC = "_lagdeck.lag"
+
+
+class CannotEvaluate(BrokerUnavailable):
+    """The cluster is unreachable, so no rule could be evaluated (Nagios UNKNOWN)."""
+
+    exit_code = 3
 
 _log = get_logger("watch")
 #: re-entrant: the signal handler writes to stderr on the main thread, maybe inside report()
@@ -72,7 +85,8 @@ _err_lock = threading.RLock()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("watch", help="evaluate lag alert rules (exit 0 ok, 1 warning, 2 critical)")
+    p = sub.add_parser("watch", help="evaluate lag alert rules (exit 0 ok, 1 warning, "
+                                     "2 critical, 3 cluster unreachable)")
     p.add_argument("--rules", metavar="FILE", help="TOML rules file (default: the config file)")
     p.add_argument("--interval", type=float, default=10.0, metavar="S",
                    help="seconds between rounds (default 10)")
@@ -234,6 +248,56 @@ def _load_rules(args: argparse.Namespace, ctx: Context, exporting: bool) -> rule
     return rulebook.load(args.rules, ctx.config.settings)
 
 
+def _outage_events(outages, cluster: str, reachable: bool, detail: str = "") -> tuple:
+    """Step the `cluster-unreachable` alert under the outage store's lock (one notice per
+    outage even with a cron `--once` and a long-running watch on the same state)."""
+    from collectors.unreachable import step
+
+    with outages.locked():
+        outage, events = step(outages.load(cluster), cluster, reachable, time.time(), detail)
+        outages.save(cluster, outage)
+    return outage, events
+
+
+def _send(events, sinks) -> None:
+    for sink in sinks:
+        sink.notify(events)
+    for event in events:
+        _log.info("%s", notice(event))
+
+
+def _reachable_round(outages, sinks, cluster: str) -> tuple[AlertEvent, ...]:
+    """The resolved notice of an outage that just ended (sent; returned for the output)."""
+    _, events = _outage_events(outages, cluster, True)
+    _send(events, sinks)
+    return events
+
+
+def _unreachable_round(args: argparse.Namespace, detail: str, outages, sinks,
+                       cluster: str) -> int:
+    """Notices (the first round of an outage only), output, and exit code 3."""
+    from collectors.unreachable import RULE, UNKNOWN_EXIT
+
+    outage, events = _outage_events(outages, cluster, False, detail)
+    _send(events, sinks)
+    if args.json:
+        doc = {
+            "alerts": [{"rule": RULE, "group": None, "topic": None, "cluster": cluster,
+                        "severity": "critical", "value": None, "threshold": None,
+                        "message": outage.message, "since": _iso(outage.since),
+                        "fired_at": _iso(outage.since)}],
+            "events": [event_json(e) for e in events], "pending": [], "evaluated_at": None,
+        }
+        if args.once:
+            print_json(doc)
+        else:
+            sys.stdout.write(json.dumps(to_jsonable(doc)) + "\n")
+    elif events:
+        sys.stdout.write("".join(notice(e) + "\n" for e in events))
+    sys.stdout.flush()
+    return UNKNOWN_EXIT
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.interval > 0:
         raise UsageError(f"--interval must be more than 0, got {args.interval:g}")
@@ -253,13 +317,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     compile_group_regex(args.group)
     ruleset = _load_rules(args, ctx, args.publish is not None or args.metrics_port is not None)
     require_bootstrap(config.cluster)
-    if args.once and viewing is None:
-        check_reachable(config.cluster, timeout=REACH_TIMEOUT)
 
     from collectors.cluster_id import ClusterIdentity
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
     from collectors.rules import SinkType
+    from collectors.unreachable import OutageStore
     from tracing.sinks import build_sinks, close_all
     from tracing.sinks.outbox import sweep_expired
 
@@ -302,6 +365,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
         reader = SnapshotReader(config.cluster, viewing)
     shared = None
+    outages = OutageStore()
     _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s, publish=%s, from=%s",
               len(ruleset.rules), ", ".join(s.label for s in sinks) or "none", args.interval,
               args.once, args.publish, viewing)
@@ -324,6 +388,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                         snapshot = collector.refresh(group_regex=pattern)
                         refresh_seconds = time.monotonic() - started
                         imported = shared.taken_over() if shared is not None else {}
+                except BrokerUnavailable as exc:
+                    code = _unreachable_round(args, str(exc), outages, sinks,
+                                              config.cluster.bootstrap_servers)
+                    if args.once:
+                        raise CannotEvaluate(f"{exc}; no rule evaluated") from None
+                    if not failing:
+                        report(f"{exc}; retrying every {args.interval:g}s")
+                    failing = True
+                    stop.wait(args.interval)
+                    continue
                 except LagdeckError as exc:
                     if args.once:
                         raise
@@ -337,6 +411,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if failing:
                     report("lag collection recovered")
                     failing = False
+                recovered = _reachable_round(outages, sinks, config.cluster.bootstrap_servers)
                 for error in sorted(set(snapshot.errors) - reported):
                     report(f"lag collection: {error}")
                 reported = set(snapshot.errors)
@@ -376,12 +451,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 code = result.exit_code
                 for event in result.events:
                     _log.info("%s", notice(event))
+                doc = document(result)
+                doc["events"] = [event_json(e) for e in recovered] + doc["events"]
                 if args.json and args.once:
-                    print_json(document(result))
+                    print_json(doc)
                 elif args.json:
-                    sys.stdout.write(json.dumps(to_jsonable(document(result))) + "\n")
+                    sys.stdout.write(json.dumps(to_jsonable(doc)) + "\n")
                     sys.stdout.flush()
                 else:
+                    sys.stdout.write("".join(notice(e) + "\n" for e in recovered))
                     _print_text(result, args.once, len(snapshot.groups))
                 if args.once:
                     break

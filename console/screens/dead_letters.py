@@ -35,6 +35,7 @@ from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
 from dlq.browse import DeadLetter, PageCursor
 from dlq.discovery import DlqTopicSummary
+from tracing.frames import REGISTRY_FORMATS
 
 PAGE_SIZE = 50
 #: Seconds between refreshes of the topic list while the screen is shown.
@@ -101,6 +102,30 @@ def pretty_payload(value: bytes | None) -> Any:
                   "json", theme="ansi_dark", word_wrap=True, background_color="default")
 
 
+def decoded_payload(dl: DeadLetter) -> list[Any]:
+    """The payload as decoded (JSON, or Avro / Protobuf / JSON Schema with a registry):
+    a heading saying the format and schema, the document, and the note when it could
+    not be decoded."""
+    p = dl.payload
+    if p is None or (p.format not in REGISTRY_FORMATS and not p.note):
+        return [Text("\npayload", style="bold"), pretty_payload(dl.record.value)]
+    head = Text("\npayload", style="bold")
+    label = p.format + (f", schema {p.schema_id}" if p.schema_id is not None else "")
+    label += f", {p.record_name}" if p.record_name else ""
+    head.append(f"  ({label})", style="dim")
+    parts: list[Any] = [head]
+    if p.note:
+        parts.append(Text(fmt.printable(p.note, 300), style="yellow"))
+    if isinstance(p.value, dict | list):
+        parts.append(Syntax(json.dumps(p.value, indent=2, ensure_ascii=False), "json",
+                            theme="ansi_dark", word_wrap=True, background_color="default"))
+    elif p.value is None:
+        parts.append(Text("∅ (null value: a tombstone)", style="dim"))
+    else:
+        parts.append(Text(fmt.printable(str(p.value), 4000)))
+    return parts
+
+
 def detail(dl: DeadLetter) -> Group:
     e, r = dl.envelope, dl.record
     facts = Table.grid(padding=(0, 1))
@@ -136,7 +161,7 @@ def detail(dl: DeadLetter) -> Group:
         headers.add_row(fmt.data(h.key, None),
                         Text(fmt.header_value(h.value), overflow="fold"))  # whole, folded
     parts: list[Any] = [facts, Text("\nheaders", style="bold"), headers,
-                        Text("\npayload", style="bold"), pretty_payload(r.value)]
+                        *decoded_payload(dl)]
     if e.stack_trace:
         first = "\n".join(e.stack_trace.splitlines()[:6])
         parts += [Text("\nstack trace (first lines)", style="bold"),
@@ -168,7 +193,7 @@ class DeadLettersScreen(BaseScreen):
     def body(self) -> ComposeResult:
         yield KeyedTable(TOPIC_COLUMNS, id="dlq-topics", zebra_stripes=False)
         yield LineInput(placeholder="filter: error_class~Timeout  key~ord-  header.NAME=V  "
-                                "(enter applies, esc clears)", id="dlq-filter",
+                                "value.PATH=V  (enter applies, esc clears)", id="dlq-filter",
                     classes="hidden")
         yield Static("Looking for dead-letter topics…", id="dlq-page-info", classes="summary")
         with Horizontal(id="dlq-main"):

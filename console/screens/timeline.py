@@ -83,12 +83,15 @@ def render_flag(flag: str) -> Text:
     return Text(flag, style="bold white on red" if flag else "")
 
 
+#: The consumer-group marks come right after the time: they are what the operator reads
+#: first, and on a narrow terminal (a split pane, 80 columns) the table scrolls off to the
+#: right, so the least needed column, the record's position, is last.
 COLUMNS = (
     Column("time", "Time", 12, render_time),
-    Column("where", "Where (topic[partition]@offset)"),
+    Column("consumers", "Consumer groups", None, render_marks),
     Column("event", "Event", None, render_event),
     Column("flag", "", 7, render_flag),  # STUCK, or DUP / LATE from the flows view
-    Column("consumers", "Consumer groups", None, render_marks),
+    Column("where", "Where (topic[partition]@offset)"),
 )
 
 
@@ -103,11 +106,11 @@ def event_row(e: TimelineEvent, marks: dict[tuple[str, int, int], str] | None = 
     elif e.dead_letter is not None:
         error = (e.dead_letter.error_class or "").rsplit(".", 1)[-1] or "(no error class)"
     group_marks = tuple(sorted(e.consumers.items()))
-    return Row(event_key(e), ((e.timestamp_ms, e.stuck), event_key(e),
+    return Row(event_key(e), ((e.timestamp_ms, e.stuck), group_marks,
                               (e.event_type or "(no event type)", error, e.stuck),
                               " STUCK " if e.stuck else
                               FLOW_FLAGS.get((marks or {}).get(e.position, ""), ""),
-                              group_marks))
+                              event_key(e)))
 
 
 def summary(t: Timeline) -> Text:
@@ -187,6 +190,15 @@ def event_detail(e: TimelineEvent) -> Table:
             f"attempts {dl.attempts if dl.attempts is not None else '?'})"))
         grid.add_row("", Text("enter: open it in Dead letters · R: redrive it",
                               style="bold cyan"))
+    if e.found_in:
+        grid.add_row("found in", fmt.data_block(e.found_in, "yellow"))
+    p = e.payload
+    if p is not None and (p.value is not None or p.note):
+        label = p.format + (f" · schema {p.schema_id}" if p.schema_id is not None else "")
+        grid.add_row("value", fmt.data_block(p.text(600)))
+        grid.add_row("", Text(label, style="dim"))
+        if p.note:
+            grid.add_row("", fmt.data_block(p.note, "yellow"))
     if e.trace_url:
         grid.add_row("trace", Text(one_line(e.trace_url), style=_link(e.trace_url)))
     return grid
