@@ -1,25 +1,39 @@
-"""One lagdeck lag refresh against the naive loop, on 1,000 groups over 10 topics.
+"""lagdeck lag refresh against the naive loop: in-process, as whole processes, and a cost curve.
 
-The naive loop is what a user writes with the same client: list the groups,
+The naive loop is what a user writes with confluent-kafka: list the groups,
 then per group fetch its committed offsets and then the watermarks of each of
-its partitions, one call after another. lagdeck's refresh lists and describes
-the groups, issues every group's OffsetFetch at once, asks the end offsets of
-every partition in one ListOffsets call, and on top of that reads lag in
-seconds and judges status (work the naive loop does not do).
+its partitions, one call after another. lagdeck's refresh lists the groups,
+reads every group's committed offsets and state in batched OffsetFetch v8 /
+DescribeGroups requests per coordinator (collectors/batched_groups.py; the
+per-group librdkafka path with `--per-group`), asks the end offsets of every
+partition in one ListOffsets call, and on top of that reads lag in seconds and
+judges status (work the naive loop does not do).
 
-Both run in the same process against the same broker (the embedded Tansu
-broker unless `--bootstrap` is given), each with fresh clients. Broker
-requests are counted from librdkafka's own statistics (`stats_cb`), per
-request type, for every client each side uses.
+Three measures per size, all in the same run against the same broker (the
+embedded Tansu broker unless `--bootstrap` is given):
+- in-process: one cold refresh (fresh clients, empty history) vs the naive
+  loop in this process;
+- whole process: `lagdeck lag --json` vs the naive loop run as its own
+  `python` process (interpreter start-up and imports included on both sides);
+  lagdeck runs with a lag history already present (the second run of the day);
+- requests per refresh by type: librdkafka's own statistics (`stats_cb`) for
+  the confluent-kafka clients, plus the batched reader's own count.
 
-    .venv/bin/python bench/lag_refresh.py [--groups 1000] [--topics 10] [--partitions 2]
-        [--rtt-ms 0]
+Groups are spread over `--topics` topics of `--partitions` partitions; each
+group commits on every partition of one topic.
+
+    .venv/bin/python bench/lag_refresh.py                      # modest: 200 groups x 10
+    .venv/bin/python bench/lag_refresh.py --groups 1000        # the issue-11 size
+    .venv/bin/python bench/lag_refresh.py --groups 1000,5000,10000 --repeat 1   # cost curve
+    [--partitions 10] [--topics 10] [--per-group] [--rtt-ms 0]
 
 `--rtt-ms N` puts a TCP proxy that delays every byte by N/2 ms each way between
-the clients and Tansu (started advertising the proxy), to show the same
-refresh over a network instead of loopback; the proxy runs in its own process.
+the clients and Tansu (started advertising the proxy).
 
-Target (issue 3): lagdeck >= 10x faster than the naive loop, under 2 s.
+Targets (issue 11), at 1,000 groups x 10 partitions: in-process refresh >= 10x
+the naive loop; `lagdeck lag --json` <= 1.0 s and >= 5x the naive process;
+committed-offset step <= 10 requests on one broker. Curve: 10,000 groups <= 3 s
+as a whole process, per-group cost not growing with the number of groups.
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
+import os
 import random
 import socket
 import statistics
@@ -90,8 +106,7 @@ def drain(poll, counter: RequestCounter, settle: float = 0.35) -> None:
         poll(0.05)
 
 
-def setup(bootstrap: str, groups: int, topics: int, partitions: int, records: int,
-          seed: int) -> list[str]:
+def create_world(bootstrap: str, topics: int, partitions: int, records: int) -> list[str]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     names = [f"bench-topic-{i:02d}" for i in range(topics)]
     futures = admin.create_topics([NewTopic(t, partitions, 1) for t in names],
@@ -108,47 +123,90 @@ def setup(bootstrap: str, groups: int, topics: int, partitions: int, records: in
                 producer.produce(t, b"x" * 64, partition=p,
                                  timestamp=now_ms - (records - i) * 1000)
         producer.flush(60)
-    rng = random.Random(seed)
-    group_ids = [f"bench-group-{i:04d}" for i in range(groups)]
+    return names
+
+
+def add_groups(bootstrap: str, first: int, last: int, names: list[str], partitions: int,
+               records: int, seed: int) -> None:
+    """Groups first..last-1 commit on every partition of one topic."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    rng = random.Random(seed + first)
     pending = []
-    for i, g in enumerate(group_ids):
-        topic = names[i % topics]
+    for i in range(first, last):
+        topic = names[i % len(names)]
         tps = [TopicPartition(topic, p, rng.randint(records // 2, records))
                for p in range(partitions)]
         pending += admin.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(g, tps)], request_timeout=30).values()
+            [ConsumerGroupTopicPartitions(f"bench-group-{i:05d}", tps)],
+            request_timeout=30).values()
         if len(pending) >= 200:
             for f in pending:
                 f.result(timeout=60)
             pending = []
     for f in pending:
         f.result(timeout=60)
-    return group_ids
 
 
-def lagdeck_refresh(cluster: ClusterConfig) -> tuple[float, float, Counter[str], int, dict]:
-    """A cold refresh (new clients, empty history), then a warm one (as the TUI repeats)."""
+def lagdeck_refresh(cluster: ClusterConfig, per_group: bool, count: bool = False
+                    ) -> tuple[float, float, Counter[str], int, dict, str]:
+    """A cold refresh (new clients, empty history), then a warm one (as the TUI repeats).
+
+    With `count`, requests are counted from librdkafka's statistics, whose callbacks
+    cost CPU: timed runs go without them and one more run counts.
+    """
     counter = RequestCounter()
     with LagHistory.in_memory() as history, LagCollector(
-        cluster, history, client_overrides=counter.overrides()
+        cluster, history, client_overrides=counter.overrides() if count else None,
+        offsets_via="per-group" if per_group else "auto",
     ) as collector:
         started = time.perf_counter()
         snapshot = collector.refresh()
         cold = time.perf_counter() - started
-        drain(collector.poll, counter)
+        if count:
+            drain(collector.poll, counter)
         requests = counter.by_type()
+        requests.update({f"{k} (kafka-python)": n
+                         for k, n in collector.batched_requests.items()})
         stats = dict(collector.last_stats)
         started = time.perf_counter()
         collector.refresh()
         warm = time.perf_counter() - started
     partitions = sum(len(g.partitions) for g in snapshot.groups)
-    return cold, warm, requests, partitions, stats
+    via = f"{snapshot.offsets_via} ({snapshot.offsets_via_reason})"
+    return cold, warm, requests, partitions, stats, via
 
 
-def naive_loop(bootstrap: str) -> tuple[float, Counter[str], int]:
+def lagdeck_process(bootstrap: str, state: Path, per_group: bool) -> tuple[float, int]:
+    """Wall time of `lagdeck lag --json` as its own process, and the partitions it printed."""
+    env = {**os.environ, "LAGDECK_STATE_DIR": str(state),
+           "LAGDECK_CONFIG": str(state / "none.toml")}
+    (state / "none.toml").write_text('[lag]\noffsets_via = "per-group"\n' if per_group else "")
+    command = [str(Path(sys.executable).parent / "lagdeck"), "-b", bootstrap, "lag", "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"lagdeck lag failed: {done.stderr.strip()[-500:]}")
+    document = json.loads(done.stdout)
+    return elapsed, sum(len(g["partitions"]) for g in document["groups"])
+
+
+def naive_process(bootstrap: str) -> tuple[float, int]:
+    """Wall time of the naive loop as its own `python` process (start-up and imports in)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--naive-only",
+                           "--bootstrap", bootstrap], capture_output=True, text=True,
+                          timeout=600)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"naive process failed: {done.stderr.strip()[-500:]}")
+    return elapsed, int(done.stdout.split()[-1])
+
+
+def naive_loop(bootstrap: str, count: bool = False) -> tuple[float, Counter[str], int]:
     """Per group: committed offsets, then each partition's watermarks, one after another."""
     counter = RequestCounter()
-    conf = {"bootstrap.servers": bootstrap, **counter.overrides()}
+    conf = {"bootstrap.servers": bootstrap, **(counter.overrides() if count else {})}
     admin = AdminClient(conf)
     from confluent_kafka import Consumer
 
@@ -170,7 +228,8 @@ def naive_loop(bootstrap: str) -> tuple[float, Counter[str], int]:
         admin.poll(timeout)
         consumer.poll(0)
 
-    drain(poll_both, counter)
+    if count:
+        drain(poll_both, counter)
     consumer.close()
     return elapsed, counter.by_type(), partitions
 
@@ -255,18 +314,105 @@ class DelayedBroker:
         self.process.wait(10)
 
 
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.3f}s (min {min(values):.3f}s, " \
+           f"max {max(values):.3f}s, {len(values)} runs)"
+
+
+def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, float]:
+    """All measures at one size; prints them and returns the medians."""
+    cluster = ClusterConfig({"bootstrap.servers": bootstrap})
+    colds: list[float] = []
+    warms: list[float] = []
+    naives: list[float] = []
+    procs: list[float] = []
+    naive_procs: list[float] = []
+    state = Path(tempfile.mkdtemp(prefix="lagdeck-bench-state-"))
+    # a first run fills the lag history, as any run after the first of the day finds it
+    lagdeck_process(bootstrap, state, args.per_group)
+    # requests counted in runs of their own (statistics callbacks cost CPU)
+    with_naive = groups <= args.naive_max
+    _c, _w, our_requests, _p, _s, _v = lagdeck_refresh(cluster, args.per_group, count=True)
+    naive_requests: Counter[str] = Counter()
+    naive_parts = 0
+    if with_naive:
+        _n, naive_requests, _np = naive_loop(bootstrap, count=True)
+    for _ in range(max(1, args.repeat)):
+        cold, warm, _r, our_parts, stats, via = lagdeck_refresh(cluster, args.per_group)
+        proc, proc_parts = lagdeck_process(bootstrap, state, args.per_group)
+        colds.append(cold)
+        warms.append(warm)
+        procs.append(proc)
+        if not with_naive:
+            continue
+        naive, _nr, naive_parts = naive_loop(bootstrap)
+        naive_proc, _ = naive_process(bootstrap)
+        naives.append(naive)
+        naive_procs.append(naive_proc)
+    print(f"--- {groups} groups, {our_parts} group partitions; offsets via {via}")
+    print(f"lagdeck refresh in-process, cold: {spread(colds)}")
+    print(f"  exact lag-in-seconds for {stats.get('exact', 0):.0f} of "
+          f"{stats.get('lagging', 0):.0f} lagging partitions ({stats.get('exact_reads', 0):.0f} "
+          "records read); status and history included")
+    print(f"  broker requests: {describe(our_requests)}")
+    committed = sum(n for k, n in our_requests.items() if k.startswith("OffsetFetch")) \
+        if not args.per_group else None
+    if committed is not None:
+        print(f"  committed-offsets step: {committed} OffsetFetch request(s)")
+    print(f"lagdeck refresh in-process, warm (clients open, as the TUI repeats): "
+          f"{spread(warms)}")
+    print(f"`lagdeck lag --json` process: {spread(procs)} ({proc_parts} partitions printed)")
+    out = {"cold": statistics.median(colds), "warm": statistics.median(warms),
+           "proc": statistics.median(procs), "naive": math.nan, "naive_proc": math.nan}
+    out["committed_requests"] = committed if committed is not None else -1
+    if not with_naive:
+        print(f"naive loop: not run above --naive-max {args.naive_max} groups")
+        out["ratio"] = out["proc_ratio"] = math.nan
+        return out
+    print(f"naive loop in-process: {spread(naives)} for {naive_parts} group partitions "
+          "(lag only)")
+    print(f"  broker requests: {describe(naive_requests)}")
+    print(f"naive loop process: {spread(naive_procs)}")
+    out["naive"] = statistics.median(naives)
+    out["naive_proc"] = statistics.median(naive_procs)
+    out["ratio"] = out["naive"] / out["cold"]
+    out["proc_ratio"] = out["naive_proc"] / out["proc"]
+    print(f"ratios (medians): in-process cold refresh {out['ratio']:.1f}x faster than the naive "
+          f"loop (warm {out['naive'] / out['warm']:.1f}x); whole process "
+          f"{out['proc_ratio']:.1f}x")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="an existing cluster (default: start Tansu)")
-    parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--groups", default="200",
+                        help="groups, or a comma-separated rising list for a cost curve "
+                             "(full sizes: 1000 or 1000,5000,10000)")
     parser.add_argument("--topics", type=int, default=10)
-    parser.add_argument("--partitions", type=int, default=2, help="partitions per topic")
+    parser.add_argument("--partitions", type=int, default=10, help="partitions per topic")
     parser.add_argument("--records", type=int, default=20, help="records per partition")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side, alternated")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--per-group", action="store_true",
+                        help="lagdeck's per-group librdkafka path instead of the batched one")
     parser.add_argument("--rtt-ms", type=float, default=0.0,
                         help="simulated network round trip through a delaying proxy")
+    parser.add_argument("--naive-max", type=int, default=10**9, metavar="N",
+                        help="run the naive loop only at sizes up to N groups (it takes ~6 s "
+                             "per 1,000 groups)")
+    parser.add_argument("--naive-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.naive_only:  # the naive loop as its own process (see naive_process)
+        _elapsed, _requests, parts = naive_loop(args.bootstrap)
+        print(parts)
+        return 0
+    try:
+        sizes = [int(x) for x in str(args.groups).split(",")]
+    except ValueError:
+        parser.error(f"--groups: a number or a comma-separated list, got {args.groups!r}")
+    if sizes != sorted(sizes) or sizes[0] < 1:
+        parser.error("--groups: sizes must rise")
 
     broker: Any = None
     bootstrap = args.bootstrap
@@ -280,46 +426,50 @@ def main(argv: list[str] | None = None) -> int:
         broker = EmbeddedBroker(log_dir=log_dir)
         broker.start()
         bootstrap = broker.bootstrap
-    colds: list[float] = []
-    warms: list[float] = []
-    naives: list[float] = []
+    results: dict[int, dict[str, float]] = {}
     try:
         t0 = time.perf_counter()
-        setup(bootstrap, args.groups, args.topics, args.partitions, args.records, args.seed)
+        names = create_world(bootstrap, args.topics, args.partitions, args.records)
         where = f"{bootstrap}, {args.rtt_ms:g} ms simulated RTT" if args.rtt_ms else \
             f"{bootstrap} (loopback)"
-        print(f"setup: {args.groups} groups over {args.topics} topics x {args.partitions} "
-              f"partitions (each group on one topic) in {time.perf_counter() - t0:.1f}s "
-              f"on {where}")
-        cluster = ClusterConfig({"bootstrap.servers": bootstrap})
-        for _ in range(max(1, args.repeat)):
-            cold, warm, our_requests, our_parts, stats = lagdeck_refresh(cluster)
-            naive, naive_requests, naive_parts = naive_loop(bootstrap)
-            colds.append(cold)
-            warms.append(warm)
-            naives.append(naive)
+        print(f"world: {args.topics} topics x {args.partitions} partitions, {args.records} "
+              f"records each, in {time.perf_counter() - t0:.1f}s on {where}")
+        have = 0
+        for size in sizes:
+            t0 = time.perf_counter()
+            add_groups(bootstrap, have, size, names, args.partitions, args.records, args.seed)
+            have = size
+            print(f"setup: {size} groups (each on all partitions of one topic) in "
+                  f"{time.perf_counter() - t0:.1f}s")
+            results[size] = measure(bootstrap, size, args)
     finally:
         if broker is not None:
             broker.stop()
 
-    def spread(values: list[float]) -> str:
-        return f"median {statistics.median(values):.3f}s (min {min(values):.3f}s, " \
-               f"max {max(values):.3f}s, {len(values)} runs)"
-
-    print(f"lagdeck refresh, cold: {spread(colds)} for {our_parts} group partitions")
-    print(f"  exact lag-in-seconds for {stats.get('exact', 0):.0f} of "
-          f"{stats.get('lagging', 0):.0f} lagging partitions ({stats.get('exact_reads', 0):.0f} "
-          "records read); status and history included")
-    print(f"  broker requests: {describe(our_requests)}")
-    print(f"lagdeck refresh, warm (clients open, as the TUI repeats): {spread(warms)}")
-    print(f"naive loop: {spread(naives)} for {naive_parts} group partitions (lag only)")
-    print(f"  broker requests: {describe(naive_requests)}")
-    ratio = statistics.median(naives) / statistics.median(colds)
-    warm_ratio = statistics.median(naives) / statistics.median(warms)
-    print(f"ratio (medians): cold refresh {ratio:.1f}x faster than the naive loop, "
-          f"warm {warm_ratio:.1f}x")
-    ok = ratio >= 10 and statistics.median(colds) < 2.0
-    print("target (>= 10x and < 2 s):", "met" if ok else "NOT met")
+    ok = True
+    if len(sizes) > 1:
+        print("--- cost curve (medians)")
+        print(f"{'groups':>7} {'in-process':>11} {'process':>9} {'naive proc':>11} "
+              f"{'ms/1k groups (process)':>23} {'ms/1k groups (refresh)':>23}")
+        for size, r in results.items():
+            print(f"{size:>7} {r['cold']:>10.3f}s {r['proc']:>8.3f}s {r['naive_proc']:>10.3f}s "
+                  f"{r['proc'] / size * 1e6:>23.1f} {r['cold'] / size * 1e6:>23.1f}")
+        small, big = results[sizes[0]], results[sizes[-1]]
+        growth = (big["cold"] / sizes[-1]) / (small["cold"] / sizes[0])
+        print(f"refresh cost per group at {sizes[-1]} vs {sizes[0]} groups: {growth:.2f}x "
+              "(<= 1: no worse than linear)")
+        if sizes[-1] >= 10_000:
+            met = big["proc"] <= 3.0 and growth <= 1.0
+            print(f"target ({sizes[-1]} groups <= 3 s whole process, no worse than linear):",
+                  "met" if met else "NOT met")
+            ok = ok and met
+    r = results.get(1000)
+    if r is not None and not args.per_group:
+        met = (r["ratio"] >= 10 and r["proc"] <= 1.0 and r["proc_ratio"] >= 5
+               and 0 < r["committed_requests"] <= 10)
+        print("target at 1,000 groups (in-process >= 10x, process <= 1.0 s and >= 5x, "
+              "committed offsets in <= 10 requests):", "met" if met else "NOT met")
+        ok = ok and met
     return 0 if ok else 1
 
 

@@ -182,6 +182,8 @@ SCHEMA = Table({
         "window": COUNT, "min_samples": COUNT, "grace": SECONDS, "exact_budget": SECONDS,
         "exact_max_reads": COUNT, "history_retention": SECONDS,
         "allowed_lag": MapOf(COUNT, "group regex"),
+        "offsets_via": Kind("\"auto\" or \"per-group\"", lambda v: None if v in (
+            "auto", "per-group") else "expected \"auto\" or \"per-group\""),
     }),
     "trace": Table({
         "correlation_headers": STRING_LIST, "order_id_paths": STRING_LIST,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import gc
 import re
 import threading
 import time
@@ -41,6 +42,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import OffsetSpec
 
 from collectors import kafka, timelag
+from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
@@ -72,6 +74,8 @@ PARTITION_UNKNOWN = "partition does not exist"
 _TS_CACHE = 50_000
 #: seconds before an offset whose record could not be read in time is tried again
 UNREADABLE_RETRY = 60.0
+#: seconds before a batched reader that could not connect is tried again
+BATCHED_RETRY = 60.0
 
 TP = tuple[str, int]
 
@@ -86,11 +90,12 @@ class LagSettings:
     ```toml
     [lag]
     window = 10               # commits per partition the status is judged over (<= 30)
-    min_samples = 2           # fewer: status OK, "not enough history"
+    min_samples = 2           # fewer: status UNKNOWN, "status needs 2 samples"
     grace = "10s"             # STOP/STALL need at least this much evidence
     exact_budget = "500ms"    # time per refresh for exact lag-in-seconds reads
     exact_max_reads = 1000    # records read per refresh at most
     history_retention = "7d"  # lag history kept this long
+    offsets_via = "auto"      # "auto": batched OffsetFetch v8 when possible; "per-group"
 
     [lag.allowed_lag]         # regex on the whole group name -> messages tolerated
     "batch-.*" = 5000
@@ -104,9 +109,11 @@ class LagSettings:
     exact_budget_seconds: float = 0.5
     exact_max_reads: int = 1000
     history_retention_seconds: float = 7 * 86400.0
+    #: "auto" (batched when the broker and settings allow) or "per-group" (docs/lag.md)
+    offsets_via: str = "auto"
 
     KEYS = ("window", "min_samples", "grace", "exact_budget", "exact_max_reads",
-            "history_retention", "allowed_lag")
+            "history_retention", "allowed_lag", "offsets_via")
 
     def allowed_lag_for(self, group: str) -> int:
         return allowed_lag_for(group, self.allowed_lag)
@@ -154,6 +161,10 @@ class LagSettings:
                 raise ConfigError(f"{where}.allowed_lag: {pattern!r} must be a number of "
                                   f"messages >= 0, got {value!r}")
             allowed.append((regex, value))
+        offsets_via = section.get("offsets_via", "auto")
+        if offsets_via not in ("auto", "per-group"):
+            raise ConfigError(f"{where}: offsets_via must be \"auto\" or \"per-group\", got "
+                              f"{offsets_via!r}")
         window = integer("window", StatusPolicy.window, 1, MAX_WINDOW)
         policy = StatusPolicy(
             window=window,
@@ -167,6 +178,7 @@ class LagSettings:
             exact_max_reads=integer("exact_max_reads", cls.exact_max_reads, 0),
             history_retention_seconds=duration("history_retention",
                                                cls.history_retention_seconds),
+            offsets_via=offsets_via,
         )
 
 
@@ -225,6 +237,9 @@ class BrokerView:
     end_errors: Mapping[TP, str]
     listed: int | None
     errors: tuple[str, ...] = ()
+    #: "batched" or "per-group", and why (see `LagCollector._read_groups`)
+    offsets_via: str = "per-group"
+    offsets_via_reason: str = ""
 
 
 # ---------------------------------------------------------------- the collector
@@ -243,6 +258,7 @@ class LagCollector:
         lag_settings: LagSettings | None = None,
         client_overrides: Mapping[str, Any] | None = None,
         connections: int = 4,
+        offsets_via: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.timeout = float(timeout)
@@ -267,6 +283,21 @@ class LagCollector:
         self._unreadable: dict[tuple[str, int, int], float] = {}
         #: counts of the last refresh, for `-v` and the bench
         self.last_stats: dict[str, float] = {}
+        offsets_via = offsets_via or self.options.offsets_via
+        if offsets_via not in ("auto", "per-group"):
+            raise ValueError(f"offsets_via must be 'auto' or 'per-group', got {offsets_via!r}")
+        #: the batched kafka-python reader (docs/lag.md); None once it is known unusable
+        self._batched: BatchedGroupReader | None = None
+        self._batched_reason: str | None = (
+            "per-group asked for ([lag] offsets_via)" if offsets_via == "per-group" else None)
+        #: how the last refresh read committed offsets ("batched" / "per-group") and why
+        self.offsets_via = "per-group"
+        self.offsets_via_reason = ""
+        #: requests of the last refresh sent by the batched reader, by API name
+        self.batched_requests: dict[str, int] = {}
+        self._groups_read = 0
+        self._batched_retry_at: float | None = None
+        self._closed = False
         #: only groups this accepts are read (a watcher's share, `collectors.watch_group`)
         self.group_filter: Callable[[str], bool] | None = None
 
@@ -279,12 +310,16 @@ class LagCollector:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         with self._lock:
             if self._reader is not None:
                 with contextlib.suppress(KafkaException, RuntimeError):
                     self._reader.close()
                 self._reader = None
             self._admins = []
+            if self._batched is not None:
+                self._batched.close()
+                self._batched = None
             if self._own_history:
                 self.history.close()
 
@@ -296,11 +331,13 @@ class LagCollector:
             if self._reader is not None:
                 self._reader.poll(0)
 
-    def _admin_pool(self) -> list[Any]:
-        if not self._admins:
-            self._admins = [kafka.admin(self.cluster, **{"client.id": f"lagdeck-lag-{i}",
-                                                          **self._overrides})
-                            for i in range(self.connections)]
+    def _admin_pool(self, size: int = 1) -> list[Any]:
+        """The first `size` admin clients; the per-group path spreads over all of them,
+        the batched path (and listing, metadata, end offsets) needs only the first."""
+        while len(self._admins) < min(size, self.connections):
+            i = len(self._admins)
+            self._admins.append(kafka.admin(self.cluster, **{"client.id": f"lagdeck-lag-{i}",
+                                                             **self._overrides}))
         return self._admins
 
     def _reader_client(self):
@@ -326,7 +363,8 @@ class LagCollector:
             started = time.monotonic()
             view = self.fetch(regex)
             fetched = time.monotonic()
-            snapshot = self._evaluate(view)
+            with _gc_paused():
+                snapshot = self._evaluate(view)
             for admin in self._admins:
                 admin.poll(0)  # error_cb: broker trouble reaches the log
             self.last_stats.update(
@@ -342,6 +380,15 @@ class LagCollector:
         pool = self._admin_pool()
         admin = pool[0]
         t = self.timeout
+        # the batched reader connects (and imports kafka-python, ~0.15 s) while librdkafka lists
+        opener = None
+        if self._batched is None and self._batched_reason is None:
+            opener = threading.Thread(target=self._batched_reader, name="lagdeck-batched-open",
+                                      daemon=True)
+            opener.start()
+        # the history's first read (SQLite, which lets go of the GIL) overlaps the listing
+        threading.Thread(target=self.history.last_seen, args=(self.key, time.time()),
+                         name="lagdeck-history-load", daemon=True).start()
         try:
             listing_future = admin.list_consumer_groups(request_timeout=t)
             metadata = admin.list_topics(timeout=t)
@@ -359,6 +406,10 @@ class LagCollector:
         listed = sorted({g.group_id for g in listing.valid})
         wanted = [g for g in listed if (regex is None or regex.search(g))
                   and (self.group_filter is None or self.group_filter(g))]
+        if opener is not None:
+            opener.join()
+        # the listed groups are read while the history loads (both mostly wait)
+        read = self._read_groups(wanted)
         # groups seen recently whose topics may have been deleted (Tansu drops their offsets)
         recent: dict[str, dict[TP, Sample]] = {}
         for (g, topic, partition), sample in self.history.last_seen(
@@ -368,25 +419,14 @@ class LagCollector:
         ghosts = sorted(g for g in recent if g not in listed_set
                         and (regex is None or regex.search(g))
                         and (self.group_filter is None or self.group_filter(g)))
-        ids = wanted + ghosts
-
-        # everything in flight together, spread over the pool's connections
-        n = len(pool)
-        describe: dict[str, concurrent.futures.Future] = {}
-        for i in range(min(n, len(ids))):
-            describe.update(pool[i].describe_consumer_groups(ids[i::n], request_timeout=t))
-        offsets: dict[str, concurrent.futures.Future] = {}
-        for i, g in enumerate(ids):
-            offsets.update(pool[i % n].list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(g)], request_timeout=t))
-        concurrent.futures.wait([*describe.values(), *offsets.values()], timeout=t + 5)
+        if ghosts:
+            read += self._read_groups(ghosts, more=True)
 
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
-        for g in ids:
-            data = _group_data(g, describe.get(g), offsets.get(g))
-            seen = recent.get(g, {})
-            if g in ghost_set:
+        for data in read:
+            seen = recent.get(data.group, {})
+            if data.group in ghost_set:
                 data = _ghost(data, seen, topics)
                 if data is None:
                     continue
@@ -400,7 +440,72 @@ class LagCollector:
         return BrokerView(
             taken_at=time.time(), groups=tuple(raw), topics=topics, ends=ends,
             end_errors=end_errors, listed=len(listed), errors=tuple(errors),
+            offsets_via=self.offsets_via, offsets_via_reason=self.offsets_via_reason,
         )
+
+    def _batched_reader(self) -> BatchedGroupReader | None:
+        """The batched reader, opened once; None (with the reason kept) when it cannot serve.
+
+        Settings and broker versions are final; a failed connection is tried again
+        after BATCHED_RETRY seconds (the TUI's collector lives for hours)."""
+        if self._batched_reason is not None and self._batched_retry_at is not None \
+                and time.monotonic() >= self._batched_retry_at:
+            self._batched_reason = self._batched_retry_at = None
+        if self._batched is None and self._batched_reason is None:
+            try:
+                reader = BatchedGroupReader(self.cluster, timeout=self.timeout)
+                reader.open()
+            except BatchedUnavailable as exc:
+                self._batched_reason = str(exc)
+                if not exc.final:
+                    self._batched_retry_at = time.monotonic() + BATCHED_RETRY
+                _log.info("committed offsets per group: %s", exc)
+                return None
+            if self._closed:  # closed while connecting (opened in a thread)
+                reader.close()
+                return None
+            self._batched = reader
+        return self._batched
+
+    def _read_groups(self, ids: list[str], *, more: bool = False) -> list[GroupData]:
+        """Every group's state and committed offsets: batched when possible, else per group.
+
+        `more`: a second read in the same refresh (groups known only from the history),
+        counted together with the first.
+        """
+        if not more:
+            self.batched_requests = {}
+            self._groups_read = 0
+        self._groups_read += len(ids)
+        reader = self._batched_reader()
+        if reader is not None:
+            result = reader.read(ids) if ids else None
+            for kind, n in (result.requests if result else {}).items():
+                self.batched_requests[kind] = self.batched_requests.get(kind, 0) + n
+            self.offsets_via = "batched"
+            asked = ", ".join(f"{n} {k}" for k, n in sorted(self.batched_requests.items()))
+            self.offsets_via_reason = (f"broker speaks OffsetFetch v8 (KIP-709): "
+                                       f"{self._groups_read} groups in "
+                                       f"{asked or 'no requests'}")
+            return [_from_batched(result.groups[g]) for g in ids] if result else []
+        self.offsets_via = "per-group"
+        self.offsets_via_reason = self._batched_reason or ""
+        return self._read_groups_per_group(ids, self._admin_pool(self.connections))
+
+    def _read_groups_per_group(self, ids: list[str], pool: list[Any]) -> list[GroupData]:
+        """librdkafka's way: one describe and one OffsetFetch per group, all in flight."""
+        t = self.timeout
+        # everything in flight together, spread over the pool's connections
+        n = len(pool)
+        describe: dict[str, concurrent.futures.Future] = {}
+        for i in range(min(n, len(ids))):
+            describe.update(pool[i].describe_consumer_groups(ids[i::n], request_timeout=t))
+        offsets: dict[str, concurrent.futures.Future] = {}
+        for i, g in enumerate(ids):
+            offsets.update(pool[i % n].list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(g)], request_timeout=t))
+        concurrent.futures.wait([*describe.values(), *offsets.values()], timeout=t + 5)
+        return [_group_data(g, describe.get(g), offsets.get(g)) for g in ids]
 
     def _end_offsets(self, tps: list[TP]) -> tuple[dict[TP, int], dict[TP, str]]:
         ends: dict[TP, int] = {}
@@ -510,7 +615,8 @@ class LagCollector:
                     if g.error is None],
         )
         return LagSnapshot(taken_at=now, groups=tuple(groups), errors=view.errors,
-                           groups_on_cluster=view.listed)
+                           groups_on_cluster=view.listed, offsets_via=view.offsets_via,
+                           offsets_via_reason=view.offsets_via_reason)
 
     @staticmethod
     def _partition(d: GroupData, tp: TP, view: BrokerView, lag_s: TimeLag | None,
@@ -557,7 +663,8 @@ class LagCollector:
             return {}, {}, []
         tps = {k[1:] for k in lagging}
         history = self.history.points(self.key, tps)
-        tables = {tp: timelag.build_table(history.get(tp, []), view.ends[tp], now)
+        tables = {tp: timelag.Table.of(timelag.build_table(history.get(tp, []), view.ends[tp],
+                                                          now))
                   for tp in tps}
         out: dict[tuple, TimeLag] = {}
         requests: list[ReadRequest] = []
@@ -631,6 +738,19 @@ class LagCollector:
         while len(self._timestamps) > _TS_CACHE:
             self._timestamps.popitem(last=False)
         return found
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic GC while a refresh builds ~100k short-lived objects next to a history
+    cache of ~300k long-lived ones: each gen-2 pass would walk all of them (-20% CPU)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def collect_lag(
@@ -708,6 +828,11 @@ def _group_data(group: str, describe: concurrent.futures.Future | None,
             committed.setdefault(key, None)
     return GroupData(group, state, members, committed, partition_errors,
                      "; ".join(errors) or None)
+
+
+def _from_batched(read: GroupRead) -> GroupData:
+    return GroupData(read.group, read.state, read.members, read.committed,
+                     read.partition_errors, "; ".join(read.errors) or None)
 
 
 def _with_vanished(data: GroupData, seen: Mapping[TP, Sample],

@@ -15,6 +15,8 @@ class Status(StrEnum):
     """Burrow-style status, ordered by severity (see `SEVERITY`)."""
 
     OK = "OK"
+    #: not judged yet: too few samples, or too little time, to apply the rules
+    UNKNOWN = "UNKNOWN"
     WARN = "WARN"
     REWIND = "REWIND"
     STALL = "STALL"
@@ -29,11 +31,12 @@ class Status(StrEnum):
 #: Worst wins when a group's status is folded from its partitions.
 SEVERITY: dict[Status, int] = {
     Status.OK: 0,
-    Status.WARN: 1,
-    Status.REWIND: 2,
-    Status.STALL: 3,
-    Status.STOP: 4,
-    Status.ERR: 5,
+    Status.UNKNOWN: 1,
+    Status.WARN: 2,
+    Status.REWIND: 3,
+    Status.STALL: 4,
+    Status.STOP: 5,
+    Status.ERR: 6,
 }
 
 
@@ -112,6 +115,10 @@ class LagSnapshot:
     errors: tuple[str, ...] = field(default_factory=tuple)
     #: groups the cluster listed before `--group` filtering (None when listing failed)
     groups_on_cluster: int | None = None
+    #: how committed offsets were read: "batched" (OffsetFetch v8, many groups per request)
+    #: or "per-group" (one request per group), and why
+    offsets_via: str | None = None
+    offsets_via_reason: str | None = None
 
     def group(self, name: str) -> GroupLag | None:
         return next((g for g in self.groups if g.group == name), None)

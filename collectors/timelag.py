@@ -28,6 +28,7 @@ What this does that kafka-lag-exporter does not:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -113,24 +114,42 @@ def estimate(committed: int, end: int, points: Iterable[Point], now: float) -> T
     return estimate_from_table(committed, end, build_table(points, end, now), now)
 
 
-def estimate_from_table(committed: int, end: int, table: Sequence[Point], now: float) -> TimeLag:
+@dataclass(frozen=True)
+class Table:
+    """A partition's lookup table with what every estimate on it needs, computed once:
+    a partition is shared by many groups (thousands of estimates per refresh)."""
+
+    points: Sequence[Point]
+    ends: Sequence[int]
+    rate: float | None
+
+    @classmethod
+    def of(cls, points: Sequence[Point]) -> Table:
+        return cls(points, [p.end for p in points], fastest_rate(points))
+
+
+def estimate_from_table(committed: int, end: int, table: Sequence[Point] | Table,
+                        now: float) -> TimeLag:
     """`estimate` over a table from `build_table` (shared by the groups of a partition)."""
     if end - committed <= 0:
         return TimeLag(0.0, ZERO)
-    if len(table) < 2:
+    prepared = table if isinstance(table, Table) else Table.of(table)
+    points = prepared.points
+    if len(points) < 2:
         return TimeLag(None, UNKNOWN)
-    # newest adjacent pair whose end offsets bracket the record: end_a <= c < end_b
-    for i in range(len(table) - 1, 0, -1):
-        a, b = table[i - 1], table[i]
-        if a.end <= committed < b.end:
-            produced = a.time + (committed + 1 - a.end) / (b.end - a.end) * (b.time - a.time)
-            return TimeLag(_clean_seconds(now - produced), INTERPOLATED)
-    oldest = table[0]
+    # the adjacent pair whose end offsets bracket the record: end_a <= c < end_b (the
+    # table's ends never go down, so it is the first point past c and the one before)
+    i = bisect.bisect_right(prepared.ends, committed)
+    if 0 < i < len(points):
+        a, b = points[i - 1], points[i]
+        produced = a.time + (committed + 1 - a.end) / (b.end - a.end) * (b.time - a.time)
+        return TimeLag(_clean_seconds(now - produced), INTERPOLATED)
+    oldest = points[0]
     if committed >= oldest.end:
         # past the newest point: only if the table lacks the end offset now
         return TimeLag(None, UNKNOWN)
     at_least = now - oldest.time
-    rate = fastest_rate(table)
+    rate = prepared.rate
     if rate is None:
         return TimeLag(_clean_seconds(at_least), EXTRAPOLATED)
     produced = oldest.time - (oldest.end - (committed + 1)) / rate

@@ -21,6 +21,7 @@ poll at once; only a complete successful refresh makes the data live again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -55,6 +56,11 @@ _log = get_logger("tui")
 
 #: Seconds between lag polls when all is well.
 POLL_INTERVAL = 5.0
+#: Share of one core the lag poll may use: a poll that costs more CPU than this share
+#: of `POLL_INTERVAL` (thousands of groups) waits longer before the next (docs/lag.md).
+POLL_CPU_BUDGET = 0.03
+#: The longest a poll stretched by the CPU budget waits.
+MAX_POLL_INTERVAL = 60.0
 #: Back-off cap after failed polls (Dolphie's `min(2**attempt, 20)`).
 MAX_BACKOFF = 20.0
 
@@ -112,6 +118,8 @@ class LagdeckApp(App[None]):
         self._attempt = 0
         self._poll_timer: Timer | None = None
         self._outage_notified = False
+        #: process CPU seconds the last lag poll took (all threads: the budget is per process)
+        self._poll_cpu = 0.0
         if outage is None:
             try:
                 outage = OutageSettings.from_settings(source.settings)
@@ -185,8 +193,17 @@ class LagdeckApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="lag", name="lag poll")
     def poll_lag(self) -> None:
+        started = time.process_time()
         view = self.source.poll_lag()
+        self._poll_cpu = time.process_time() - started
         self.post_message(LagUpdated(view))
+
+    def next_poll_delay(self) -> float:
+        """`poll_interval`, stretched so lag polls stay within `POLL_CPU_BUDGET` of a core."""
+        delay = max(self.poll_interval, min(MAX_POLL_INTERVAL, self._poll_cpu / POLL_CPU_BUDGET))
+        if delay > self.poll_interval:
+            _log.debug("lag poll took %.2fs of CPU: next in %.1fs", self._poll_cpu, delay)
+        return delay
 
     # -- the liveness probe ----------------------------------------------
 
@@ -294,7 +311,7 @@ class LagdeckApp(App[None]):
                     self._outage_notified = False
                 self._attempt = 0
                 if self._outage_since is None:
-                    self._schedule_poll(self.poll_interval)
+                    self._schedule_poll(self.next_poll_delay())
             elif event.state == WorkerState.ERROR:
                 self._attempt += 1
                 cap = self.outage.reconnect_max if self._probing else MAX_BACKOFF

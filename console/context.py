@@ -54,6 +54,9 @@ class Context:
                                getattr(self.args, "schema_registry", None))
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _keymap_problems(section: Any) -> list:
     """`[keymap]` is checked with the rest of the config; textual is imported only then."""
     from console.keymap import keymap_problems
@@ -63,6 +66,8 @@ def _keymap_problems(section: Any) -> list:
 
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, enums, paths, bytes and tuples into plain JSON values."""
+    if type(value) in _PLAIN:  # the bulk of a large document: answer before the checks
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -78,9 +83,15 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def print_json(document: Any) -> None:
-    """One JSON document on stdout, as DESIGN.md promises for every `--json`."""
-    text = json.dumps(to_jsonable(document), indent=2, ensure_ascii=False)
+def print_json(document: Any, *, compact: bool = False) -> None:
+    """One JSON document on stdout, as DESIGN.md promises for every `--json`.
+
+    `compact`: one line. Indentation makes `json` use its pure-Python encoder,
+    about 0.5 s for the 10,000 partitions of 1,000 groups; commands with big
+    documents pass it.
+    """
+    text = json.dumps(to_jsonable(document), indent=None if compact else 2,
+                      ensure_ascii=False, separators=(",", ":") if compact else None)
     # same meaning, but no C1 control, bidi override or lone surrogate reaches the terminal
     sys.stdout.write(json_text(text) + "\n")
     sys.stdout.flush()

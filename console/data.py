@@ -256,6 +256,8 @@ class KafkaSource:
         self._collector: Any = None
         self._history: Any = None
         self._tracer: Any = None
+        #: group -> recent total lags for the sparklines (see `_update_trends`)
+        self._trends: dict[str, deque[int]] = {}
         self._probe: Any = None
         #: bumped by `abandon()`: a poll of an older generation no longer owns the collector
         self._generation = 0
@@ -317,11 +319,24 @@ class KafkaSource:
                 if generation == self._generation:
                     self._drop_collector()
                 raise
-            trends = {}
-            for g in snapshot.groups:
-                points = self._history.group_trend(g.group, limit=TREND_POINTS)
-                trends[g.group] = tuple(int(lag) for _, lag in points)
+            trends = self._update_trends(snapshot)
         return LagView(snapshot, trends, self.alerts.update(snapshot))
+
+    def _update_trends(self, snapshot: LagSnapshot) -> dict[str, tuple[int, ...]]:
+        """Sparkline points per group: read from the history once per group, then
+        appended from each poll (the collector has just recorded the same totals),
+        instead of one history query per group on every poll."""
+        trends: dict[str, deque[int]] = {}
+        for g in snapshot.groups:
+            series = self._trends.get(g.group)
+            if series is None:
+                points = self._history.group_trend(g.group, limit=TREND_POINTS)
+                series = deque((int(lag) for _, lag in points), maxlen=TREND_POINTS)
+            elif g.error is None:
+                series.append(int(g.total_lag))
+            trends[g.group] = series
+        self._trends = trends
+        return {group: tuple(series) for group, series in trends.items()}
 
     # -- dead letters --------------------------------------------------
 

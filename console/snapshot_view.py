@@ -74,6 +74,7 @@ def published_document(published: PublishedLag, now: float | None = None) -> dic
         group.update(snapshot_at=iso(p.snapshot_at), published_by=p.published_by,
                      age_seconds=round(p.age(now), 3), stale=p.stale(now))
     doc["offsets_via"] = "snapshots"
+    doc["offsets_via_reason"] = f"read from the lag snapshots on {published.topic}"
     doc["snapshot_topic"] = published.topic
     return doc
 

@@ -132,7 +132,9 @@ def test_json_has_the_design_keys(capsys, bootstrap: str, lagging_group, roomy) 
     [g] = doc["groups"]
     assert set(g) >= DESIGN_GROUP_KEYS
     assert (g["group"], g["state"], g["total_lag"]) == (group, "EMPTY", 5)
-    assert g["status"] in {"OK", "WARN", "REWIND", "STALL", "STOP", "ERR"}
+    # stopped, lagging, first seen now: not judged until `grace` of evidence (not OK)
+    assert g["status"] == "UNKNOWN"
+    assert doc["offsets_via"] == "batched" and "OffsetFetch v8" in doc["offsets_via_reason"]
     [p] = g["partitions"]
     assert DESIGN_PARTITION_KEYS | {"lag_seconds_method"} <= set(p)
     assert (p["topic"], p["partition"], p["committed_offset"], p["end_offset"], p["lag"]) == (
@@ -151,7 +153,7 @@ def test_table_lists_groups_and_partitions_on_request(capsys, bootstrap: str,
     header = out.splitlines()[0].split()
     assert header[:4] == ["GROUP", "STATE", "STATUS", "TOTAL"]
     row = next(line for line in out.splitlines() if line.startswith(group))
-    assert row.split()[:4] == [group, "EMPTY", "OK", "5"]
+    assert row.split()[:4] == [group, "EMPTY", "UNKNOWN", "5"]
     assert topic not in out  # partitions only with -v or --group
 
     code, out, _ = run(capsys, *roomy, "-b", bootstrap, "lag", "-v")
@@ -162,17 +164,36 @@ def test_table_lists_groups_and_partitions_on_request(capsys, bootstrap: str,
 
 
 @pytest.mark.integration
-def test_samples_now_give_the_status_a_window(capsys, bootstrap: str, lagging_group) -> None:
+def test_first_run_samples_again_then_judges(capsys, bootstrap: str, lagging_group) -> None:
     _, group = lagging_group
-    code, out, _ = run(capsys, "-b", bootstrap, "lag", "--group", f"^{group}$", "--json")
-    reason = json.loads(out)["groups"][0]["status_reason"]
-    assert "status needs 2 samples, have 1" in reason
-    code, out, _ = run(capsys, "-b", bootstrap, "lag", "--group", f"^{group}$", "--json",
-                       "--samples", "3", "--interval", "0.2")
+    code, out, err = run(capsys, "-b", bootstrap, "lag", "--group", f"^{group}$", "--json",
+                         "--interval", "0.2")
     assert code == 0
+    assert "took 1 more sample 0.2s apart to judge their status" in err
     g = json.loads(out)["groups"][0]
-    # 4 samples now (the history keeps the first run's): judged, not "needs samples"
+    # two samples now: judged by the rules, and a group stopped for 0.2 s is not yet STOP
     assert "needs" not in g["status_reason"]
+    assert g["status"] == "UNKNOWN"
+    assert "judged after 10s" in g["status_reason"]
+    # with --samples the user decides: one sample, no extra
+    code, out, err = run(capsys, "-b", bootstrap, "lag", "--group", f"^{group}$", "--json",
+                         "--samples", "1")
+    assert "more sample" not in err
+
+
+@pytest.mark.integration
+def test_own_redrive_groups_hidden_unless_all(capsys, bootstrap: str, lagging_group,
+                                              names) -> None:
+    topic, group = lagging_group
+    own = f"lagdeck-redrive.{names('hidden')}"
+    commit(bootstrap, own, {(topic, 0): 2})
+    code, out, _ = run(capsys, "-b", bootstrap, "lag", "--json", "--samples", "1")
+    listed = {g["group"] for g in json.loads(out)["groups"]}
+    assert group in listed and own not in listed
+    code, out, _ = run(capsys, "-b", bootstrap, "lag", "--json", "--samples", "1", "--all")
+    assert {group, own} <= {g["group"] for g in json.loads(out)["groups"]}
+    code, out, err = run(capsys, "-b", bootstrap, "lag", "--group", f"^{own}$")
+    assert code == 1 and "add --all" in err
 
 
 @pytest.mark.integration

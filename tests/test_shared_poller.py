@@ -447,7 +447,7 @@ def test_metrics_port_serves_every_group_for_prometheus(
         assert set(by_key) == {(g, t, p) for g, tps in groups.items() for t, p in tps}
         for (group, t, p), sample in by_key.items():
             assert sample.value == 8 - groups[group][(t, p)]
-            assert sample.labels["status"] in ("OK", "WARN", "STOP", "STALL", "REWIND")
+            assert sample.labels["status"] in ("OK", "UNKNOWN", "WARN", "STOP", "STALL", "REWIND")
             assert sample.labels["alert_state"] == ("firing" if group == f"{prefix}-00"
                                                     else "ok")
         seconds = families["lagdeck_consumer_lag_seconds"].samples

@@ -100,7 +100,7 @@ def test_rewind_is_reported_even_after_the_group_had_caught_up() -> None:
 
 def test_stop_and_stall_wait_for_the_grace_period() -> None:
     quick = series([100] * 3, [150, 160, 170], active=False, every=2.0)  # 4 s of evidence
-    assert evaluate_partition(quick, policy=POLICY).status is Status.OK
+    assert evaluate_partition(quick, policy=POLICY).status is Status.UNKNOWN
     assert "judged after 10s" in evaluate_partition(quick, policy=POLICY).reason
     held = series([100] * 3, [150, 160, 170], active=True, every=2.0)
     assert evaluate_partition(held, policy=POLICY).status is not Status.STALL
@@ -108,7 +108,7 @@ def test_stop_and_stall_wait_for_the_grace_period() -> None:
 
 def test_one_sample_is_not_enough_to_judge() -> None:
     verdict = evaluate_partition([Sample(1.0, 5, 500, False)], policy=POLICY)
-    assert verdict.status is Status.OK
+    assert verdict.status is Status.UNKNOWN
     assert "needs 2 samples, have 1" in verdict.reason
 
 

@@ -10,6 +10,7 @@ matches nothing, 2 for bad usage (an invalid regex, a bad `[lag]` section).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,12 @@ from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json
+from dlq.redrive import GROUP_PREFIX
 
+#: above this many groups `--json` is printed on one line (indenting costs ~0.5 s at 1,000)
+COMPACT_JSON_GROUPS = 100
+#: a first run with no history samples again for at most this long before judging
+FIRST_LOOK_MAX_SECONDS = 3.0
 #: how long `lagdeck lag` waits for the cluster before saying it cannot reach it
 REACH_TIMEOUT = 5.0
 
@@ -31,9 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lag", help="consumer-group lag in messages and seconds, with status")
     p.add_argument("--group", metavar="REGEX",
                    help="only groups matching this regex (searched, like grep; anchor with ^$)")
-    p.add_argument("--samples", type=int, default=1, metavar="N", help="samples to take now")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="samples to take now (default 1; with no lag history, as many as the "
+                        f"status needs, {FIRST_LOOK_MAX_SECONDS:g}s at most)")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between samples")
+    p.add_argument("--all", action="store_true",
+                   help=f"also lagdeck's own redrive progress groups ({GROUP_PREFIX}*)")
     p.add_argument("-v", "--verbose", action="store_true", help="show partitions")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
@@ -43,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     compile_group_regex(args.group)
+    asked_samples = args.samples is not None
+    args.samples = args.samples if asked_samples else 1
     if args.samples < 1:
         raise UsageError(f"--samples must be at least 1, got {args.samples}")
     if args.interval < 0:
@@ -63,21 +75,71 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for _ in range(args.samples - 1):
                 time.sleep(args.interval)
                 snapshot = collector.refresh(args.group)
+            if not asked_samples:
+                snapshot = first_look(collector, snapshot, args.group, options.policy.min_samples,
+                                      args.interval)
     finally:
         history.close()
+    hidden = 0
+    if not args.all:
+        shown = without_own_groups(snapshot)
+        hidden = len(snapshot.groups) - len(shown.groups)
+        snapshot = shown
 
     if args.group is not None and not snapshot.groups:
         listed = snapshot.groups_on_cluster
         on_cluster = "" if listed is None else f" ({listed} groups with committed offsets)"
-        raise NotFoundError(f"no consumer group matches {args.group!r}{on_cluster}")
+        own = f"; {hidden} lagdeck redrive groups match: add --all" if hidden else ""
+        raise NotFoundError(f"no consumer group matches {args.group!r}{on_cluster}{own}")
     for line in warnings(snapshot):
         sys.stderr.write(f"lagdeck: warning: {line}\n")
     if args.json:
-        print_json(snapshot)
+        print_json(snapshot, compact=len(snapshot.groups) > COMPACT_JSON_GROUPS)
     else:
         sys.stdout.write(render(snapshot, partitions=args.verbose or args.group is not None,
                                 min_samples=options.policy.min_samples))
+        if hidden:
+            sys.stdout.write(f"{hidden} lagdeck redrive progress group"
+                             f"{'s' if hidden > 1 else ''} hidden ({GROUP_PREFIX}*; --all shows "
+                             "them)\n")
     return 0
+
+
+def first_look(collector: LagCollector, snapshot: LagSnapshot, group: str | None,
+               min_samples: int, interval: float) -> LagSnapshot:
+    """No history for some lagging partitions: sample again now, then judge.
+
+    A first `lagdeck lag` would otherwise print UNKNOWN ("status needs 2
+    samples") for every lagging partition. The extra samples are taken
+    `interval` apart, within FIRST_LOOK_MAX_SECONDS, and said on stderr. A
+    STOP or STALL still needs `[lag] grace` of evidence: a partition that has
+    not moved for less than that stays UNKNOWN, with the reason.
+    """
+    needed = min_samples - 1
+    interval = max(0.2, min(interval, FIRST_LOOK_MAX_SECONDS / max(1, needed)))
+    taken = 0
+    while taken < needed and _unjudged(snapshot):
+        time.sleep(interval)
+        snapshot = collector.refresh(group)
+        taken += 1
+    if taken:
+        sys.stderr.write(f"lagdeck: no lag history for some partitions: took {taken} more "
+                         f"sample{'s' if taken > 1 else ''} {interval:g}s apart to judge "
+                         "their status\n")
+    return snapshot
+
+
+def _unjudged(snapshot: LagSnapshot) -> bool:
+    return any("status needs" in (p.status_reason or "") for g in snapshot.groups
+               for p in g.partitions)
+
+
+def without_own_groups(snapshot: LagSnapshot) -> LagSnapshot:
+    """lagdeck's redrive progress groups are bookkeeping, not consumers: hidden unless --all."""
+    kept = tuple(g for g in snapshot.groups if not g.group.startswith(GROUP_PREFIX))
+    if len(kept) == len(snapshot.groups):
+        return snapshot
+    return dataclasses.replace(snapshot, groups=kept)
 
 
 def _run_from_snapshots(args: argparse.Namespace, ctx: Context, topic: str,

@@ -16,6 +16,7 @@ CELL_LIMIT = 120
 #: Status badge colours: green is fine, yellow is worth a look, red needs action.
 STATUS_STYLE: dict[Status, str] = {
     Status.OK: "bold green",
+    Status.UNKNOWN: "bold bright_black",
     Status.WARN: "bold yellow",
     Status.REWIND: "bold magenta",
     Status.STALL: "bold red",

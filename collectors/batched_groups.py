@@ -1,0 +1,521 @@
+"""Committed offsets and states of many groups in a few requests (KIP-709), via kafka-python.
+
+librdkafka (confluent-kafka 2.16) sends one FindCoordinator, one OffsetFetch
+and one describe per group, so a refresh of 10,000 groups costs tens of
+thousands of requests. Since Kafka 3.0 one OffsetFetch (v8+, KIP-709) carries
+many groups, and one FindCoordinator (v4+, KIP-699) resolves many keys;
+DescribeGroups always took a list. kafka-python 3 speaks all three, so this
+module (the only one that imports kafka-python) reads every group with:
+
+- one FindCoordinator v4 for the groups whose coordinator is not cached
+  (the cache lives as long as the reader; a coordinator error drops it);
+- per coordinator, OffsetFetch v8 and DescribeGroups requests of at most
+  `chunk` groups each, all sent before any answer is awaited.
+
+kafka-python's own `list_group_offsets` / `describe_groups` raise on the first
+group or partition error, so one unauthorized or moving group would fail the
+whole refresh. The requests are therefore built here from kafka-python's
+protocol classes and sent over its admin client's connection manager
+(`KafkaAdminClient._manager`, the layer its own admin methods use), and every
+answer is read group by group: an error stays on its group or partition.
+A group whose coordinator moved (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+COORDINATOR_LOAD_IN_PROGRESS) is looked up and asked again once.
+
+`client_settings` maps the librdkafka properties lagdeck is given to
+kafka-python's: PLAINTEXT, SSL (CA, client certificate and key, key
+password, hostname check) and SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512
+over plaintext or SSL. Anything else that shapes the connection raises
+`BatchedUnavailable` naming the setting; so does a broker without OffsetFetch
+v8. The caller (`collectors.lag`) then uses its per-group librdkafka path and
+reports why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.config import ClusterConfig
+from collectors.errors import LagdeckError
+from collectors.logs import get_logger
+from collectors.redact import scrub
+from collectors.snapshots import Member
+
+_log = get_logger("batched")
+
+TP = tuple[str, int]
+
+#: groups per OffsetFetch / DescribeGroups request: one request at 1,000 groups, ten at 10,000
+DEFAULT_CHUNK = 1000
+#: group-level errors after which the coordinator is looked up again and the group re-asked
+_MOVED = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
+                    "COORDINATOR_LOAD_IN_PROGRESS"})
+#: DescribeGroups state names -> the names confluent-kafka's ConsumerGroupState uses
+_STATES = {
+    "stable": "STABLE",
+    "empty": "EMPTY",
+    "dead": "DEAD",
+    "preparingrebalance": "PREPARING_REBALANCING",
+    "completingrebalance": "COMPLETING_REBALANCING",
+}
+_ACTIVE = frozenset({"STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING"})
+
+
+class BatchedUnavailable(LagdeckError):
+    """The batched path cannot serve this cluster; the message says why (shown to the user).
+
+    `final`: settings or the broker's versions (no use trying again); False for a
+    failed connection."""
+
+    def __init__(self, message: str, *, final: bool = True) -> None:
+        super().__init__(message)
+        self.final = final
+
+
+# ---------------------------------------------------------------- settings
+
+
+_PROTOCOLS = {"plaintext": "PLAINTEXT", "ssl": "SSL", "sasl_plaintext": "SASL_PLAINTEXT",
+              "sasl_ssl": "SASL_SSL"}
+_MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+#: librdkafka properties mapped one to one
+_DIRECT = {
+    "ssl.ca.location": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl.key.password": "ssl_password",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+}
+#: properties that shape how the connection is made: if not mapped, the path is not taken
+_CONNECTION_PREFIXES = ("security.", "ssl.", "ssl_", "sasl.", "enable.ssl", "enable.sasl",
+                        "broker.address.", "client.dns.", "socks", "proxy", "oauthbearer",
+                        "https.", "client.rack")
+#: connection-related properties with no effect on what is read, or handled above
+_HARMLESS = {"ssl.endpoint.identification.algorithm", "sasl.mechanism", "sasl.mechanisms",
+             "security.protocol", "client.rack"}
+
+
+def client_settings(cluster: ClusterConfig) -> dict[str, Any]:
+    """kafka-python `KafkaAdminClient` keyword arguments for `cluster`, or BatchedUnavailable.
+
+    Every property that changes how lagdeck connects must map exactly; one that
+    does not (an inline PEM, GSSAPI, OAUTHBEARER, a proxy, `probe` CA search...)
+    makes this raise with the property named, never its value.
+    """
+    props = {str(k).strip(): str(v) for k, v in cluster.properties.items()}
+    out: dict[str, Any] = {"bootstrap_servers": props.get("bootstrap.servers", "")}
+    raw_protocol = props.get("security.protocol", "plaintext").strip().lower()
+    protocol = _PROTOCOLS.get(raw_protocol)
+    if protocol is None:
+        raise BatchedUnavailable(f"security.protocol {raw_protocol!r} is not mapped to "
+                                 "kafka-python")
+    out["security_protocol"] = protocol
+    if protocol.startswith("SASL"):
+        mechanism = (props.get("sasl.mechanism") or props.get("sasl.mechanisms")
+                     or "GSSAPI").strip().upper()
+        if mechanism not in _MECHANISMS:
+            raise BatchedUnavailable(f"sasl.mechanism {mechanism} is not mapped to kafka-python "
+                                     "(PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)")
+        out["sasl_mechanism"] = mechanism
+    for key, value in props.items():
+        target = _DIRECT.get(key)
+        if target is not None:
+            if key.startswith("ssl.") and not protocol.endswith("SSL"):
+                continue  # librdkafka ignores SSL files without SSL; so does kafka-python
+            if key.startswith("sasl.") and not protocol.startswith("SASL"):
+                continue
+            if key == "ssl.ca.location" and value.strip().lower() == "probe":
+                raise BatchedUnavailable("ssl.ca.location=probe is not mapped to kafka-python")
+            out[target] = value
+        elif key.startswith(_CONNECTION_PREFIXES) and key not in _HARMLESS:
+            raise BatchedUnavailable(f"{key} is not mapped to kafka-python")
+    algorithm = props.get("ssl.endpoint.identification.algorithm", "https").strip().lower()
+    if algorithm not in ("https", "none"):
+        raise BatchedUnavailable(f"ssl.endpoint.identification.algorithm {algorithm!r} is not "
+                                 "mapped to kafka-python")
+    out["ssl_check_hostname"] = algorithm == "https"
+    if "client.id" in props:
+        out["client_id"] = props["client.id"]
+    return out
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class GroupRead:
+    """One group as the broker answered: state, members, committed offsets, errors."""
+
+    group: str
+    state: str = "UNKNOWN"
+    #: None when the broker reports no members for a live group (it does not report them)
+    members: tuple[Member, ...] | None = None
+    #: committed offset per partition; None = no committed offset
+    committed: Mapping[TP, int | None] = field(default_factory=dict)
+    partition_errors: Mapping[TP, str] = field(default_factory=dict)
+    #: group-level errors, each prefixed with the step ("describe: ...", "committed offsets: ...")
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchedRead:
+    groups: Mapping[str, GroupRead]
+    #: requests this read sent, by Kafka API name
+    requests: Mapping[str, int]
+
+
+# ---------------------------------------------------------------- the reader
+
+
+class BatchedGroupReader:
+    """Reads many groups per request through one kafka-python admin connection; reusable."""
+
+    def __init__(self, cluster: ClusterConfig, *, timeout: float = 10.0,
+                 chunk: int = DEFAULT_CHUNK) -> None:
+        self.settings = client_settings(cluster)  # raises BatchedUnavailable first
+        self.timeout = float(timeout)
+        self.chunk = max(1, int(chunk))
+        self._admin: Any = None
+        self._lock = threading.Lock()
+        #: group -> coordinator node id, kept between reads
+        self._coordinators: dict[str, Any] = {}
+        #: requests sent since the reader was opened, by API name
+        self.requests: Counter[str] = Counter()
+
+    def __enter__(self) -> BatchedGroupReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._admin is not None:
+                try:
+                    self._admin.close()
+                except Exception as exc:  # closing must never fail a refresh
+                    _log.warning("closing the kafka-python admin client: %s", describe(exc))
+                self._admin = None
+
+    def open(self) -> None:
+        """Connect and check the broker speaks OffsetFetch v8 (BatchedUnavailable if not)."""
+        with self._lock:
+            self._open()
+
+    def _open(self) -> Any:
+        if self._admin is not None:
+            return self._admin
+        _route_kafka_python_logs()
+        from kafka import KafkaAdminClient
+        from kafka.errors import IncompatibleBrokerVersion, KafkaError
+        from kafka.protocol.consumer import OffsetFetchRequest
+
+        try:
+            admin = KafkaAdminClient(
+                **self.settings,
+                request_timeout_ms=int(self.timeout * 1000),
+                bootstrap_timeout_ms=int(self.timeout * 1000),
+                max_in_flight_requests_per_connection=64,
+                client_id=self.settings.get("client_id", "lagdeck-lag-batched"),
+            )
+        except (KafkaError, OSError, ValueError, TypeError) as exc:
+            raise BatchedUnavailable(f"kafka-python could not connect: {describe(exc)}",
+                                     final=False) from None
+        try:
+            version = admin._manager.broker_version_data.api_version(OffsetFetchRequest)
+        except (IncompatibleBrokerVersion, AttributeError) as exc:
+            admin.close()
+            raise BatchedUnavailable(f"broker OffsetFetch versions unknown: {describe(exc)}") \
+                from None
+        if version < 8:
+            admin.close()
+            raise BatchedUnavailable(f"broker speaks OffsetFetch up to v{version}; "
+                                     "batching needs v8 (Kafka 3.0, KIP-709)")
+        self._admin = admin
+        return admin
+
+    def read(self, groups: Sequence[str]) -> BatchedRead:
+        """Every group's state, members and committed offsets; errors stay on their group."""
+        with self._lock:
+            admin = self._open()
+            before = Counter(self.requests)
+            wanted = list(dict.fromkeys(groups))
+            if not wanted:
+                return BatchedRead({}, {})
+            try:
+                reads = admin._manager.run(self._read_all, admin, wanted)
+            except Exception as exc:  # the connection failed: every group says so
+                text = describe(exc)
+                _log.warning("batched group read failed: %s", text)
+                reads = {g: GroupRead(g, errors=(f"committed offsets: {text}",))
+                         for g in wanted}
+            sent = Counter(self.requests)
+            sent.subtract(before)
+            return BatchedRead(reads, {k: v for k, v in sent.items() if v})
+
+    # ---------------------------------------------------------- on kafka-python's IO thread
+
+    async def _read_all(self, admin: Any, groups: list[str]) -> dict[str, GroupRead]:
+        found = await self._find(admin, [g for g in groups if g not in self._coordinators])
+        state: dict[str, _Partial] = {g: _Partial() for g in groups}
+        for g, error in found.items():
+            state[g].errors.append(f"coordinator: {error}")
+        await self._ask(admin, [g for g in groups if g in self._coordinators], state)
+        moved = [g for g, s in state.items() if s.moved]
+        if moved:  # the coordinator moved: look it up again and ask once more
+            for g in moved:
+                self._coordinators.pop(g, None)
+                state[g] = _Partial()
+            for g, error in (await self._find(admin, moved)).items():
+                state[g].errors.append(f"coordinator: {error}")
+            await self._ask(admin, [g for g in moved if g in self._coordinators], state)
+        return {g: state[g].build(g) for g in groups}
+
+    async def _find(self, admin: Any, groups: list[str]) -> dict[str, str]:
+        """Coordinators of `groups` into the cache; returns {group: error} for failures."""
+        from kafka.protocol.metadata import CoordinatorType, FindCoordinatorRequest
+
+        if not groups:
+            return {}
+        manager = admin._manager
+        cluster = manager.cluster
+        errors: dict[str, str] = {}
+        rows: list[tuple[str, Any]] = []
+        if manager.broker_version_data.api_version(FindCoordinatorRequest) >= 4:
+            futures = []
+            for part in _chunks(groups, self.chunk):
+                futures.append((part, manager.send(
+                    FindCoordinatorRequest(key_type=CoordinatorType.GROUP.value,
+                                           coordinator_keys=part, min_version=4),
+                    request_timeout_ms=self._timeout_ms)))
+                self.requests["FindCoordinator"] += 1
+            for part, future in futures:
+                try:
+                    response = await future
+                except Exception as exc:
+                    errors.update(dict.fromkeys(part, describe(exc)))
+                    continue
+                rows += [(c.key, c) for c in response.coordinators]
+        else:  # before Kafka 3.0: one request per group, all in flight together
+            futures = []
+            for g in groups:
+                futures.append((g, manager.send(
+                    FindCoordinatorRequest(key=g, key_type=CoordinatorType.GROUP.value,
+                                           max_version=3),
+                    request_timeout_ms=self._timeout_ms)))
+                self.requests["FindCoordinator"] += 1
+            for g, future in futures:
+                try:
+                    rows.append((g, await future))
+                except Exception as exc:
+                    errors[g] = describe(exc)
+        for key, row in rows:
+            try:
+                self._coordinators[key] = cluster.add_coordinator(
+                    row, CoordinatorType.GROUP, key, synthesize_node_id=False)
+            except Exception as exc:  # the row carried an error code
+                errors[key] = describe(exc)
+        for g in groups:
+            if g not in self._coordinators and g not in errors:
+                errors[g] = "the broker did not answer for this group"
+        return errors
+
+    async def _ask(self, admin: Any, groups: list[str], state: dict[str, _Partial]) -> None:
+        """OffsetFetch v8 and DescribeGroups per coordinator, all sent before any is awaited."""
+        from kafka.protocol.admin import DescribeGroupsRequest
+        from kafka.protocol.consumer import OffsetFetchRequest
+
+        manager = admin._manager
+        by_node: dict[Any, list[str]] = defaultdict(list)
+        for g in groups:
+            by_node[self._coordinators[g]].append(g)
+        group_spec = OffsetFetchRequest.OffsetFetchRequestGroup
+        pending: list[tuple[str, list[str], Any]] = []
+        for node, members in by_node.items():
+            for part in _chunks(members, self.chunk):
+                pending.append(("offsets", part, manager.send(
+                    OffsetFetchRequest(groups=[group_spec(group_id=g, topics=None)
+                                               for g in part],
+                                       require_stable=False, min_version=8, max_version=8),
+                    node_id=node, request_timeout_ms=self._timeout_ms)))
+                self.requests["OffsetFetch"] += 1
+                pending.append(("describe", part, manager.send(
+                    DescribeGroupsRequest(groups=part, include_authorized_operations=False),
+                    node_id=node, request_timeout_ms=self._timeout_ms)))
+                self.requests["DescribeGroups"] += 1
+        for kind, part, future in pending:
+            try:
+                response = await future
+            except Exception as exc:
+                text = describe(exc)
+                step = "committed offsets" if kind == "offsets" else "describe"
+                for g in part:
+                    state[g].errors.append(f"{step}: {text}")
+                continue
+            if kind == "offsets":
+                _take_offsets(response, part, state)
+            else:
+                _take_descriptions(response, part, state)
+
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.timeout * 1000)
+
+
+# ---------------------------------------------------------------- answers
+
+
+class _Partial:
+    """What one read learned about a group so far (IO thread only)."""
+
+    __slots__ = ("committed", "described", "errors", "members", "moved", "partition_errors",
+                 "state")
+
+    def __init__(self) -> None:
+        self.state = "UNKNOWN"
+        self.described = False
+        self.members: tuple[Member, ...] | None = None
+        self.committed: dict[TP, int | None] = {}
+        self.partition_errors: dict[TP, str] = {}
+        self.errors: list[str] = []
+        self.moved = False
+
+    def build(self, group: str) -> GroupRead:
+        for m in self.members or ():
+            for key in m.assignments:
+                self.committed.setdefault(key, None)
+        return GroupRead(group, self.state, self.members, self.committed,
+                         self.partition_errors, tuple(self.errors))
+
+
+def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
+    answered: set[str] = set()
+    for group in response.groups:
+        partial = state.get(group.group_id)
+        if partial is None:
+            continue
+        answered.add(group.group_id)
+        name = _error_name(group.error_code)
+        if name is not None:
+            if name in _MOVED:
+                partial.moved = True
+            partial.errors.append(f"committed offsets: {_error_text(group.error_code)}")
+            continue
+        for topic in group.topics:
+            for p in topic.partitions:
+                key = (topic.name, p.partition_index)
+                if p.error_code:
+                    partial.partition_errors[key] = _error_text(p.error_code)
+                    partial.committed[key] = None
+                else:
+                    offset = p.committed_offset
+                    partial.committed[key] = offset if offset is not None and offset >= 0 \
+                        else None
+    for g in asked:
+        if g not in answered:
+            state[g].errors.append("committed offsets: the broker did not answer for this group")
+
+
+def _take_descriptions(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
+    answered: set[str] = set()
+    for group in response.groups:
+        partial = state.get(group.group_id)
+        if partial is None:
+            continue
+        answered.add(group.group_id)
+        name = _error_name(group.error_code)
+        if name is not None:
+            if name in _MOVED:
+                partial.moved = True
+            partial.errors.append(f"describe: {_error_text(group.error_code)}")
+            continue
+        partial.described = True
+        partial.state = state_name(group.group_state)
+        members = tuple(_member(m) for m in group.members or ())
+        # a live group with no member list: the broker does not report them
+        partial.members = None if not members and partial.state in _ACTIVE else members
+    for g in asked:
+        if g not in answered:
+            state[g].errors.append("describe: the broker did not answer for this group")
+
+
+def _member(member: Any) -> Member:
+    assignments: tuple[TP, ...] = ()
+    raw = member.member_assignment
+    if raw:
+        try:
+            from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
+
+            decoded = raw if not isinstance(raw, bytes | bytearray) else \
+                ConsumerProtocolAssignment.decode(raw)
+            assignments = tuple((tp.topic, tp.partition) for tp in decoded.partitions())
+        except Exception as exc:  # a non-consumer protocol, or bytes we cannot read
+            _log.debug("member %s: assignment not decoded: %s", member.member_id, exc)
+    return Member(member_id=member.member_id, client_id=member.client_id,
+                  host=member.client_host, assignments=assignments)
+
+
+def state_name(raw: str | None) -> str:
+    """DescribeGroups' `Stable`, `PreparingRebalance`... as confluent-kafka names them."""
+    text = (raw or "").replace("_", "").replace("-", "").lower()
+    return _STATES.get(text, (raw or "UNKNOWN").upper())
+
+
+def _error_name(code: int) -> str | None:
+    if not code:
+        return None
+    from kafka.errors import for_code
+
+    cls = for_code(code)
+    return str(getattr(cls, "message", cls.__name__))
+
+
+def _error_text(code: int) -> str:
+    """`NAME: description`, as `collectors.kafka.describe` words librdkafka's errors."""
+    from kafka.errors import for_code
+
+    cls = for_code(code)
+    name = getattr(cls, "message", cls.__name__)
+    text = getattr(cls, "description", "") or ""
+    return f"{name}: {text}" if text else str(name)
+
+
+def describe(exc: BaseException) -> str:
+    """One scrubbed line for a kafka-python or Python error."""
+    text = str(exc) or type(exc).__name__
+    if type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}" if str(exc) else text
+    return scrub(" ".join(text.split()))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+class _Forward(logging.Handler):
+    """kafka-python logs to `kafka.*`: send those records to lagdeck's file log instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger("lagdeck.kafka-python").handle(record)
+
+
+_routed = False
+
+
+def _route_kafka_python_logs() -> None:
+    """Warnings of kafka-python must reach the log file, never stderr or the TUI."""
+    global _routed
+    if _routed:
+        return
+    logger = logging.getLogger("kafka")
+    logger.addHandler(_Forward())
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    _routed = True

@@ -1,0 +1,195 @@
+"""Batched committed-offset reads (OffsetFetch v8, KIP-709) against the per-group path.
+
+On the real broker: both paths give the same lag; errors injected on the wire
+(tests/fault_proxy.py) stay on their group; the per-group fallback is taken
+and reported for a setting kafka-python cannot express. The settings mapping
+is tested as a plain function.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collectors.batched_groups import BatchedUnavailable, client_settings
+from collectors.config import ClusterConfig
+from collectors.history import LagHistory
+from collectors.lag import LagCollector
+from collectors.snapshots import LagSnapshot, Status
+from console.cli import main
+from tests.conftest import create_topics, kp_commit, kp_producer
+from tests.fault_proxy import FaultProxy, Faults
+
+integration = pytest.mark.integration
+
+GROUP_AUTHORIZATION_FAILED = 30
+NOT_COORDINATOR = 16
+UNKNOWN_TOPIC_OR_PARTITION = 3
+
+
+def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
+    producer = kp_producer(bootstrap)
+    for partition, count in per_partition.items():
+        for i in range(count):
+            producer.send(topic, value=f"v{i}".encode(), partition=partition)
+    producer.flush(10)
+    producer.close(timeout=5)
+
+
+def numbers(snapshot: LagSnapshot) -> dict[str, tuple]:
+    """What both paths must agree on: per group, state, total and every partition's lag."""
+    return {g.group: (g.state, g.total_lag, g.error, tuple(
+        (p.topic, p.partition, p.committed_offset, p.end_offset, p.lag, p.error)
+        for p in g.partitions)) for g in snapshot.groups}
+
+
+@pytest.fixture
+def world(bootstrap: str, names) -> dict[str, str]:
+    """Two topics, three groups: lagging on several partitions, caught up, on two topics."""
+    a, b = names("batched-a"), names("batched-b")
+    create_topics(bootstrap, a, partitions=3)
+    create_topics(bootstrap, b)
+    produce(bootstrap, a, {0: 6, 1: 4, 2: 2})
+    produce(bootstrap, b, {0: 5})
+    groups = {"lagging": names("batched-lagging"), "caught": names("batched-caught"),
+              "both": names("batched-both")}
+    kp_commit(bootstrap, groups["lagging"], {(a, 0): 1, (a, 1): 4, (a, 2): 0})
+    kp_commit(bootstrap, groups["caught"], {(a, 0): 6, (a, 1): 4, (a, 2): 2})
+    kp_commit(bootstrap, groups["both"], {(a, 2): 1, (b, 0): 2})
+    return {"a": a, "b": b, **groups}
+
+
+def regex(world: dict[str, str]) -> str:
+    return "^(" + "|".join(world[k] for k in ("lagging", "caught", "both")) + ")$"
+
+
+@integration
+def test_batched_and_per_group_paths_give_identical_lag(cluster: ClusterConfig,
+                                                        world: dict[str, str]) -> None:
+    with LagCollector(cluster, LagHistory.in_memory()) as batched, \
+            LagCollector(cluster, LagHistory.in_memory(), offsets_via="per-group") as per_group:
+        by_batch = batched.refresh(regex(world))
+        by_group = per_group.refresh(regex(world))
+        requests = batched.batched_requests
+    assert by_batch.offsets_via == "batched"
+    assert "OffsetFetch v8" in (by_batch.offsets_via_reason or "")
+    assert by_group.offsets_via == "per-group"
+    assert numbers(by_batch) == numbers(by_group)
+    a, b = world["a"], world["b"]
+    assert numbers(by_batch)[world["lagging"]] == ("EMPTY", 7, None, (
+        (a, 0, 1, 6, 5, None), (a, 1, 4, 4, 0, None), (a, 2, 0, 2, 2, None)))
+    assert numbers(by_batch)[world["both"]][1:] == (4, None, (
+        (a, 2, 1, 2, 1, None), (b, 0, 2, 5, 3, None)))
+    assert numbers(by_batch)[world["caught"]][1] == 0
+    # three groups, one coordinator: one OffsetFetch and one DescribeGroups
+    assert requests["OffsetFetch"] == 1 and requests["DescribeGroups"] == 1
+
+
+@integration
+def test_an_error_on_one_group_leaves_the_others_right(broker, cluster: ClusterConfig,
+                                                       world: dict[str, str], names) -> None:
+    denied, moved = names("batched-denied"), names("batched-moved")
+    a = world["a"]
+    kp_commit(broker.bootstrap, denied, {(a, 0): 2})
+    kp_commit(broker.bootstrap, moved, {(a, 0): 3})
+    faults = Faults(
+        offsets={denied: GROUP_AUTHORIZATION_FAILED},
+        describe={denied: GROUP_AUTHORIZATION_FAILED},
+        partition={world["both"]: (2, UNKNOWN_TOPIC_OR_PARTITION)},
+        once={moved: NOT_COORDINATOR},
+    )
+    with LagCollector(cluster, LagHistory.in_memory()) as direct:
+        expected = numbers(direct.refresh(regex(world)))
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    wanted = f"^({world['lagging']}|{world['caught']}|{world['both']}|{denied}|{moved})$"
+    with FaultProxy(port, faults) as proxy, LagCollector(
+            ClusterConfig({"bootstrap.servers": proxy.bootstrap}),
+            LagHistory.in_memory()) as collector:
+        snapshot = collector.refresh(wanted)
+        requests = dict(collector.batched_requests)
+    assert snapshot.offsets_via == "batched"
+    got = numbers(snapshot)
+    # untouched groups: exactly what the broker says without the proxy
+    assert got[world["lagging"]] == expected[world["lagging"]]
+    assert got[world["caught"]] == expected[world["caught"]]
+    # the unauthorized group carries its error and status ERR, nothing else is lost
+    bad = snapshot.group(denied)
+    assert bad is not None and bad.status is Status.ERR
+    assert "GROUP_AUTHORIZATION_FAILED" in (bad.error or "")
+    assert "committed offsets:" in bad.error and "describe:" in bad.error
+    # a partition error stays on that partition
+    both = {(p.topic, p.partition): p for p in snapshot.group(world["both"]).partitions}
+    assert both[(a, 2)].status is Status.ERR
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in (both[(a, 2)].error or "")
+    assert (both[(world["b"], 0)].committed_offset, both[(world["b"], 0)].lag) == (2, 3)
+    # the group whose coordinator "moved" was looked up and asked again: right numbers
+    assert moved in faults.seen_once
+    assert numbers(snapshot)[moved] == ("EMPTY", 3, None, ((a, 0, 3, 6, 3, None),))
+    assert requests["OffsetFetch"] == 2 and requests["FindCoordinator"] == 2
+    assert faults.offset_fetches[0] == 5  # all five groups in the first request
+
+
+@integration
+def test_fallback_for_a_setting_kafka_python_cannot_express(capsys, cluster: ClusterConfig,
+                                                            world: dict[str, str]) -> None:
+    # a real librdkafka property, harmless on loopback, that kafka-python has no name for
+    odd = ClusterConfig({**cluster.properties, "broker.address.family": "v4"})
+    with LagCollector(odd, LagHistory.in_memory()) as collector:
+        snapshot = collector.refresh(regex(world))
+    assert snapshot.offsets_via == "per-group"
+    assert snapshot.offsets_via_reason == "broker.address.family is not mapped to kafka-python"
+    with LagCollector(cluster, LagHistory.in_memory()) as collector:
+        assert numbers(snapshot) == numbers(collector.refresh(regex(world)))
+
+    code = main(["-b", cluster.bootstrap_servers, "-X", "broker.address.family=v4", "lag",
+                 "--group", regex(world), "--json", "--samples", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["offsets_via"], doc["offsets_via_reason"]) == (
+        "per-group", "broker.address.family is not mapped to kafka-python")
+
+
+# ---------------------------------------------------------------- settings mapping
+
+
+def settings(**props: str) -> dict:
+    return client_settings(ClusterConfig({"bootstrap.servers": "k1:9093", **props}))
+
+
+def test_plaintext_and_ssl_map_one_to_one() -> None:
+    assert settings()["security_protocol"] == "PLAINTEXT"
+    ssl = settings(**{"security.protocol": "ssl", "ssl.ca.location": "/ca.pem",
+                      "ssl.certificate.location": "/me.pem", "ssl.key.location": "/me.key",
+                      "ssl.key.password": "s3cret",
+                      "ssl.endpoint.identification.algorithm": "none"})
+    assert ssl == {"bootstrap_servers": "k1:9093", "security_protocol": "SSL",
+                   "ssl_cafile": "/ca.pem", "ssl_certfile": "/me.pem", "ssl_keyfile": "/me.key",
+                   "ssl_password": "s3cret", "ssl_check_hostname": False}
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "sasl_ssl"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_plain_and_scram_map(protocol: str, mechanism: str) -> None:
+    out = settings(**{"security.protocol": protocol, "sasl.mechanisms": mechanism,
+                      "sasl.username": "svc", "sasl.password": "pw"})
+    assert (out["security_protocol"], out["sasl_mechanism"]) == (protocol.upper(), mechanism)
+    assert (out["sasl_plain_username"], out["sasl_plain_password"]) == ("svc", "pw")
+    assert out["ssl_check_hostname"] is True
+
+
+@pytest.mark.parametrize(("props", "named"), [
+    ({"security.protocol": "SASL_SSL", "sasl.mechanism": "GSSAPI"}, "GSSAPI"),
+    ({"security.protocol": "SASL_SSL", "sasl.mechanism": "OAUTHBEARER",
+      "sasl.oauthbearer.client.secret": "hush"}, "OAUTHBEARER"),
+    ({"security.protocol": "SSL", "ssl.key.pem": "-----BEGIN hush"}, "ssl.key.pem"),
+    ({"security.protocol": "SSL", "ssl.ca.location": "probe"}, "probe"),
+    ({"security.protocol": "ssl", "enable.ssl.certificate.verification": "false"},
+     "enable.ssl.certificate.verification"),
+])
+def test_what_kafka_python_cannot_express_falls_back(props: dict, named: str) -> None:
+    with pytest.raises(BatchedUnavailable) as caught:
+        settings(**props)
+    assert named in str(caught.value)
+    assert "hush" not in str(caught.value)
