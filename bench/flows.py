@@ -10,7 +10,7 @@ packing, shipping, six location updates, delivery, three notifications), with
 correlation and event-type headers, a `ce_id` per event, explicit timestamps;
 1 % of orders stop early, 0.5 % re-send an event, 0.5 % have an event stamped
 early. Produced in bulk with confluent-kafka, then one record alone per
-partition so the broker's end offsets are right (BROKER-NOTES.md).
+partition so the broker's end offsets are right (docs/broker-notes.md).
 
 Measured in the same run, against the same data:
 

@@ -113,7 +113,7 @@ def create_world(bootstrap: str, topics: int, partitions: int, records: int) -> 
                                   operation_timeout=30, request_timeout=30)
     for future in futures.values():
         future.result(timeout=60)
-    # one record per batch: end offsets on Tansu are right only then (BROKER-NOTES.md)
+    # one record per batch: end offsets on Tansu are right only then (docs/broker-notes.md)
     producer = Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1,
                          "linger.ms": 0})
     now_ms = int(time.time() * 1000)

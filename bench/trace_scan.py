@@ -16,7 +16,7 @@ Data: orders of five events each, one per topic, with the mixed conventions
 of a real fleet (correlation header variants, traceparent everywhere, the
 order id in the key, in the payload only, or under `data.orderId`, one topic
 keyed by customer). Produced with confluent-kafka in bulk, then one record
-alone per partition so the broker's end offsets are right (BROKER-NOTES.md).
+alone per partition so the broker's end offsets are right (docs/broker-notes.md).
 
 Measured in the same run, against the same data:
 

@@ -5,7 +5,7 @@
 is found inside that table; every error is one line of the form
 `FILE:LINE: rule 'NAME': field 'KEY': what is wrong`.
 
-The format (DESIGN.md) plus optional keys: `hysteresis` and `resolve_for` on
+The format (docs/contracts.md) plus optional keys: `hysteresis` and `resolve_for` on
 rules, `timeout`/`retries`/`headers` on sinks:
 
     [[rule]]

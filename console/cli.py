@@ -2,7 +2,7 @@
 
 Each command lives in `console/commands/<name>.py` with `register(subparsers)`
 (adding its parser and `set_defaults(run=...)`) and `run(args, ctx) -> int`.
-Errors become one line on stderr with the exit codes of DESIGN.md: 0 success,
+Errors become one line on stderr with the exit codes of docs/contracts.md: 0 success,
 1 a failure to act on, 2 bad usage; a traceback only ever reaches the log.
 """
 

@@ -84,7 +84,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def print_json(document: Any, *, compact: bool = False) -> None:
-    """One JSON document on stdout, as DESIGN.md promises for every `--json`.
+    """One JSON document on stdout, as docs/contracts.md promises for every `--json`.
 
     `compact`: one line. Indentation makes `json` use its pure-Python encoder,
     about 0.5 s for the 10,000 partitions of 1,000 groups; commands with big

@@ -189,7 +189,7 @@ class RedriveResult:
         return self.redriven / self.moving_s if self.moving_s > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md `dlq redrive` document plus detail keys."""
+        """The docs/contracts.md `dlq redrive` document plus detail keys."""
         return {
             "topic": self.topic, "dry_run": self.dry_run, "selected": self.selected,
             "redriven": self.redriven, "skipped": self.skipped, "failed": self.failed,

@@ -19,7 +19,7 @@ import pytest
 from collectors.config import ClusterConfig
 from console.embedded import EmbeddedBroker
 
-#: Consumer settings that make group joins fast on Tansu (see BROKER-NOTES.md).
+#: Consumer settings that make group joins fast on Tansu (see docs/broker-notes.md).
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 

@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN.md, enforced on every run.
+"""The layering rules of docs/architecture.md, enforced on every run.
 
 import-linter checks the contracts in pyproject.toml; the AST walk below is a
 second, dependency-free check of the two rules that matter most, so a

@@ -1,4 +1,4 @@
-"""`lagdeck lag` end to end: table, JSON per DESIGN.md, and every failure as one line.
+"""`lagdeck lag` end to end: table, JSON per docs/contracts.md, and every failure as one line.
 
 Runs the CLI in-process (`console.cli.main`) against the real broker; each
 test has its own state directory, so the lag history starts empty.

@@ -1,7 +1,7 @@
 """Lag collection against the real broker, with kafka-python playing the other teams' services.
 
 Producers send one record per batch (`batch_size=1`): on Tansu, end offsets
-are right only then (BROKER-NOTES.md). Status windows are short here (grace
+are right only then (docs/broker-notes.md). Status windows are short here (grace
 1 s, window 4 commits) so that a test judges a stopped consumer in seconds;
 the rules are the same as with the defaults.
 

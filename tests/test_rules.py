@@ -1,4 +1,4 @@
-"""Alert rule and sink parsing: the DESIGN.md format, and errors naming file, line and field."""
+"""Alert rule and sink parsing: the contract format, and errors naming file, line and field."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ events come from the correlation index (`tracing.flowquery`); tests build
 them by hand. Columns are numpy arrays because a flow is computed over a
 million events within a second.
 
-The rules (DESIGN.md "flows", docs/flows.md):
+The rules (docs/contracts.md "flows", docs/flows.md):
 
 - A **step** is (topic, event type). An order's events are put in time order
   (timestamp, then topic, partition, offset: the timeline's order).
@@ -249,7 +249,7 @@ class FlowMap:
         return tuple(s for s in self.stopped if s.step in chosen)
 
     def to_json(self, step: str | None = None) -> dict[str, Any]:
-        """The `lagdeck flows --json` document (DESIGN.md), plus notes and statistics."""
+        """The `lagdeck flows --json` document (docs/contracts.md), plus notes and statistics."""
         doc: dict[str, Any] = {
             "since_seconds": self.since_seconds,
             "stuck_after_seconds": self.stuck_after_seconds,

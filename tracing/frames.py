@@ -41,7 +41,7 @@ from tracing.payload import MAX_JSON_BYTES, NOT_JSON, display, parse_json
 
 NOT_DECODED = object()
 
-#: Formats of `Payload.format` (DESIGN.md `value_format`).
+#: Formats of `Payload.format` (docs/contracts.md `value_format`).
 JSON, AVRO, PROTOBUF, JSON_SCHEMA, TEXT, BINARY, NULL = (
     "json", "avro", "protobuf", "json-schema", "text", "binary", "null")
 REGISTRY_FORMATS = frozenset({AVRO, PROTOBUF, JSON_SCHEMA})

@@ -161,7 +161,7 @@ class Timeline:
         return tuple(sorted({g for e in self.events for g in e.consumers}))
 
     def to_json(self) -> dict[str, Any]:
-        """The `lagdeck trace --json` document (DESIGN.md), plus notes and scan statistics."""
+        """The `lagdeck trace --json` document (docs/contracts.md) plus notes, scan statistics."""
         return {
             "query": self.query,
             "events": [e.to_json() for e in self.events],

@@ -5,7 +5,7 @@ reached each, how many stopped there and for how long, duplicates and
 out-of-order events, then the transitions with p50/p95/p99/max latency.
 `--step NAME` (an event type, or `TOPIC:EVENT_TYPE`) lists the orders
 stopped there, oldest first, each ready for `lagdeck trace`. `--json` prints
-the DESIGN.md document. Exit code 0 when events were found, 1 when none were
+the docs/contracts.md document. Exit code 0 when events were found, 1 when none were
 or `--step` names no step.
 
 Like `lagdeck trace`, it first reads and indexes what the index lacks of

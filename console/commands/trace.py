@@ -3,7 +3,7 @@
 Prints the order's events oldest first, one block per event: time, topic
 and position, event type, then one mark per consumer group reading that
 topic (processed, pending, dead-lettered) and STUCK where a group has left
-it pending longer than `--stuck-after`. `--json` prints the DESIGN.md
+it pending longer than `--stuck-after`. `--json` prints the docs/contracts.md
 document instead. Exit code 0 when events were found, 1 when none were.
 
 The timeline is printed as soon as it is known; after a scan the command

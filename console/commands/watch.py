@@ -149,7 +149,7 @@ def event_json(event: AlertEvent) -> dict[str, Any]:
 
 
 def document(result: Evaluation) -> dict[str, Any]:
-    """The `--json` document: DESIGN.md's `alerts`, plus this round's notices and pending."""
+    """The `--json` document: the contract's `alerts`, plus this round's notices and pending."""
     return {
         "alerts": [alert_json(a) for a in result.firing],
         "events": [event_json(e) for e in result.events],

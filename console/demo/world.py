@@ -1,4 +1,4 @@
-"""The simulated order pipeline of DESIGN.md, running real clients on a real broker.
+"""The simulated order pipeline (README, "The demo world"), running real clients on a real broker.
 
 order-service -> orders.events -> inventory-service -> inventory.events ->
 payment-service -> payments.events (+ payments.events-dlt) ->
@@ -38,7 +38,7 @@ from console.demo import events as ev
 
 _log = get_logger("demo")
 
-#: One record per produce batch: Tansu reports wrong end offsets otherwise (BROKER-NOTES.md).
+#: One record per produce batch: Tansu reports wrong end offsets otherwise (docs/broker-notes.md).
 PRODUCER = {"batch.num.messages": 1, "linger.ms": 0, "acks": "all"}
 CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "auto.offset.reset": "earliest", "enable.auto.offset.store": True}
