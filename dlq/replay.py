@@ -237,7 +237,7 @@ def group_state(cluster: ClusterConfig, group: str, timeout: float = DEFAULT_TIM
         desc = client.describe_consumer_groups([group], request_timeout=timeout)[group] \
             .result(timeout=timeout + 5)
     except KafkaException as exc:
-        client = None  # an error kept by the caller must not keep the client alive (below)
+        del client  # an error kept by the caller must not keep the client alive (below)
         raise translate(exc, f"describing group {group}") from None
     state = getattr(desc.state, "name", str(desc.state))
     return str(state).upper()
@@ -255,7 +255,7 @@ def committed_offsets(cluster: ClusterConfig, group: str, topic: str, partitions
     except KafkaException as exc:
         # A client whose coordinator request failed must be gone before its connection
         # comes back: librdkafka 2.16 can abort on that late answer (librdkafka #4605).
-        client = None
+        del client
         raise translate(exc, f"reading committed offsets of group {group}") from None
     out: dict[int, int | None] = dict.fromkeys(range(partitions))
     for tp in res.topic_partitions:
