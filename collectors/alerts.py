@@ -303,19 +303,17 @@ def conditions(rule: Rule, m: Measurement) -> tuple[Condition, ...]:
     keep = 1.0 - rule.hysteresis
     out: list[Condition] = []
     if rule.max_lag is not None:
-        known = m.lag is not None
         out.append(Condition(
             "max_lag", m.lag, rule.max_lag,
-            breached=m.lag > rule.max_lag if known else None,
-            hot=m.lag > rule.max_lag * keep if known else None,
+            breached=m.lag > rule.max_lag if m.lag is not None else None,
+            hot=m.lag > rule.max_lag * keep if m.lag is not None else None,
         ))
     if rule.max_lag_seconds is not None:
-        known = m.lag_seconds is not None
         seconds = round(m.lag_seconds, 3) if m.lag_seconds is not None else None
         out.append(Condition(
             "max_lag_seconds", seconds, rule.max_lag_seconds,
-            breached=m.lag_seconds > rule.max_lag_seconds if known else None,
-            hot=m.lag_seconds > rule.max_lag_seconds * keep if known else None,
+            breached=m.lag_seconds > rule.max_lag_seconds if m.lag_seconds is not None else None,
+            hot=m.lag_seconds > rule.max_lag_seconds * keep if m.lag_seconds is not None else None,
         ))
     if rule.min_status is not None:
         bad = m.status.severity >= rule.min_status.severity

@@ -302,14 +302,14 @@ class BatchedGroupReader:
                     continue
                 rows += [(c.key, c) for c in response.coordinators]
         else:  # before Kafka 3.0: one request per group, all in flight together
-            futures = []
+            singles: list[tuple[str, Any]] = []
             for g in groups:
-                futures.append((g, manager.send(
+                singles.append((g, manager.send(
                     FindCoordinatorRequest(key=g, key_type=CoordinatorType.GROUP.value,
                                            max_version=3),
                     request_timeout_ms=self._timeout_ms)))
                 self.requests["FindCoordinator"] += 1
-            for g, future in futures:
+            for g, future in singles:
                 try:
                     rows.append((g, await future))
                 except Exception as exc:

@@ -267,12 +267,12 @@ class LagHistory:
                         cache.samples[key] = kept
                     else:
                         del cache.samples[key]
-                for key, pts in list(cache.points.items()):
+                for tp, pts in list(cache.points.items()):
                     kept_points = [(i, p) for i, p in pts if p.time >= cutoff]
                     if kept_points:
-                        cache.points[key] = kept_points[-self.max_points:]
+                        cache.points[tp] = kept_points[-self.max_points:]
                     else:
-                        del cache.points[key]
+                        del cache.points[tp]
 
     def _cap(self, table: str, key: tuple[str, ...], limit: int) -> None:
         match = " AND ".join(f"{k} = ?" for k in key)

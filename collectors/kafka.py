@@ -13,9 +13,9 @@ import logging
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from collectors.config import ClusterConfig, require_bootstrap
@@ -74,6 +74,32 @@ def consumer(cluster: ClusterConfig, group: str | None = None, **overrides: Any)
     }
     conf.update(overrides)
     return _construct(Consumer, _base(cluster, conf))
+
+
+class ConsumedMessage(Protocol):
+    """A record as `Consumer.consume`/`poll` hands it out.
+
+    confluent-kafka's stubs share one `Message` type with the producer side,
+    where topic, partition and offset may be unset and headers may be a dict;
+    a fetched message always carries them, and its headers are a list of
+    (name, raw bytes or None) or None. Error events (end of partition) carry
+    topic, partition and offset too, with `error()` set.
+    """
+
+    def topic(self) -> str: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
+    def error(self) -> KafkaError | None: ...
+
+
+def consumed(batch: list[Message]) -> list[ConsumedMessage]:
+    """`batch` (what `Consumer.consume` returned) typed as the fetched records it is."""
+    # the stub's Message is too loose for consumed records (see ConsumedMessage)
+    return cast("list[ConsumedMessage]", batch)
 
 
 def describe(exc: BaseException) -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
@@ -274,7 +275,7 @@ class LagCollector:
         #: broker answers one connection's requests in order
         self.connections = max(1, int(connections))
         self._admins: list[Any] = []
-        self._reader = None
+        self._reader: Consumer | None = None
         self._lock = threading.Lock()
         self._timestamps: OrderedDict[tuple[str, int, int], tuple[int, float]] = OrderedDict()
         self._last_end: dict[TP, int] = {}
@@ -427,9 +428,10 @@ class LagCollector:
         for data in read:
             seen = recent.get(data.group, {})
             if data.group in ghost_set:
-                data = _ghost(data, seen, topics)
-                if data is None:
+                ghost = _ghost(data, seen, topics)
+                if ghost is None:
                     continue
+                data = ghost
             elif seen:
                 data = _with_vanished(data, seen, topics)
             raw.append(data)
@@ -543,8 +545,8 @@ class LagCollector:
         # partitions whose end offset went down were recreated: forget cached record times
         for tp, end in view.ends.items():
             if tp in self._last_end and end < self._last_end[tp]:
-                for key in [k for k in self._timestamps if k[:2] == tp]:
-                    del self._timestamps[key]
+                for stale in [k for k in self._timestamps if k[:2] == tp]:
+                    del self._timestamps[stale]
             self._last_end[tp] = end
 
         # exact reads go to the broker in a thread while statuses are judged here
@@ -864,6 +866,7 @@ def _vanished_partition(tp: TP, committed: int | None) -> PartitionLag:
 def _group(d: GroupData, parts: Iterable[PartitionLag], allowed: int) -> GroupLag:
     parts = tuple(parts)
     status = evaluate_group((p.status for p in parts), d.error)
+    reason: str | None
     if d.error is not None:
         reason = d.error
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import threading
+from types import TracebackType
 
 from collectors.paths import log_path
 from collectors.redact import ScrubFilter
@@ -60,7 +61,10 @@ class EscapingFormatter(logging.Formatter):
         finally:
             record.message = message
 
-    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+    def formatException(
+        self, ei: tuple[type[BaseException], BaseException, TracebackType | None]
+        | tuple[None, None, None],
+    ) -> str:
         return escape(super().formatException(ei), newlines=True)
 
     def formatStack(self, stack_info: str) -> str:

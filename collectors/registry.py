@@ -41,7 +41,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from collectors.config import Settings
@@ -206,7 +206,18 @@ def registry_config(settings: Settings | None, profile: str | None = None,
     )
 
 
-def RegistryClient(config: RegistryConfig) -> Any:
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    class CachedRegistryClient(SchemaRegistryClient):
+        """The type of what `RegistryClient` returns (the class itself is built on first use)."""
+
+        settings: RegistryConfig
+        #: why the registry is considered down for the rest of this process
+        down: str | None
+
+
+def RegistryClient(config: RegistryConfig) -> CachedRegistryClient:
     """A `SchemaRegistryClient` with a disk cache by id and a circuit breaker (module doc).
 
     The class is built on first use: confluent-kafka's schema_registry package
@@ -218,7 +229,12 @@ def RegistryClient(config: RegistryConfig) -> Any:
 
 @functools.cache
 def _client_class() -> type:
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+    from confluent_kafka.schema_registry import (
+        RegisteredSchema,
+        Schema,
+        SchemaRegistryClient,
+        SchemaRegistryError,
+    )
 
     class _RegistryClient(SchemaRegistryClient):
         """`SchemaRegistryClient` with a disk cache by id and a circuit breaker (see module doc).
@@ -314,8 +330,8 @@ def _client_class() -> type:
             return self._call(("guid", guid, fmt), f"schema guid {guid}",
                               lambda: super(_RegistryClient, self).get_schema_by_guid(guid, fmt))
 
-        def get_version(self, subject_name: str, version: int | str, deleted: bool = False,
-                        fmt: str | None = None):
+        def get_version(self, subject_name: str, version: int | Literal["latest"] = "latest",
+                        deleted: bool = False, fmt: str | None = None) -> RegisteredSchema:
             """A referenced schema (imports); cached in memory only, behind the breaker."""
             key = ("version", subject_name, version, fmt)
             if key in self._missing:

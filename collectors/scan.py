@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any, cast
 
 from confluent_kafka import (
     Consumer,
@@ -36,7 +37,15 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from collectors.config import ClusterConfig
 from collectors.errors import BrokerUnavailable, LagdeckError
-from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, describe, translate
+from collectors.kafka import (
+    DEFAULT_TIMEOUT,
+    ConsumedMessage,
+    admin,
+    consumed,
+    consumer,
+    describe,
+    translate,
+)
 from collectors.logs import get_logger
 from collectors.snapshots import Header, Record
 
@@ -45,7 +54,7 @@ BATCH = 5000
 #: range that ends in a gap (compaction, transaction markers) finishes without
 #: waiting; and a short broker-side wait, so a fetch parked at the end of a
 #: partition does not hold up the next read of a reused consumer for 500 ms.
-SCAN_CONFIG = {
+SCAN_CONFIG: dict[str, Any] = {
     "fetch.max.bytes": 52428800,
     "max.partition.fetch.bytes": 4194304,
     "enable.partition.eof": True,
@@ -76,7 +85,7 @@ class PartitionRange:
         return max(0, self.end - max(self.start, 0))
 
 
-def to_record(msg: Message) -> Record:
+def to_record(msg: ConsumedMessage) -> Record:
     """Convert a confluent-kafka Message into a `Record` (headers keep raw bytes)."""
     ts_type, ts = msg.timestamp()
     raw_headers = msg.headers() or ()
@@ -92,7 +101,7 @@ def to_record(msg: Message) -> Record:
     )
 
 
-def scan_consumer(cluster: ClusterConfig, **overrides: object) -> Consumer:
+def scan_consumer(cluster: ClusterConfig, **overrides: Any) -> Consumer:
     """A throw-away-group consumer tuned for `read_messages` (pass it as `client=` to reuse)."""
     return consumer(cluster, **{**SCAN_CONFIG, **overrides})
 
@@ -276,10 +285,11 @@ def plan_ranges(ranges: Iterable[PartitionRange],
     return out
 
 
-_topic_of = Message.topic
-_partition_of = Message.partition
-_offset_of = Message.offset
-_error_of = Message.error
+# the stub's Message is too loose for consumed records (see ConsumedMessage)
+_topic_of = cast("Callable[[ConsumedMessage], str]", Message.topic)
+_partition_of = cast("Callable[[ConsumedMessage], int]", Message.partition)
+_offset_of = cast("Callable[[ConsumedMessage], int]", Message.offset)
+_error_of = cast("Callable[[ConsumedMessage], KafkaError | None]", Message.error)
 
 
 def read_messages(
@@ -291,7 +301,7 @@ def read_messages(
     client: Consumer | None = None,
     merge_gap: int = 0,
     on_done: Callable[[PartitionRange], None] | None = None,
-) -> Iterator[list[Message]]:
+) -> Iterator[list[ConsumedMessage]]:
     """Yield batches of raw messages inside `ranges`, each partition stopping at its end.
 
     Several ranges of one partition are read one after the other (ranges
@@ -334,7 +344,7 @@ def read_messages(
                        for tp, r in current.items())
             want = max(1, min(batch, left + len(current)))
             try:
-                msgs = c.consume(want, timeout=CONSUME_WAIT)
+                msgs = consumed(c.consume(want, timeout=CONSUME_WAIT))
             except KafkaException as exc:
                 raise translate(exc, "reading records") from None
             if not msgs:
@@ -346,12 +356,13 @@ def read_messages(
             last_progress = time.monotonic()
             errors = list(map(_error_of, msgs))
             has_errors = any(errors)
+            keys: list[tuple[Any, ...]]  # (topic, partition[, has an error])
             if has_errors:
                 keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs),
                                 map(bool, errors), strict=True))
             else:
                 keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs), strict=True))
-            out: list[Message] = []
+            out: list[ConsumedMessage] = []
             # Runs in batch order: once a range finishes, the rest of its partition's
             # messages in this batch belong to the old assignment and are skipped
             # (librdkafka drops outdated ones from later batches itself).
@@ -395,7 +406,7 @@ def read_messages(
                 _log.debug("unassigning a reused scan consumer", exc_info=True)
 
 
-def _handle_errors(events: list[Message], current: dict[TP, PartitionRange],
+def _handle_errors(events: list[ConsumedMessage], current: dict[TP, PartitionRange],
                    tp: TP) -> str | None:
     """Error events of one partition: "eof" or "gone" when they end its current range.
 
@@ -409,6 +420,8 @@ def _handle_errors(events: list[Message], current: dict[TP, PartitionRange],
     ended: str | None = None
     for m in events:
         err = m.error()
+        if err is None:  # the caller passes only the error events of a batch
+            raise AssertionError("_handle_errors got a record without an error")
         if err.code() == KafkaError._PARTITION_EOF:
             if m.offset() >= r.start:
                 ended = ended or "eof"

@@ -242,8 +242,8 @@ class SnapshotPublisher:
         still = present | set(listed or ())
         gone = [] if snapshot.errors else sorted(
             g for g in self.published if owns(g) and g not in still)
-        for g in gone:
-            self._produce(g, None)
+        for name in gone:
+            self._produce(name, None)
         self.published = {g for g in self.published if owns(g)} | present
         self.published -= set(gone)
         left = self._producer.flush(self.timeout)

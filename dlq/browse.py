@@ -17,15 +17,16 @@ from __future__ import annotations
 import heapq
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from collectors.config import ClusterConfig
 from collectors.errors import NotFoundError, UsageError
-from collectors.kafka import DEFAULT_TIMEOUT, consumer, translate
+from collectors.kafka import DEFAULT_TIMEOUT, ConsumedMessage, consumed, consumer, translate
 from collectors.scan import to_record, watermarks
 from collectors.snapshots import Record
 from collectors.topics import list_topics
@@ -33,7 +34,7 @@ from tracing.deadletter import DeadLetterEnvelope, decode_envelope
 from tracing.frames import Payload, PayloadDecoder
 
 #: Big fetches: scans are throughput-bound, not latency-bound.
-READER_CONF = {"fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760}
+READER_CONF: dict[str, Any] = {"fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760}
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def iter_bounded(
     poll_timeout: float = 0.02,
     done: set[tuple[str, int]] | None = None,
     unfiltered: bool = False,
-) -> Iterator[list[Message]]:
+) -> Generator[list[ConsumedMessage], None, None]:
     """Yield batches of raw messages of `[start, end)` per partition, then stop.
 
     Assigns `client` itself. A partition is done when a message at or past
@@ -167,7 +168,7 @@ def iter_bounded(
     last_progress = time.monotonic()
     while todo:
         try:
-            msgs = client.consume(batch, timeout=poll_timeout)
+            msgs = consumed(client.consume(batch, timeout=poll_timeout))
         except KafkaException as exc:
             raise translate(exc, "reading records") from None
         if unfiltered:
@@ -183,7 +184,7 @@ def iter_bounded(
             elif todo and time.monotonic() - last_progress > idle_timeout:
                 return
             continue
-        out: list[Message] = []
+        out: list[ConsumedMessage] = []
         finished: set[tuple[str, int]] = set()
         for msg in msgs:
             if msg.error():
@@ -275,7 +276,7 @@ def read_page(cluster: ClusterConfig, topic: str, *,
         client.close()
     merged = heapq.merge(*(sorted(rs, key=lambda r: r.offset) for rs in per_partition.values()),
                          key=lambda r: (r.timestamp_ms or 0, r.partition))
-    entries = []
+    entries: list[DeadLetter] = []
     next_pos = dict(pos)
     decoder = payloads if payloads is not None else PayloadDecoder(None)
     for record in merged:

@@ -66,7 +66,14 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from collectors.config import ClusterConfig
 from collectors.errors import KafkaOperationError, LagdeckError, NotFoundError, UsageError
-from collectors.kafka import DEFAULT_TIMEOUT, consumer, describe, producer, translate
+from collectors.kafka import (
+    DEFAULT_TIMEOUT,
+    ConsumedMessage,
+    consumer,
+    describe,
+    producer,
+    translate,
+)
 from collectors.logs import get_logger
 from collectors.scan import to_record, watermarks
 from collectors.topics import list_topics
@@ -267,7 +274,7 @@ class _Batch:
 
 
 class _Decision(NamedTuple):
-    msg: Message
+    msg: ConsumedMessage
     action: str  # "redrive", "skip", "fail", "unmatched"
     target: str | None = None
     partition: int = -1  # -1: let the (murmur2) partitioner choose
@@ -298,6 +305,8 @@ class _Pacer:
 
     def wait(self) -> bool:
         """Block until the next record is due; False if cancelled meanwhile."""
+        if self.rate is None:  # callers wait only when paced (a rate is set)
+            raise AssertionError("_Pacer.wait without a rate")
         now = time.monotonic()
         if self.start is None:
             self.start = now
@@ -640,7 +649,7 @@ class Redrive:
             self._routes[route] = found
         return found
 
-    def _decide(self, msg: Message, topics: Mapping[str, int], now_text: bytes,
+    def _decide(self, msg: ConsumedMessage, topics: Mapping[str, int], now_text: bytes,
                 want_sample: bool) -> _Decision:
         """What to do with one dead letter. The hot path of a redrive: a full envelope
         is decoded only when the selection or a sample needs it."""
@@ -662,7 +671,7 @@ class Redrive:
                 f"{self.topic}/{msg.partition()}/{msg.offset()}".encode() in self._moved:
             action, reason = "skip", ALREADY_MOVED
         if action == "redrive":
-            if route.has_redrive_headers:
+            if route.has_redrive_headers and raw is not None:  # implies headers
                 raw = [(k, v) for k, v in raw if k.lower() not in REDRIVE_HEADERS]
             headers = (raw or []) + [
                 (REDRIVE_ID_HEADER, f"{self.topic}/{msg.partition()}/{msg.offset()}".encode()),
@@ -677,7 +686,7 @@ class Redrive:
                 error_message=envelope.error_message, action=action, reason=reason)
         return _Decision(msg, action, target, partition, headers, reason, sample)
 
-    def _plan_batch(self, msgs: list[Message], topics: Mapping[str, int],
+    def _plan_batch(self, msgs: list[ConsumedMessage], topics: Mapping[str, int],
                     stopped: set[int], finished: set[tuple[str, int]],
                     samples_so_far: int, last: Mapping[int, int]) -> _Batch:
         """Decisions for one consumed batch, in order, with their counts and the progress
@@ -723,7 +732,7 @@ class Redrive:
                         batch.reasons[ALREADY_MOVED] += 1
                         offsets[p] = o + 1
                         continue
-                    if route.has_redrive_headers:
+                    if route.has_redrive_headers and raw is not None:  # implies headers
                         raw = [(k, v) for k, v in raw if k.lower() not in REDRIVE_HEADERS]
                     headers = (raw or []) + [
                         (REDRIVE_ID_HEADER, rid),
@@ -860,6 +869,8 @@ class Redrive:
                     raise
                 if done < len(batch.decisions):
                     batch = self._prefix(batch, done)
+                if pool is None:  # made whenever there is a transaction, checked above
+                    raise AssertionError("no commit pool for a transactional redrive")
                 future = pool.submit(self._commit, txn, meta, batch.offsets,
                                      sum(batch.targets.values()))
                 pending = (future, batch)

@@ -74,6 +74,13 @@ class ResetSpec:
             raise UsageError("a time before 1970-01-01T00:00:00Z (the Unix epoch) cannot be "
                              "replayed to; Kafka timestamps start there")
 
+    @property
+    def amount(self) -> int | float:
+        """`value` of a kind that carries one (`__post_init__` made sure it is set)."""
+        if self.value is None:
+            raise UsageError(f"reset {self.kind!r} needs a value")
+        return self.value
+
     @classmethod
     def earliest(cls) -> ResetSpec:
         return cls("earliest")
@@ -230,7 +237,7 @@ def group_state(cluster: ClusterConfig, group: str, timeout: float = DEFAULT_TIM
         desc = client.describe_consumer_groups([group], request_timeout=timeout)[group] \
             .result(timeout=timeout + 5)
     except KafkaException as exc:
-        client = None  # an error kept by the caller must not keep the client alive (below)
+        del client  # an error kept by the caller must not keep the client alive (below)
         raise translate(exc, f"describing group {group}") from None
     state = getattr(desc.state, "name", str(desc.state))
     return str(state).upper()
@@ -248,7 +255,7 @@ def committed_offsets(cluster: ClusterConfig, group: str, topic: str, partitions
     except KafkaException as exc:
         # A client whose coordinator request failed must be gone before its connection
         # comes back: librdkafka 2.16 can abort on that late answer (librdkafka #4605).
-        client = None
+        del client
         raise translate(exc, f"reading committed offsets of group {group}") from None
     out: dict[int, int | None] = dict.fromkeys(range(partitions))
     for tp in res.topic_partitions:
@@ -295,7 +302,8 @@ def _newest_timestamps(reader, topic: str, marks: dict[tuple[str, int], tuple[in
             ts_type, ts = msg.timestamp()
             if ts_type and ts >= 0:
                 p = msg.partition()
-                newest[p] = ts if newest[p] is None else max(newest[p], ts)
+                prev = newest[p]
+                newest[p] = ts if prev is None else max(prev, ts)
     reader.unassign()
     return newest
 
@@ -329,13 +337,13 @@ def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, 
         if spec.kind in ("datetime", "duration"):
             now = now_ms if now_ms is not None else int(time.time() * 1000)
             if spec.kind == "duration":
-                _check_duration_reach(float(spec.value), now, spec.describe_value())
-                target = now - int(float(spec.value) * 1000)
+                _check_duration_reach(float(spec.amount), now, spec.describe_value())
+                target = now - int(float(spec.amount) * 1000)
             else:
-                target = int(spec.value)
+                target = int(spec.amount)
             newest = _newest_timestamps(reader, topic, marks, timeout)
             ask = [p for p in range(partitions)
-                   if newest.get(p) is not None and target <= newest[p]]
+                   if (last := newest.get(p)) is not None and target <= last]
             if ask:
                 try:
                     found = reader.offsets_for_times(
@@ -350,20 +358,21 @@ def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, 
         low, high = marks[(topic, p)]
         cur = current[p]
         note = None
+        wanted: int | None
         if spec.kind == "earliest":
             wanted = low
         elif spec.kind == "latest":
             wanted = high
         elif spec.kind == "offset":
-            wanted = int(spec.value)
+            wanted = int(spec.amount)
         elif spec.kind == "shift":
-            wanted = None if cur is None else cur + int(spec.value)
+            wanted = None if cur is None else cur + int(spec.amount)
             if cur is None:
                 note = "no committed offset to shift from; left unchanged"
-        elif newest.get(p) is None:
+        elif (last := newest.get(p)) is None:
             wanted, note = high, "no records: the end"
-        elif target is not None and target > newest[p]:
-            wanted, note = high, f"after the newest record ({_stamp(newest[p])}): the end"
+        elif target is not None and target > last:
+            wanted, note = high, f"after the newest record ({_stamp(last)}): the end"
         else:
             wanted = by_time.get(p, -1)
             if wanted < 0:

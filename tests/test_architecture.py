@@ -60,3 +60,11 @@ def test_ruff_is_clean() -> None:
     result = subprocess.run([exe, "check", "."], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """collectors/, tracing/ and dlq/ type-check (settings in pyproject.toml [tool.mypy])."""
+    exe = shutil.which("mypy") or str(Path(sys.executable).parent / "mypy")
+    result = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout, result.stdout

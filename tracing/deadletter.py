@@ -228,7 +228,7 @@ class _RoutePlan(NamedTuple):
     topic: int
     partition: int
     partition_binary: bool
-    count: int
+    count_at: int
     has_redrive_headers: bool
 
 
@@ -275,7 +275,7 @@ def decode_route(headers: Sequence[tuple[str, bytes | None]] | None) -> Route:
         plan,
         None if plan.topic < 0 else headers[plan.topic][1],
         None if plan.partition < 0 else headers[plan.partition][1],
-        None if plan.count < 0 else headers[plan.count][1],
+        None if plan.count_at < 0 else headers[plan.count_at][1],
     )
 
 
@@ -291,7 +291,7 @@ def _route_values(plan: _RoutePlan, topic_raw: bytes | None, partition_raw: byte
         partition = _binary_int("", partition_raw, 4, problems) if plan.partition_binary \
             else _text_int("", partition_raw, problems)
     malformed = None
-    if plan.count >= 0:
+    if plan.count_at >= 0:
         count, malformed = redrive_count(count_raw)
     return Route(topic, partition, count, plan.has_redrive_headers, malformed)
 
@@ -313,6 +313,7 @@ def decode_envelope(record: Record) -> DeadLetterEnvelope:
     """Decode the dead-letter headers of `record`; never raises on header content."""
     h = _Headers((x.key, x.value) for x in record.headers)
     layout = _layout(h)
+    fields: dict | None
     if layout in ("spring", "spring-retry"):
         fields = _spring(h, *_spring_prefixes(layout))
     elif layout == "connect":

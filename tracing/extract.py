@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from collectors.snapshots import Header, Record
 from tracing.deadletter import DeadLetterEnvelope, decode_envelope
@@ -153,7 +154,9 @@ def kept_value(value: bytes | None) -> bytes | int | None:
 
 
 def _framed(value: bytes | None, headers, payloads: PayloadDecoder | None) -> bool:
-    return bool(value) and payloads is not None and payloads.configured and (
+    if not value:
+        return False
+    return payloads is not None and payloads.configured and (
         value[0] == 0 or schema_header(headers, False) is not None)
 
 
@@ -268,10 +271,10 @@ class FastDecoder:
     def __init__(self, settings: TraceSettings, payloads: PayloadDecoder | None = None) -> None:
         self.settings = settings
         self.payloads = payloads if payloads is not None and payloads.configured else None
-        self.correlation_rank = {}
+        self.correlation_rank: dict[str, int] = {}
         for name in settings.correlation_headers:
             self.correlation_rank.setdefault(name.lower(), len(self.correlation_rank))
-        self.event_type_rank = {}
+        self.event_type_rank: dict[str, int] = {}
         for name in settings.event_type_headers:
             self.event_type_rank.setdefault(name.lower(), len(self.event_type_rank))
         self.paths = settings.order_id_paths
@@ -359,7 +362,7 @@ class FastDecoder:
                 continue
             for i, v in enumerate(pieces):
                 verdict = flagged.get(v[:5]) if v else None
-                if verdict is None:
+                if verdict is None or not v:
                     continue
                 if verdict == "yes" or (verdict == "escapes" and b"\\" in v) or (
                         verdict == "each" and (
@@ -435,9 +438,9 @@ class FastDecoder:
                 elif kind == _OTHER_TRACE:
                     others = True
             if traceparent is not None:
-                found = fast_traceparent(traceparent)
-                if found is not None:
-                    trace, span = found
+                parsed = fast_traceparent(traceparent)
+                if parsed is not None:
+                    trace, span = parsed
                     ids.add(trace)
             if others:
                 contexts = trace_contexts(header_map(headers))
@@ -493,11 +496,12 @@ class FastDecoder:
                 found = self._payload(value, ids)
             if found:
                 ids.update(i.encode("utf-8") for i in found)
+        row_key: bytes | str | None = key
         if shown_key is not None:
-            key = shown_key
+            row_key = shown_key
         elif key is not None and len(key) > MAX_ID_BYTES:
-            key = key_text(key)  # shown, never matched: keep the preview, not the bytes
-        return ids, (offset, timestamp_ms, key, etype, correlation, trace, span, dead, found,
+            row_key = key_text(key)  # shown, never matched: keep the preview, not the bytes
+        return ids, (offset, timestamp_ms, row_key, etype, correlation, trace, span, dead, found,
                      kept_value(value), value_header)
 
     def _payload(self, value: bytes, ids: set[bytes]) -> tuple[str, ...]:
@@ -583,6 +587,7 @@ def _string_path(doc: object, wanted: str, path: str = "", depth: int = 0) -> st
         return None
     if isinstance(doc, str):
         return path if doc.strip() == wanted else None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(doc, dict):
         items = doc.items()
     elif isinstance(doc, list):

@@ -30,13 +30,16 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.registry import RegistryClient, RegistryConfig, RegistryError
+
+if TYPE_CHECKING:
+    from collectors.registry import CachedRegistryClient
 from tracing.payload import MAX_JSON_BYTES, NOT_JSON, display, parse_json
 
 NOT_DECODED = object()
@@ -258,10 +261,10 @@ class PayloadDecoder:
     indexes); the client caches the schemas themselves, on disk too.
     """
 
-    def __init__(self, registry: RegistryConfig | RegistryClient | None) -> None:
+    def __init__(self, registry: RegistryConfig | CachedRegistryClient | None) -> None:
         if isinstance(registry, RegistryConfig):
             registry = RegistryClient(registry)
-        self.client: RegistryClient | None = registry
+        self.client: CachedRegistryClient | None = registry
         self._readers: dict[tuple, _Reader | str] = {}
         self._proto_probe: Any = None
 

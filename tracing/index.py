@@ -42,6 +42,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
@@ -337,6 +338,8 @@ class CorrelationIndex:
                 'INSERT INTO partitions (topic, partition, topic_id, start, "end", since_ms, '
                 "live, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
                 (topic, partition, topic_id, start, start, since_ms, time.time()))
+            if cur.lastrowid is None:  # sqlite3 sets it after every INSERT
+                raise AssertionError("INSERT INTO partitions returned no rowid")
             tp_id = int(cur.lastrowid)
         if tp_id > _TP_MASK:
             self.reset("partition incarnations exhausted")
@@ -494,7 +497,7 @@ def pack_facts(facts: Mapping[int, Sequence[tuple]]) -> list[tuple[int, int, int
     return out
 
 
-def _pack(obj: object) -> bytes:
+def _pack(obj: dict[bytes, list[int]] | list[Any]) -> bytes:
     """marshal, then zlib at its fastest level (ids and rows shrink 3-4x)."""
     return zlib.compress(marshal.dumps(obj), 1)
 

@@ -53,7 +53,9 @@ def parse_trace(document: Any) -> tuple[SpanInfo, ...]:
     for trace in document["data"]:
         if not isinstance(trace, dict):
             continue
-        processes = trace.get("processes") if isinstance(trace.get("processes"), dict) else {}
+        processes = trace.get("processes")
+        if not isinstance(processes, dict):
+            processes = {}
         for span in trace.get("spans") or ():
             if not isinstance(span, dict):
                 continue

@@ -31,11 +31,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import Message
 
 from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
+from collectors.kafka import ConsumedMessage
 from collectors.logs import get_logger
 from collectors.redact import is_secret_key, remember_secret, scrub
 from collectors.registry import RegistryConfig
@@ -63,13 +65,15 @@ Progress = Callable[[int, int], object]
 
 _log = get_logger("trace.scanner")
 
-_topic_of = Message.topic
-_partition_of = Message.partition
-_offset_of = Message.offset
-_key_of = Message.key
-_value_of = Message.value
-_headers_of = Message.headers
-_timestamp_of = Message.timestamp
+# the stub's Message is too loose for consumed records (see ConsumedMessage)
+_topic_of = cast("Callable[[ConsumedMessage], str]", Message.topic)
+_partition_of = cast("Callable[[ConsumedMessage], int]", Message.partition)
+_offset_of = cast("Callable[[ConsumedMessage], int]", Message.offset)
+_key_of = cast("Callable[[ConsumedMessage], bytes | None]", Message.key)
+_value_of = cast("Callable[[ConsumedMessage], bytes | None]", Message.value)
+_headers_of = cast("Callable[[ConsumedMessage], list[tuple[str, bytes | None]] | None]",
+                   Message.headers)
+_timestamp_of = cast("Callable[[ConsumedMessage], tuple[int, int]]", Message.timestamp)
 
 
 @dataclass
@@ -147,7 +151,7 @@ class Scanner:
         if r.start <= plan.cov_end and r.end >= plan.high:
             plan.tail_done = True
 
-    def feed(self, msgs: list[Message]) -> None:
+    def feed(self, msgs: list[ConsumedMessage]) -> None:
         keys = list(zip(map(_topic_of, msgs), map(_partition_of, msgs), strict=True))
         start = 0
         for tp, run in groupby(keys):
@@ -164,7 +168,7 @@ class Scanner:
         if self.progress is not None:
             self.progress(self.done)
 
-    def _index(self, tp: TP, msgs: list[Message], tp_id: int) -> int:
+    def _index(self, tp: TP, msgs: list[ConsumedMessage], tp_id: int) -> int:
         decode = self.decoder.decode
         pending = self.pending
         rows = self.rows[tp_id]
@@ -280,7 +284,7 @@ class FastScan:
     discovered: list[tuple[str, int, tuple, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.kept: deque[tuple[list[Message], RawBatch]] = deque()
+        self.kept: deque[tuple[list[ConsumedMessage], RawBatch]] = deque()
         self._needle = (self.discover.strip().encode("utf-8", errors="surrogatepass")
                         if self.discover else b"")
         #: position -> (ids, row) of every record decoded so far
@@ -321,7 +325,7 @@ class FastScan:
             if collect:
                 gc.enable()
 
-    def feed(self, msgs: list[Message]) -> None:
+    def feed(self, msgs: list[ConsumedMessage]) -> None:
         batch = RawBatch(list(map(_key_of, msgs)), list(map(_value_of, msgs)),
                          list(map(_headers_of, msgs)), self.decoder)
         if self.keep:
@@ -340,7 +344,7 @@ class FastScan:
             # The id as typed, anywhere: records whose bytes hold it, and JSON with escapes.
             values = batch.values
             for i in sorted(spelled.union(j for j in batch.irregular
-                                          if values[j] and b"\\" in values[j])):
+                                          if (v := values[j]) and b"\\" in v)):
                 pos, (ids, row) = self._decode(msgs, batch, i)
                 if not wanted.isdisjoint(ids):
                     continue
@@ -352,7 +356,7 @@ class FastScan:
         if self.progress is not None:
             self.progress(self.done)
 
-    def _decode(self, msgs: list[Message], batch: RawBatch, i: int):
+    def _decode(self, msgs: list[ConsumedMessage], batch: RawBatch, i: int):
         m = msgs[i]
         pos = (m.topic(), m.partition(), m.offset())
         got = self.decoded.get(pos)

@@ -14,7 +14,7 @@ import os
 import pickle
 import sys
 
-from tracing.scanner import run_share
+from tracing.scanner import ShareJob, run_share
 
 
 def _receive() -> object:
@@ -30,6 +30,8 @@ def main() -> int:
     job = _receive()
     if job is None:
         return 1
+    if not isinstance(job, ShareJob):  # the parent (scanner.Workers) sends only a ShareJob
+        raise TypeError(f"scan worker expected a ShareJob, got {type(job).__name__}")
     # The framed channel gets its own descriptor; anything else written to fd 1
     # (a library printing) goes to /dev/null instead of corrupting the frames.
     out = os.fdopen(os.dup(1), "wb")

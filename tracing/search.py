@@ -54,6 +54,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from confluent_kafka.admin import AdminClient
+
 from collectors.config import ClusterConfig, Settings
 from collectors.durations import duration_seconds
 from collectors.errors import NotFoundError, UsageError
@@ -201,7 +203,7 @@ class Tracer:
         self.registry = registry
         self.payloads = PayloadDecoder(registry)
         self.decoder = FastDecoder(self.settings, self.payloads)
-        self._admin = None
+        self._admin: AdminClient | None = None
         self._index: CorrelationIndex | None = None
 
     @property
@@ -551,6 +553,7 @@ class Tracer:
             again = FastScan(self.decoder, frozenset(), discover=query, keep=False)
             again.run(self.cluster, ranges, self.index, plans, cutoff_ms)
             found += again.discovered
+        where: defaultdict[str, int]
         events, where = [], defaultdict(int)
         seen = set()
         for topic, partition, row, place in found:

@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -104,22 +105,22 @@ class _Health:
 
 
 class _MetricExporter(OTLPMetricExporter):
-    def __init__(self, *args: object, health: _Health, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, health: _Health, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._health = health
 
-    def export(self, metrics_data, timeout_millis: float | None = 10000, **kwargs):  # type: ignore[override]
+    def export(self, metrics_data, timeout_millis: float | None = 10000, **kwargs):
         result = super().export(metrics_data, timeout_millis, **kwargs)
         self._health.record(result is MetricExportResult.SUCCESS)
         return result
 
 
 class _LogExporter(OTLPLogExporter):
-    def __init__(self, *args: object, health: _Health, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, health: _Health, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._health = health
 
-    def export(self, batch):  # type: ignore[override]
+    def export(self, batch):
         result = super().export(batch)
         self._health.record(result is LogRecordExportResult.SUCCESS)
         return result
@@ -228,7 +229,8 @@ class OtlpSink:
             return
         for group in snapshot.groups:
             for p in group.partitions:
-                attributes = {"group": group.group, "topic": p.topic, "partition": p.partition}
+                attributes: dict[str, str | int] = {
+                    "group": group.group, "topic": p.topic, "partition": p.partition}
                 yield attributes, p.lag, p.lag_seconds
 
     def _observe_lag(self, options: CallbackOptions) -> Iterable[Observation]:
