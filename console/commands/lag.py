@@ -21,6 +21,7 @@ from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_gro
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
 from collectors.untrusted import FIELD_LIMIT, one_line
+from console.argtypes import seconds
 from console.context import Context, print_json
 
 #: how long `lagdeck lag` waits for the cluster before saying it cannot reach it
@@ -32,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", metavar="REGEX",
                    help="only groups matching this regex (searched, like grep; anchor with ^$)")
     p.add_argument("--samples", type=int, default=1, metavar="N", help="samples to take now")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+    p.add_argument("--interval", type=seconds, default=1.0, metavar="S",
                    help="seconds between samples")
     p.add_argument("-v", "--verbose", action="store_true", help="show partitions")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
                    help="timeout of each request to the cluster (default 10)")
     p.set_defaults(run=run)
 

@@ -53,6 +53,7 @@ from collectors.rules import Rule
 from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
 from collectors.untrusted import FIELD_LIMIT, one_line
+from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
 
 #: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
@@ -74,7 +75,7 @@ _err_lock = threading.RLock()
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="evaluate lag alert rules (exit 0 ok, 1 warning, 2 critical)")
     p.add_argument("--rules", metavar="FILE", help="TOML rules file (default: the config file)")
-    p.add_argument("--interval", type=float, default=10.0, metavar="S",
+    p.add_argument("--interval", type=seconds, default=10.0, metavar="S",
                    help="seconds between rounds (default 10)")
     p.add_argument("--once", action="store_true", help="evaluate once and exit")
     p.add_argument("--json", action="store_true",
@@ -90,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     share.add_argument("--group", metavar="REGEX",
                        help="with --publish, --metrics-port or an otlp sink: only groups "
                        "matching this regex (default: every group)")
-    share.add_argument("--session-timeout", type=float, default=10.0, metavar="S",
+    share.add_argument("--session-timeout", type=seconds, default=10.0, metavar="S",
                        help="with --publish: how long the others wait before taking over "
                        "the groups of a watcher that died (default 10)")
     p.set_defaults(run=run)
