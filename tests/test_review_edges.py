@@ -49,3 +49,24 @@ def test_non_finite_or_endless_numbers_are_a_usage_line(argv, capsys) -> None:
     err = capsys.readouterr().err
     assert re.search(r"error: argument --[a-z-]+: (must be a finite number|at most)", err)
     assert "unexpected" not in err
+
+
+def test_a_run_reports_and_exits_on_its_own_rules_alerts_only() -> None:
+    """Two cron jobs, a.toml (critical) and b.toml (warning), share the cluster's book: b's run
+    used to list a's alert with a's last value and exit 2 for a rule it does not have."""
+    from collectors.alerts import evaluate
+    from collectors.rules import Rule, Severity
+    from tests.test_alerts import lagging
+
+    a = Rule(name="pager", group=re.compile("notification-.*"), max_lag=5,
+             severity=Severity.CRITICAL)
+    b = Rule(name="ticket", group=re.compile("notification-.*"), max_lag=5,
+             severity=Severity.WARNING)
+    first = evaluate([a], lagging(0.0, 40), source="/etc/a.toml")
+    assert first.exit_code == 2 and [x.rule for x in first.firing] == ["pager"]
+    second = evaluate([b], lagging(1.0, 40), first.book, source="/etc/b.toml")
+    assert [x.rule for x in second.firing] == ["ticket"]
+    assert second.exit_code == 1
+    assert {x.rule for x in second.book.firing} == {"pager", "ticket"}  # a's alert is kept
+    third = evaluate([a], lagging(2.0, 40), second.book, source="/etc/a.toml")
+    assert [x.rule for x in third.firing] == ["pager"] and third.events == ()
