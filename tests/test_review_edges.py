@@ -70,3 +70,30 @@ def test_a_run_reports_and_exits_on_its_own_rules_alerts_only() -> None:
     assert {x.rule for x in second.book.firing} == {"pager", "ticket"}  # a's alert is kept
     third = evaluate([a], lagging(2.0, 40), second.book, source="/etc/a.toml")
     assert [x.rule for x in third.firing] == ["pager"] and third.events == ()
+
+
+@pytest.mark.integration
+def test_lagdecks_own_snapshot_topic_is_not_an_order_topic(bootstrap, names, capsys) -> None:
+    """The `watch --publish` topic (keys are group names) showed up in flows as an extra step
+    with the groups counted as orders, and trace scanned it."""
+    import json
+
+    from collectors.config import ClusterConfig
+    from collectors.topics import list_topics
+    from tests.conftest import kp_producer
+
+    orders, snapshots = names("orders"), "_lagdeck." + names("lag")
+    create_topics(bootstrap, orders, snapshots)
+    producer = kp_producer(bootstrap)
+    producer.send(orders, key=b"ord-1", value=b'{"event":"OrderPlaced","orderId":"ord-1"}')
+    producer.send(snapshots, key=b"billing-service", value=b'{"group":"billing-service"}')
+    producer.flush()
+    producer.close()
+    topics = list_topics(ClusterConfig({"bootstrap.servers": bootstrap}))
+    assert orders in topics and snapshots not in topics
+    assert snapshots in list_topics(ClusterConfig({"bootstrap.servers": bootstrap}),
+                                    include_internal=True)
+    assert main(["-b", bootstrap, "flows", "--json", "--since", "1h"]) == 0
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    assert orders in {s["topic"] for s in steps}
+    assert snapshots not in {s["topic"] for s in steps}
