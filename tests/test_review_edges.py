@@ -97,3 +97,41 @@ def test_lagdecks_own_snapshot_topic_is_not_an_order_topic(bootstrap, names, cap
     steps = json.loads(capsys.readouterr().out)["steps"]
     assert orders in {s["topic"] for s in steps}
     assert snapshots not in {s["topic"] for s in steps}
+
+
+@pytest.mark.integration
+def test_from_snapshots_alerts_are_kept_per_cluster(bootstrap, names, tmp_path, capsys) -> None:
+    """`watch --from-snapshots --once` from cron against two clusters (same default topic
+    name): the alert book was keyed by the topic name alone, so each run resolved the other
+    cluster's alerts as "no longer reported" and fired them again on the next."""
+    import time
+
+    from collectors.config import ClusterConfig
+    from collectors.snapshot_topic import SnapshotPublisher, ensure_topic
+    from console.embedded import EmbeddedBroker
+    from tests.test_alerts import lagging
+
+    topic = "_lagdeck." + names("lag")
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "behind"\ngroup = "billing-.*"\nmax_lag = 10\n')
+    with EmbeddedBroker(log_dir=tmp_path) as other:
+        servers = {"one": bootstrap, "two": other.cluster().bootstrap_servers}
+        for name, servers_of in servers.items():
+            cluster = ClusterConfig({"bootstrap.servers": servers_of})
+            ensure_topic(cluster, topic, 1)
+            publisher = SnapshotPublisher(cluster, topic, interval=60.0, published_by="t:1")
+            try:
+                publisher.publish(lagging(time.time(), 40, name=f"billing-{name}"),
+                                  owns=lambda g: True)
+            finally:
+                publisher.close()
+        outputs = []
+        for name in ("one", "two", "one", "two"):
+            code = main(["-b", servers[name], "--from-snapshots", topic, "watch", "--rules",
+                         str(rules), "--once"])
+            outputs.append((code, capsys.readouterr().out))
+    assert [code for code, _ in outputs] == [1, 1, 1, 1]
+    assert "FIRING" in outputs[0][1] and "billing-one" in outputs[0][1]
+    assert "FIRING" in outputs[1][1] and "billing-two" in outputs[1][1]
+    assert all("RESOLVED" not in out for _, out in outputs)
+    assert all("FIRING" not in out.split("alert(s) firing")[0] for _, out in outputs[2:])

@@ -312,7 +312,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 owns = None
                 try:
                     if reader is not None:
-                        cluster_id = f"snapshots:{viewing}"
+                        # per cluster too: the default topic name is the same everywhere
+                        cluster_id = f"{identity.fetch(REACH_TIMEOUT)}/snapshots:{viewing}"
                         snapshot, refresh_seconds = _read_snapshots(reader, args.group), None
                     else:
                         cluster_id = identity.fetch(REACH_TIMEOUT)
