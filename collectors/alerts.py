@@ -226,6 +226,11 @@ class Evaluation:
                      if s.phase is Phase.FIRING and s.key.rule_id in self.rule_ids)
 
     @property
+    def pending(self) -> tuple[AlertState, ...]:
+        return tuple(s for s in self.book.pending
+                     if self.rule_ids is None or s.key.rule_id in self.rule_ids)
+
+    @property
     def exit_code(self) -> int:
         """0 nothing firing, 1 a warning firing, 2 a critical firing (of this run's rules)."""
         return max((a.severity.exit_code for a in self.firing), default=0)

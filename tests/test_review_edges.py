@@ -70,6 +70,11 @@ def test_a_run_reports_and_exits_on_its_own_rules_alerts_only() -> None:
     assert {x.rule for x in second.book.firing} == {"pager", "ticket"}  # a's alert is kept
     third = evaluate([a], lagging(2.0, 40), second.book, source="/etc/a.toml")
     assert [x.rule for x in third.firing] == ["pager"] and third.events == ()
+    slow = Rule(name="slow", group=re.compile("notification-.*"), max_lag=5, for_seconds=60.0)
+    fourth = evaluate([slow], lagging(3.0, 40), third.book, source="/etc/c.toml")
+    assert [s.key.rule for s in fourth.pending] == ["slow"] and fourth.firing == ()
+    assert [s.key.rule for s in evaluate([b], lagging(4.0, 40), fourth.book,
+                                         source="/etc/b.toml").pending] == []
 
 
 @pytest.mark.integration

@@ -144,7 +144,7 @@ def document(result: Evaluation) -> dict[str, Any]:
             {"rule": s.key.rule, "group": s.key.group, "topic": s.key.topic,
              "severity": s.severity.value, "value": s.value, "threshold": s.threshold,
              "since": _iso(s.since)}
-            for s in result.book.pending
+            for s in result.pending
         ],
         "evaluated_at": _iso(result.book.evaluated_at) if result.book.evaluated_at else None,
     }
@@ -171,7 +171,7 @@ def _print_text(result: Evaluation, once: bool, checked: int) -> None:
                          f"(since {_iso(a.since)})" for a in firing)
         else:
             lines.append(f"no alerts firing ({checked} group(s) checked)")
-        for s in result.book.pending:
+        for s in result.pending:
             lines.append(f"  pending since {_iso(s.since)}: {_s(s.key.rule)}: {_s(s.message)}")
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
