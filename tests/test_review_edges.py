@@ -140,3 +140,27 @@ def test_from_snapshots_alerts_are_kept_per_cluster(bootstrap, names, tmp_path, 
     assert "FIRING" in outputs[1][1] and "billing-two" in outputs[1][1]
     assert all("RESOLVED" not in out for _, out in outputs)
     assert all("FIRING" not in out.split("alert(s) firing")[0] for _, out in outputs[2:])
+
+
+@pytest.mark.integration
+def test_an_unknown_step_names_every_step_and_escapes_once(bootstrap, names, capsys) -> None:
+    """The list of steps was cut at 80 characters ("… (132 characters)") and a control
+    character in the typed step came out escaped twice ('\\\\x1b')."""
+    from tests.conftest import kp_producer
+
+    topic = names("orders")
+    create_topics(bootstrap, topic)
+    kinds = ["OrderPlacedWithAVeryLongEventName", "InventoryReservedForTheOrder",
+             "PaymentCapturedByTheProvider", "NotificationSentToTheCustomer"]
+    producer = kp_producer(bootstrap)
+    for kind in kinds:
+        producer.send(topic, key=b"ord-7", value=f'{{"event":"{kind}","orderId":"ord-7"}}'
+                      .encode(), headers=[("event-type", kind.encode())])
+        producer.flush()
+    producer.close()
+    assert main(["-b", bootstrap, "flows", "--topics", f"^{re.escape(topic)}$",
+                 "--step", "No\x1bSuch"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert "--step 'No\\x1bSuch'" in err
+    assert all(kind in err for kind in kinds)
