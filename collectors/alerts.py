@@ -212,14 +212,28 @@ class AlertBook:
 class Evaluation:
     book: AlertBook
     events: tuple[AlertEvent, ...] = ()
+    #: the rule ids evaluated (None: every alert in the book). The book also carries the
+    #: alerts of other rules files, untouched; they are not this run's to report: a cron
+    #: job of b.toml must not list a.toml's alerts (with a.toml's last values) nor exit 2
+    #: for a critical rule it does not have
+    rule_ids: frozenset[str] | None = None
 
     @property
     def firing(self) -> tuple[Alert, ...]:
-        return self.book.firing
+        if self.rule_ids is None:
+            return self.book.firing
+        return tuple(_alert(s) for s in self.book.states
+                     if s.phase is Phase.FIRING and s.key.rule_id in self.rule_ids)
+
+    @property
+    def pending(self) -> tuple[AlertState, ...]:
+        return tuple(s for s in self.book.pending
+                     if self.rule_ids is None or s.key.rule_id in self.rule_ids)
 
     @property
     def exit_code(self) -> int:
-        return self.book.exit_code
+        """0 nothing firing, 1 a warning firing, 2 a critical firing (of this run's rules)."""
+        return max((a.severity.exit_code for a in self.firing), default=0)
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -400,7 +414,7 @@ def evaluate(
             events.append(_event(EventKind.RESOLVED, state, now, f"{where}: resolved, {reason}"))
 
     states.sort(key=lambda s: s.key)
-    return Evaluation(AlertBook(tuple(states), now), tuple(events))
+    return Evaluation(AlertBook(tuple(states), now), tuple(events), frozenset(configured))
 
 
 def _judge_quiet(rule: Rule, key: AlertKey, state: AlertState | None,

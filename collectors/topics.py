@@ -10,12 +10,19 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from collectors.config import ClusterConfig
 from collectors.kafka import DEFAULT_TIMEOUT, admin, translate
 
+#: topic name prefixes `list_topics` hides by default: Kafka's internal topics and lagdeck's
+#: own (collectors.snapshot_topic.DEFAULT_TOPIC is `_lagdeck.lag`)
+HIDDEN_PREFIXES = ("__", "_lagdeck.")
+
 
 def list_topics(cluster: ClusterConfig, timeout: float = DEFAULT_TIMEOUT,
                 include_internal: bool = False, client: AdminClient | None = None
                 ) -> dict[str, int]:
-    """Topic name -> partition count (internal `__*` topics hidden unless asked).
+    """Topic name -> partition count (internal `__*` topics and lagdeck's own `_lagdeck.*`
+    topics hidden unless asked).
 
+    lagdeck's own topics (the lag snapshots of `watch --publish`) hold no orders: left in,
+    trace and flows scanned them and counted group names as orders of an extra step.
     Pass `client` to reuse an admin client kept open between calls."""
     c = client if client is not None else admin(cluster)
     try:
@@ -25,7 +32,7 @@ def list_topics(cluster: ClusterConfig, timeout: float = DEFAULT_TIMEOUT,
     return {
         name: len(t.partitions)
         for name, t in meta.topics.items()
-        if t.error is None and (include_internal or not name.startswith("__"))
+        if t.error is None and (include_internal or not name.startswith(HIDDEN_PREFIXES))
     }
 
 

@@ -81,6 +81,9 @@ class DlqPage:
 #: Up to this many offsets, depth and "remaining" are exact record counts (transaction
 #: markers excluded), found by reading; beyond it they are offset spans, marked inexact.
 EXACT_COUNT_LIMIT = 200_000
+#: the most one `consume(n)` may ask for: librdkafka refuses n above 1,000,000 with a
+#: ValueError, which a large `--limit` or `--batch-size` would otherwise reach
+MAX_CONSUME_BATCH = 100_000
 
 
 def parse_offsets(text: str) -> int | dict[int, int]:
@@ -164,6 +167,7 @@ def iter_bounded(
     todo = {k: end for k, end in ends.items() if end > starts.get(k, 0)}
     if not todo:
         return
+    batch = max(1, min(batch, MAX_CONSUME_BATCH))
     client.assign([TopicPartition(t, p, starts[(t, p)]) for (t, p) in todo])
     last_progress = time.monotonic()
     while todo:

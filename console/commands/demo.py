@@ -14,6 +14,7 @@ import threading
 import time
 
 from collectors.errors import UsageError
+from console.argtypes import finite
 from console.context import Context
 from console.demo.world import DemoWorld
 from console.embedded import EmbeddedBroker
@@ -23,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="embedded broker + simulated order pipeline + console")
     p.add_argument("--headless", action="store_true",
                    help="no terminal UI: print the bootstrap address and keep running")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--duration", type=finite, metavar="S", help="stop after S seconds")
     p.add_argument("--seed", type=int, default=7, metavar="N",
                    help="reproducible world (default 7)")
-    p.add_argument("--rate", type=float, default=5.0, metavar="R",
+    p.add_argument("--rate", type=finite, default=5.0, metavar="R",
                    help="orders per second (default 5)")
     p.add_argument("--port", type=int, metavar="P", help="broker port (default: a free one)")
     p.set_defaults(run=run)

@@ -21,6 +21,7 @@ from typing import Any
 from collectors.errors import UsageError
 from collectors.redact import scrub
 from collectors.untrusted import FIELD_LIMIT, one_line
+from console.argtypes import finite
 from console.context import Context, print_json
 from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="FIELD=VALUE or FIELD~TEXT (also != and !~); FIELD is error_class, "
                     "error_message, key, original_topic, original_group, header.NAME or "
                     "value.PATH (decoded payload); repeatable, all must hold")
-    rd.add_argument("--rate", type=float, metavar="N", help="records per second at most")
+    rd.add_argument("--rate", type=finite, metavar="N", help="records per second at most")
     rd.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
                     help="refuse records lagdeck already redrove N times "
                     f"(loop protection; default {DEFAULT_MAX_ATTEMPTS})")

@@ -100,8 +100,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         chosen = flows.find_steps(step)
         if not chosen and flows.steps:
             names = ", ".join(sorted({s.step.name for s in flows.steps})[:12])
-            raise NotFoundError(f"--step {_safe(step)!r}: no such step in the last "
-                                f"{fmt.seconds(since)} (steps: {_safe(names)})")
+            # the step list is what the operator needs to retype: not cut at 80
+            raise NotFoundError(f"--step '{_safe(step)}': no such step in the last "
+                                f"{fmt.seconds(since)} (steps: {_safe(names, 600)})")
     if args.json:
         print_json(flows.to_json(step=step))
     else:

@@ -22,6 +22,7 @@ from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_gro
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
 from collectors.untrusted import FIELD_LIMIT, one_line
+from console.argtypes import seconds
 from console.context import Context, print_json
 from dlq.redrive import GROUP_PREFIX
 
@@ -40,13 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="samples to take now (default 1; with no lag history, as many as the "
                         f"status needs, {FIRST_LOOK_MAX_SECONDS:g}s at most)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+    p.add_argument("--interval", type=seconds, default=1.0, metavar="S",
                    help="seconds between samples")
     p.add_argument("--all", action="store_true",
                    help=f"also lagdeck's own redrive progress groups ({GROUP_PREFIX}*)")
     p.add_argument("-v", "--verbose", action="store_true", help="show partitions")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
                    help="timeout of each request to the cluster (default 10)")
     p.set_defaults(run=run)
 

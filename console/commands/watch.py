@@ -60,6 +60,7 @@ from collectors.rules import Rule
 from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
 from collectors.untrusted import FIELD_LIMIT, one_line
+from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
 
 #: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
@@ -88,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="evaluate lag alert rules (exit 0 ok, 1 warning, "
                                      "2 critical, 3 cluster unreachable)")
     p.add_argument("--rules", metavar="FILE", help="TOML rules file (default: the config file)")
-    p.add_argument("--interval", type=float, default=10.0, metavar="S",
+    p.add_argument("--interval", type=seconds, default=10.0, metavar="S",
                    help="seconds between rounds (default 10)")
     p.add_argument("--once", action="store_true", help="evaluate once and exit")
     p.add_argument("--json", action="store_true",
@@ -104,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     share.add_argument("--group", metavar="REGEX",
                        help="with --publish, --metrics-port or an otlp sink: only groups "
                        "matching this regex (default: every group)")
-    share.add_argument("--session-timeout", type=float, default=10.0, metavar="S",
+    share.add_argument("--session-timeout", type=seconds, default=10.0, metavar="S",
                        help="with --publish: how long the others wait before taking over "
                        "the groups of a watcher that died (default 10)")
     p.set_defaults(run=run)
@@ -157,7 +158,7 @@ def document(result: Evaluation) -> dict[str, Any]:
             {"rule": s.key.rule, "group": s.key.group, "topic": s.key.topic,
              "severity": s.severity.value, "value": s.value, "threshold": s.threshold,
              "since": _iso(s.since)}
-            for s in result.book.pending
+            for s in result.pending
         ],
         "evaluated_at": _iso(result.book.evaluated_at) if result.book.evaluated_at else None,
     }
@@ -184,7 +185,7 @@ def _print_text(result: Evaluation, once: bool, checked: int) -> None:
                          f"(since {_iso(a.since)})" for a in firing)
         else:
             lines.append(f"no alerts firing ({checked} group(s) checked)")
-        for s in result.book.pending:
+        for s in result.pending:
             lines.append(f"  pending since {_iso(s.since)}: {_s(s.key.rule)}: {_s(s.message)}")
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
@@ -375,7 +376,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 owns = None
                 try:
                     if reader is not None:
-                        cluster_id = f"snapshots:{viewing}"
+                        # per cluster too: the default topic name is the same everywhere
+                        cluster_id = f"{identity.fetch(REACH_TIMEOUT)}/snapshots:{viewing}"
                         snapshot, refresh_seconds = _read_snapshots(reader, args.group), None
                     else:
                         cluster_id = identity.fetch(REACH_TIMEOUT)
