@@ -50,6 +50,7 @@ try:  # POSIX; elsewhere two concurrent watchers may both send a notice
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
+from collectors.filelock import exclusive
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 from collectors.rules import Rule, Severity
@@ -562,15 +563,8 @@ class AlertStore:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold an exclusive lock for a load-evaluate-save, so two watchers do not double-notify."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+b") as fh:
-            if fcntl is not None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with exclusive(self.path):
+            yield
 
     def save(self, book: AlertBook) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Linux
-    fcntl = None  # type: ignore[assignment]
-
 from collectors.alerts import AlertEvent, EventKind
+from collectors.filelock import exclusive
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 from collectors.rules import Severity
@@ -75,15 +71,8 @@ class OutageStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """An exclusive lock for a load-step-save, so two watchers notify once."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+b") as fh:
-            if fcntl is not None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with exclusive(self.path):
+            yield
 
     def _read(self) -> dict[str, dict]:
         try:
