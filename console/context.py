@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import json
 import sys
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,17 @@ def print_json(document: Any, *, compact: bool = False) -> None:
     # same meaning, but no C1 control, bidi override or lone surrogate reaches the terminal
     sys.stdout.write(json_text(text) + "\n")
     sys.stdout.flush()
+
+
+def scan_progress() -> Callable[[int, int], None] | None:
+    """A `scanning N/M records` line on a terminal's stderr for long scans (trace, flows);
+    None when stderr is not a terminal (cron, pipes), so nothing is written there."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total >= 50_000:
+            sys.stderr.write(f"\rscanning {done:,}/{total:,} records")
+            sys.stderr.flush()
+
+    return show

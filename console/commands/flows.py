@@ -18,10 +18,9 @@ import argparse
 import ctypes
 import ctypes.util
 import sys
-from collections.abc import Callable
 
 from collectors.errors import NotFoundError, UsageError
-from console.context import Context, print_json
+from console.context import Context, print_json, scan_progress
 from console.widgets import format as fmt
 from tracing.flowquery import find_flows
 from tracing.flows import FlowMap, Step, StoppedOrder
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.step is not None and not args.step.strip():
         raise UsageError("--step: the step name is empty")
     config = ctx.config
-    progress = _progress() if sys.stderr.isatty() else None
+    progress = scan_progress()
     tune_memory()
     try:
         flows = find_flows(config.cluster, since_seconds=since, topics_regex=args.topics,
@@ -122,15 +121,6 @@ def _write(text: str) -> None:
         text = text.encode(encoding, errors="backslashreplace").decode(encoding)
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-def _progress() -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        if total >= 50_000:
-            sys.stderr.write(f"\rscanning {done:,}/{total:,} records")
-            sys.stderr.flush()
-
-    return show
 
 
 def _safe(text: str, limit: int = 80) -> str:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 from collectors.errors import UsageError
 from collectors.untrusted import FIELD_LIMIT, one_line
-from console.context import Context, print_json
+from console.context import Context, print_json, scan_progress
 from tracing.search import find_timeline, parse_duration
 from tracing.settings import from_settings
 from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED, Timeline, TimelineEvent
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--since must be longer than zero")
     config = ctx.config
     settings = from_settings(config.settings)
-    progress = _progress() if sys.stderr.isatty() else None
+    progress = scan_progress()
     shown: list[Timeline] = []
 
     def show(timeline: Timeline) -> None:
@@ -85,15 +84,6 @@ def _print(timeline: Timeline, as_json: bool) -> None:
             text = text.encode(encoding, errors="backslashreplace").decode(encoding)
         sys.stdout.write(text)
     sys.stdout.flush()
-
-
-def _progress() -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        if total >= 50_000:
-            sys.stderr.write(f"\rscanning {done:,}/{total:,} records")
-            sys.stderr.flush()
-
-    return show
 
 
 UNICODE_MARKS = {PROCESSED: "✓", PENDING: "…", DEAD_LETTERED: "✗"}
