@@ -12,6 +12,7 @@ event types, order ids) is a `rich.text.Text`, never markup.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 from rich.markup import escape
@@ -188,8 +189,9 @@ class _FlowsFetching(BaseScreen):
         # a big flow takes a while to compute: never spend more than a quarter of the time on it
         self._schedule(max(REFRESH_INTERVAL, 3 * message.flows.stats.elapsed_seconds))
 
+    @abstractmethod
     def show_flows(self, flows: FlowMap) -> None:
-        raise NotImplementedError
+        """Render a fresh flow map (the step table, or one step's stopped orders)."""
 
 
 class FlowsScreen(_FlowsFetching):
