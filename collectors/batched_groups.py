@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,7 +393,13 @@ class _Partial:
                          self.partition_errors, tuple(self.errors))
 
 
-def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
+def _answered(response: Any, asked: list[str], state: dict[str, _Partial],
+              step: str) -> Iterator[tuple[Any, _Partial]]:
+    """The groups of one batched answer that carry no group error, with their partial read.
+
+    A group error stays on its group (a moved coordinator marks it for one more ask);
+    a group the broker left out of its answer is said to be unanswered, never dropped.
+    """
     answered: set[str] = set()
     for group in response.groups:
         partial = state.get(group.group_id)
@@ -404,8 +410,16 @@ def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -
         if name is not None:
             if name in _MOVED:
                 partial.moved = True
-            partial.errors.append(f"committed offsets: {_error_text(group.error_code)}")
+            partial.errors.append(f"{step}: {_error_text(group.error_code)}")
             continue
+        yield group, partial
+    for g in asked:
+        if g not in answered:
+            state[g].errors.append(f"{step}: the broker did not answer for this group")
+
+
+def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
+    for group, partial in _answered(response, asked, state, "committed offsets"):
         for topic in group.topics:
             for p in topic.partitions:
                 key = (topic.name, p.partition_index)
@@ -416,32 +430,15 @@ def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -
                     offset = p.committed_offset
                     partial.committed[key] = offset if offset is not None and offset >= 0 \
                         else None
-    for g in asked:
-        if g not in answered:
-            state[g].errors.append("committed offsets: the broker did not answer for this group")
 
 
 def _take_descriptions(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
-    answered: set[str] = set()
-    for group in response.groups:
-        partial = state.get(group.group_id)
-        if partial is None:
-            continue
-        answered.add(group.group_id)
-        name = _error_name(group.error_code)
-        if name is not None:
-            if name in _MOVED:
-                partial.moved = True
-            partial.errors.append(f"describe: {_error_text(group.error_code)}")
-            continue
+    for group, partial in _answered(response, asked, state, "describe"):
         partial.described = True
         partial.state = state_name(group.group_state)
         members = tuple(_member(m) for m in group.members or ())
         # a live group with no member list: the broker does not report them
         partial.members = None if not members and partial.state in _ACTIVE else members
-    for g in asked:
-        if g not in answered:
-            state[g].errors.append("describe: the broker did not answer for this group")
 
 
 def _member(member: Any) -> Member:
