@@ -178,14 +178,6 @@ class Source(Protocol):
     def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
                          where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
 
-    @property
-    def payloads(self) -> PayloadDecoder:
-        """One decoder (registry client, schema cache) for the session; a registry that
-        went down is tried again after the next reconnect (see `close`)."""
-        if self._payloads is None or self._payloads.down:
-            self._payloads = PayloadDecoder(self.registry)
-        return self._payloads
-
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                 where: Sequence[str] = (), dry_run: bool,
                 progress: Callable[[RedriveProgress], None] | None = None,
