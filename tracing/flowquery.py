@@ -6,7 +6,7 @@
    lacks of the chosen topics within `since` (as `lagdeck trace` does).
 2. The flow facts of the covered partitions are read in bulk: int64 column
    blocks straight into numpy, no per-record Python work
-   (`CorrelationIndex.flow_blocks`), then cut to the records still on the
+   (`CorrelationIndex.flow_block_list` and `flow_block`), then cut to the records still on the
    broker and within `since`.
 3. Each event gets its order: its correlation id or payload order id, else
    the order of another event sharing its trace id, else its key (the

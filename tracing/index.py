@@ -407,19 +407,6 @@ class CorrelationIndex:
 
     # -- flow facts -----------------------------------------------------------
 
-    def flow_blocks(self, tp_ids: Iterable[int]) -> list[tuple[int, int, int, bytes]]:
-        """(tp_id, first_offset, last_offset, packed facts) of the given partitions."""
-        wanted = sorted(set(tp_ids))
-        out: list[tuple[int, int, int, bytes]] = []
-        with self._lock:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
-                out += self._db.execute(
-                    "SELECT tp_id, first_offset, last_offset, facts FROM flow_blocks "
-                    f"WHERE tp_id IN ({','.join('?' * len(part))}) "
-                    "ORDER BY tp_id, first_offset", part).fetchall()
-        return out
-
     def flow_block_list(self, tp_ids: Iterable[int]) -> list[tuple[int, int, int, int]]:
         """(tp_id, first_offset, last_offset, byte size) of the fact blocks of the partitions,
         without reading them (so a reader can size its arrays first)."""
