@@ -33,9 +33,9 @@ try:  # POSIX; elsewhere two watchers may both send an entry (receivers dedupe b
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
+from collectors.alerts.rules import DEFAULT_EXPIRE
 from collectors.logs import get_logger
 from collectors.paths import state_dir
-from collectors.rules import DEFAULT_EXPIRE
 
 _log = get_logger("sinks.outbox")
 
