@@ -67,9 +67,10 @@ def _finite(seconds: float, text: str) -> float:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `"30s"`, `"5m"`, `"1h30m"`, `"250ms"` or a plain number of seconds.
+    """A duration written in TOML (alert rules, `[lag]`): seconds from `"30s"`, `"5m"`,
+    `"1h30m"`, `"250ms"` or a plain number of seconds, zero or more.
 
-    Raises ValueError with the reason; callers add file and line.
+    Raises ValueError with the reason; callers add file, line and key.
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like \"30s\", got {value!r}")
