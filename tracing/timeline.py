@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from tracing.extract import DeadLetterInfo, EventInfo
-from tracing.frames import Payload
 
 PROCESSED = "processed"
 PENDING = "pending"
@@ -50,37 +49,28 @@ class SpanInfo:
     references: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class TimelineEvent:
-    """One event of the order. `consumers` maps group -> status; treat it as read-only."""
+@dataclass(frozen=True, kw_only=True)
+class TimelineEvent(EventInfo):
+    """One event of the order: the decoded event and what the timeline adds to it.
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: str | None
-    event_type: str | None
-    correlation_id: str | None
-    trace_id: str | None
-    span_id: str | None
+    `consumers` maps group -> status; treat it as read-only. `payload` and
+    `found_in` (from `EventInfo`) are set when the timeline was built with values.
+    """
+
     consumers: dict[str, str] = field(default_factory=dict)
     stuck: bool = False
-    dead_letter: DeadLetterInfo | None = None
     trace_url: str | None = None
     spans: tuple[SpanInfo, ...] = ()
-    #: the decoded value (None when the timeline was built without values)
-    payload: Payload | None = None
-    #: where the id was found when not under a configured name
-    found_in: str | None = None
+
+    @classmethod
+    def of(cls, event: EventInfo, **added: Any) -> TimelineEvent:
+        """`event` as a timeline event, with the timeline's `added` facts."""
+        return cls(**{f.name: getattr(event, f.name) for f in fields(EventInfo)}, **added)
 
     @property
     def timestamp(self) -> str | None:
         """ISO 8601 UTC with milliseconds, or None when the record has no timestamp."""
         return iso(self.timestamp_ms)
-
-    @property
-    def position(self) -> tuple[str, int, int]:
-        return (self.topic, self.partition, self.offset)
 
     @property
     def redriven(self) -> bool:
@@ -104,17 +94,7 @@ class TimelineEvent:
             "consumers": dict(sorted(self.consumers.items())),
             "stuck": self.stuck,
             "redriven": self.redriven,
-            "dead_letter": None if dl is None else {
-                "layout": dl.layout,
-                "original_topic": dl.original_topic,
-                "original_partition": dl.original_partition,
-                "original_offset": dl.original_offset,
-                "original_group": dl.original_group,
-                "error_class": dl.error_class,
-                "error_message": dl.error_message,
-                "attempts": dl.attempts,
-                "problems": list(dl.problems),
-            },
+            "dead_letter": None if dl is None else dl.to_json(),
             "trace_url": self.trace_url,
             "spans": [{"span_id": s.span_id, "service": s.service, "operation": s.operation,
                        "duration_ms": s.duration_ms} for s in self.spans],
@@ -256,23 +236,12 @@ def build_timeline(
         if spans and e.trace_id and e.span_id:
             related = tuple(s for s in spans.get(e.trace_id, ())
                             if s.span_id == e.span_id or e.span_id in s.references)
-        out.append(TimelineEvent(
-            topic=e.topic,
-            partition=e.partition,
-            offset=e.offset,
-            timestamp_ms=e.timestamp_ms,
-            key=e.key,
-            event_type=e.event_type,
-            correlation_id=e.correlation_id,
-            trace_id=e.trace_id,
-            span_id=e.span_id,
+        out.append(TimelineEvent.of(
+            e,
             consumers=dict(sorted(consumers.items())),
             stuck=stuck,
-            dead_letter=e.dead_letter,
             trace_url=url_for(e.trace_id, e.span_id) if url_for else None,
             spans=related,
-            payload=e.payload,
-            found_in=e.found_in,
         ))
     return Timeline(
         query=query,
