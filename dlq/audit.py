@@ -20,13 +20,13 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from collectors.config import ClusterConfig
 from collectors.paths import state_dir
 from collectors.redact import REDACTED, is_secret_key, scrub
+from collectors.timefmt import now_iso_utc
 from collectors.untrusted import json_text
 
 AUDIT_FILE = "audit.log"
@@ -111,7 +111,7 @@ def audited(cluster: ClusterConfig, action: str, parameters: Mapping[str, Any],
     record = AuditedAction(action, uuid.uuid4().hex, dict(parameters), _base(cluster))
     common = {"action_id": record.action_id, "user": _user(), "host": socket.gethostname(),
               "cluster": record.cluster, "action": action, "parameters": record.parameters}
-    write_line({"time": _now(), "event": "before", **common}, path)
+    write_line({"time": now_iso_utc(), "event": "before", **common}, path)
     started = time.monotonic()
     error: str | None = None
     outcome: str | None = None
@@ -125,10 +125,6 @@ def audited(cluster: ClusterConfig, action: str, parameters: Mapping[str, Any],
         error = str(exc) or type(exc).__name__
         raise
     finally:
-        write_line({"time": _now(), "event": "after", **common,
+        write_line({"time": now_iso_utc(), "event": "after", **common,
                     "counts": record.counts, "outcome": outcome or record.outcome or "ok",
                     "error": error, "duration_s": round(time.monotonic() - started, 3)}, path)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
+from collectors.timefmt import iso_utc_ms
 from tracing.extract import DeadLetterInfo, EventInfo
 
 PROCESSED = "processed"
@@ -70,7 +70,7 @@ class TimelineEvent(EventInfo):
     @property
     def timestamp(self) -> str | None:
         """ISO 8601 UTC with milliseconds, or None when the record has no timestamp."""
-        return iso(self.timestamp_ms)
+        return iso_utc_ms(self.timestamp_ms)
 
     @property
     def redriven(self) -> bool:
@@ -157,16 +157,6 @@ class Timeline:
                 "elapsed_seconds": round(self.stats.elapsed_seconds, 3),
             },
         }
-
-
-def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    try:
-        moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _readers(committed: Mapping[str, Mapping[TP, int]]) -> dict[str, set[str]]:

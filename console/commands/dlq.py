@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from collectors.errors import UsageError
 from collectors.redact import scrub
+from collectors.timefmt import utc_seconds
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.argtypes import finite
 from console.context import Context, print_json
@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return utc_seconds(ms)
 
 
 

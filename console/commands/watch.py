@@ -38,7 +38,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ from collectors.redact import scrub
 from collectors.rules import Rule
 from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
+from collectors.timefmt import iso_utc
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
@@ -129,7 +129,7 @@ def group_pattern(rules: Sequence[Rule]) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts, "seconds")
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
