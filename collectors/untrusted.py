@@ -122,6 +122,12 @@ def one_line(data: bytes | str | None, limit: int | None = None, *, none: str = 
     return _cut(text, limit, data)
 
 
+def line_field(data: bytes | str | None, *, none: str = "") -> str:
+    """A record field, topic or group name on a line of the CLI's text output:
+    `one_line` cut at `FIELD_LIMIT` (`--json` has the value whole)."""
+    return one_line(data, FIELD_LIMIT, none=none)
+
+
 def block(data: bytes | str | None, limit: int | None = None, *, none: str = "") -> str:
     """A multi-line value (detail panes): line breaks and tabs kept, the rest escaped.
 

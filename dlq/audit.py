@@ -27,7 +27,7 @@ from collectors.config import ClusterConfig
 from collectors.paths import state_dir
 from collectors.redact import REDACTED, is_secret_key, scrub
 from collectors.timefmt import now_iso_utc
-from collectors.untrusted import json_text
+from collectors.untrusted import as_text, json_text
 
 AUDIT_FILE = "audit.log"
 
@@ -51,7 +51,7 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_clean(v) for v in value]
     if isinstance(value, bytes):
-        return scrub(value.decode("utf-8", errors="backslashreplace"))
+        return scrub(as_text(value))
     if isinstance(value, str):
         return scrub(value)
     if value is None or isinstance(value, bool | int | float):

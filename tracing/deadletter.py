@@ -42,6 +42,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from collectors.snapshots import Header, Record
+from collectors.untrusted import as_text
 from tracing.payload import display
 
 #: Headers lagdeck adds when it redrives a dead letter (read back by loop protection).
@@ -190,7 +191,7 @@ def _text(name: str, value: bytes | None, problems: list[str]) -> str | None:
         return value.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(f"{name}: invalid UTF-8 at byte {exc.start}")
-        return value.decode("utf-8", errors="backslashreplace")
+        return as_text(value)
 
 
 def _binary_int(name: str, value: bytes | None, size: int, problems: list[str]) -> int | None:

@@ -49,6 +49,7 @@ from tracing.headers import (
     event_type_header,
     fast_traceparent,
     header_map,
+    header_text,
     id_text,
     trace_contexts,
 )
@@ -420,10 +421,8 @@ class FastDecoder:
                             break
             if etype_found is not None:
                 for rank in sorted(etype_found):
-                    raw = etype_found[rank]
-                    text = raw.decode("utf-8", errors="replace").strip() if raw else ""
-                    if text:
-                        etype = text[:200]
+                    etype = header_text(etype_found[rank])
+                    if etype is not None:
                         break
             if dead_hint:
                 info = dead_letter_info(Record("", 0, 0, None, key, value, tuple(

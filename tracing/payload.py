@@ -137,11 +137,6 @@ def key_occurrences(value: bytes, tokens: Sequence[tuple[bytes, bytes]]
     return out
 
 
-def _escape(text: str) -> str:
-    """Control characters as escapes, so a preview never moves the cursor or rings the bell."""
-    return escape(text)  # the one rule for untrusted text: collectors.untrusted
-
-
 def _cut(text: str, limit: int, total_bytes: int, shown_bytes: int) -> str:
     if len(text) > limit:
         return text[:limit] + f"… ({total_bytes} bytes)"
@@ -171,7 +166,9 @@ def display(value: bytes | None, limit: int = PREVIEW_CHARS) -> str:
         text = window[: exc.start].decode("utf-8")
     shown = len(text.encode("utf-8"))
     text = " ".join(text.split()) if "\n" in text or "\r" in text else text
-    return _cut(_escape(text), limit, len(value), shown)
+    # control characters escaped by the one rule for untrusted text (collectors.untrusted),
+    # so a preview never moves the cursor or rings the bell
+    return _cut(escape(text), limit, len(value), shown)
 
 
 def _binary(value: bytes, limit: int) -> str:

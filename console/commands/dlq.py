@@ -20,7 +20,8 @@ from typing import Any
 from collectors.errors import UsageError
 from collectors.redact import scrub
 from collectors.timefmt import utc_seconds
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.untrusted import line_field as _s
+from collectors.untrusted import one_line
 from console.argtypes import finite
 from console.context import Context, print_json
 from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
@@ -94,11 +95,6 @@ def _when(ms: int | None) -> str:
 
 def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
-
-
-def _s(value: bytes | str | None, none: str = "") -> str:
-    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
-    return one_line(value, FIELD_LIMIT, none=none)
 
 
 # -- list -------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from collectors.rules import Rule
 from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
 from collectors.timefmt import iso_utc
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
 
@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(line: str) -> None:
     """Sink and collection problems: one line on stderr (thread-safe) and in the log."""
-    line = one_line(scrub(line), FIELD_LIMIT)
+    line = _s(scrub(line))
     _log.warning("%s", line)
     with _err_lock:
         sys.stderr.write(f"lagdeck: warning: {line}\n")
@@ -168,11 +168,6 @@ def notice(event: AlertEvent) -> str:
     tag = "FIRING" if event.kind is EventKind.FIRING else "RESOLVED"
     return (f"{_iso(event.at)} {tag} [{event.severity.value}] {_s(event.rule)}: "
             f"{_s(event.message)}")
-
-
-def _s(value: str | None) -> str:
-    """Alert messages name groups and topics (chosen by other teams): escaped, cut."""
-    return one_line(value, FIELD_LIMIT)
 
 
 def _print_text(result: Evaluation, once: bool, checked: int) -> None:
