@@ -28,6 +28,7 @@ from typing import Any
 
 from collectors.timefmt import iso_utc_ms
 from tracing.extract import DeadLetterInfo, EventInfo
+from tracing.scanreport import ReadStats, ScanWindow
 
 PROCESSED = "processed"
 PENDING = "pending"
@@ -104,28 +105,22 @@ class TimelineEvent(EventInfo):
         }
 
 
-@dataclass(frozen=True)
-class ScanStats:
+@dataclass(frozen=True, kw_only=True)
+class ScanStats(ReadStats):
     """How a timeline was found: what was read from Kafka and what came from the index."""
 
-    topics: int = 0
-    partitions: int = 0
-    scanned_records: int = 0
     indexed_hits: int = 0
-    elapsed_seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"indexed_hits": self.indexed_hits}
 
 
 @dataclass(frozen=True)
-class Timeline:
+class Timeline(ScanWindow):
     """The events of one order / correlation id / trace id, oldest first."""
 
     query: str
     events: tuple[TimelineEvent, ...] = ()
-    since_seconds: float | None = None
-    stuck_after_seconds: float | None = None
-    generated_at_ms: int | None = None
-    #: degradations worth telling the operator (index rebuilt, Jaeger unreachable, ...)
-    notes: tuple[str, ...] = ()
     stats: ScanStats = field(default_factory=ScanStats)
     #: False when the scan was cut short (the broker stopped answering): events may be
     #: missing, and the correlation index still lacks the ranges not read
@@ -149,13 +144,7 @@ class Timeline:
             "stuck_after_seconds": self.stuck_after_seconds,
             "notes": list(self.notes),
             "complete": self.complete,
-            "stats": {
-                "topics": self.stats.topics,
-                "partitions": self.stats.partitions,
-                "scanned_records": self.stats.scanned_records,
-                "indexed_hits": self.stats.indexed_hits,
-                "elapsed_seconds": round(self.stats.elapsed_seconds, 3),
-            },
+            "stats": self.stats.to_json(),
         }
 
 
