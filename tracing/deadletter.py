@@ -42,8 +42,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from collectors.snapshots import Header, Record
-from collectors.untrusted import as_text
-from tracing.payload import display
+from collectors.untrusted import as_text, display
 
 #: Headers lagdeck adds when it redrives a dead letter (read back by loop protection).
 REDRIVE_ID_HEADER = "lagdeck-redrive-id"
