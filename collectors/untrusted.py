@@ -93,6 +93,12 @@ def as_text(data: bytes | str) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+def encodable(text: str, encoding: str) -> str:
+    """`text` as a stream in `encoding` can write it (`LANG=C` under cron): every
+    character the encoding lacks as a backslash escape, so output never dies on it."""
+    return text.encode(encoding, errors="backslashreplace").decode(encoding)
+
+
 def _window(data: bytes | str, chars: int) -> tuple[str, bool]:
     """At most about `chars` characters of `data` as text, and whether more follows.
 

@@ -17,8 +17,8 @@ import argparse
 import sys
 
 from collectors.errors import UsageError
+from collectors.untrusted import encodable, one_line
 from collectors.untrusted import line_field as _s
-from collectors.untrusted import one_line
 from console.context import Context, print_json, scan_progress
 from tracing.search import find_timeline, parse_duration
 from tracing.settings import from_settings
@@ -82,7 +82,7 @@ def _print(timeline: Timeline, as_json: bool) -> None:
         if marks is ASCII_MARKS:  # e.g. LANG=C under cron: never die on an encoding error
             encoding = getattr(sys.stdout, "encoding", None) or "ascii"
             text = text.replace("│", "|").replace("·", "-")
-            text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+            text = encodable(text, encoding)
         sys.stdout.write(text)
     sys.stdout.flush()
 
