@@ -81,10 +81,12 @@ class DeadLetterInfo:
     @classmethod
     def from_envelope(cls, env: DeadLetterInfo) -> DeadLetterInfo:
         """The shared facts alone, the error message as a preview of at most 300 characters."""
-        facts = dict(zip(_INFO_FIELDS, env.row(), strict=True))
-        if env.error_message is not None:
-            facts["error_message"] = display(env.error_message.encode("utf-8", "replace"), 300)
-        return DeadLetterInfo(**facts)
+        facts = env.row()
+        message = env.error_message
+        if message is not None:
+            shown = display(message.encode("utf-8", "replace"), 300)
+            facts = (*facts[:_MESSAGE], shown, *facts[_MESSAGE + 1:])
+        return DeadLetterInfo(*facts)
 
     @property
     def origin(self) -> tuple[str, int, int] | None:
@@ -105,6 +107,7 @@ class DeadLetterInfo:
 
 _INFO_FIELDS = tuple(f.name for f in fields(DeadLetterInfo))
 _info_row = attrgetter(*_INFO_FIELDS)
+_MESSAGE = _INFO_FIELDS.index("error_message")
 
 
 @dataclass(frozen=True, kw_only=True)
