@@ -59,7 +59,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -76,6 +75,7 @@ from collectors.kafka import (
 )
 from collectors.logs import get_logger
 from collectors.scan import to_record, watermarks
+from collectors.timefmt import now_iso_utc
 from collectors.topics import list_topics
 from dlq.audit import audited
 from dlq.browse import READER_CONF, count_records, iter_bounded
@@ -695,7 +695,7 @@ class Redrive:
         Records past a partition's snapshotted end (`last` is end - 1) are dropped
         here and the partition is marked finished.
         """
-        now_text = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
+        now_text = now_iso_utc().encode()
         batch = _Batch()
         decisions = batch.decisions
         offsets = batch.offsets

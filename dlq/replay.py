@@ -39,6 +39,7 @@ from collectors.errors import (
 )
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, translate
 from collectors.scan import watermarks
+from collectors.timefmt import iso_utc
 from collectors.topics import list_topics
 from dlq.audit import audited
 from dlq.browse import iter_bounded
@@ -113,8 +114,7 @@ class ResetSpec:
 
     def describe(self) -> str:
         if self.kind == "datetime":
-            stamp = datetime.fromtimestamp(float(self.value or 0) / 1000, UTC)
-            return f"to {stamp.isoformat(timespec='milliseconds')}"
+            return f"to {iso_utc(float(self.value or 0) / 1000, zulu=False)}"
         if self.kind == "duration":
             return f"by duration {self.value:g}s back from now"
         if self.kind in ("earliest", "latest"):
@@ -308,11 +308,6 @@ def _newest_timestamps(reader, topic: str, marks: dict[tuple[str, int], tuple[in
     return newest
 
 
-def _stamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
-
-
 def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, *,
                now_ms: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> ReplayPlan:
     """Where every partition of `topic` would move for `group`; changes nothing.
@@ -372,7 +367,7 @@ def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, 
         elif (last := newest.get(p)) is None:
             wanted, note = high, "no records: the end"
         elif target is not None and target > last:
-            wanted, note = high, f"after the newest record ({_stamp(last)}): the end"
+            wanted, note = high, f"after the newest record ({iso_utc(last / 1000)}): the end"
         else:
             wanted = by_time.get(p, -1)
             if wanted < 0:

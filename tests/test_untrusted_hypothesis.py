@@ -153,10 +153,10 @@ def test_timelines_through_trace_and_the_timeline_screen(dl, group_name, event_t
     info = DeadLetterInfo.from_envelope(dl.envelope)
     events = (
         TimelineEvent(dl.record.topic, 0, 1, dl.record.timestamp_ms, key, event_type, key,
-                      trace, None, {group_name: "pending", "g": "processed"}, stuck=True,
+                      trace, None, consumers={group_name: "pending", "g": "processed"}, stuck=True,
                       trace_url=url, spans=(SpanInfo("s", group_name, note, 1.0),)),
         TimelineEvent(dl.record.topic, 0, 2, None, key, event_type, None, None, None,
-                      {group_name: "dead-lettered"}, dead_letter=info),
+                      consumers={group_name: "dead-lettered"}, dead_letter=info),
     )
     t = Timeline(note, events, since_seconds=3600, stuck_after_seconds=60, notes=(note,))
     assert_clean(trace_cmd.render(t))

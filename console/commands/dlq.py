@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from typing import Any
 
 from collectors.errors import UsageError
 from collectors.redact import scrub
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.timefmt import utc_seconds
+from collectors.untrusted import line_field as _s
+from collectors.untrusted import one_line
 from console.argtypes import finite
 from console.context import Context, print_json
 from console.signals import stop_on_signals
@@ -88,17 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return utc_seconds(ms)
 
 
 
 def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
-
-
-def _s(value: bytes | str | None, none: str = "") -> str:
-    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
-    return one_line(value, FIELD_LIMIT, none=none)
 
 
 # -- list -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import ctypes.util
 import sys
 
 from collectors.errors import NotFoundError, UsageError
+from collectors.untrusted import encodable
 from console.context import Context, print_json, scan_progress
 from console.widgets import format as fmt
 from tracing.flowquery import find_flows
@@ -118,7 +119,7 @@ def _write(text: str) -> None:
         text.encode(encoding)
     except (UnicodeEncodeError, LookupError):  # e.g. LANG=C under cron
         text = text.replace("→", "->").replace("—", "-").replace("…", "...")
-        text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+        text = encodable(text, encoding)
     sys.stdout.write(text)
     sys.stdout.flush()
 

@@ -21,7 +21,7 @@ from collectors.kafka import check_reachable
 from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json
 from dlq.redrive import GROUP_PREFIX
@@ -245,11 +245,6 @@ def _partition_row(p: PartitionLag) -> list[str]:
         _count(p.lag), duration(p.lag_seconds, p.lag_seconds_method), p.lag_seconds_method,
         p.status.value, _s(p.error or p.status_reason or ""),
     ]
-
-
-def _s(value: str | None) -> str:
-    """A group or topic name (chosen by other teams) on a line: escaped, cut."""
-    return one_line(value, FIELD_LIMIT)
 
 
 def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int = 2,

@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,8 @@ from collectors.errors import BrokerUnavailable, LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.snapshots import LagSnapshot
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.timefmt import iso_utc
+from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
 from console.signals import Watchdog, hard_exit, stop_on_signals
@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(line: str) -> None:
     """Sink and collection problems: one line on stderr (thread-safe) and in the log."""
-    line = one_line(scrub(line), FIELD_LIMIT)
+    line = _s(scrub(line))
     _log.warning("%s", line)
     with _err_lock:
         sys.stderr.write(f"lagdeck: warning: {line}\n")
@@ -123,7 +123,7 @@ def group_pattern(rules: Sequence[Rule]) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts, "seconds")
 
 
 def alert_json(alert: AlertState) -> dict[str, Any]:
@@ -164,11 +164,6 @@ def notice(event: AlertEvent) -> str:
     tag = "FIRING" if event.kind is EventKind.FIRING else "RESOLVED"
     return (f"{_iso(event.at)} {tag} [{event.severity.value}] {_s(event.rule)}: "
             f"{_s(event.message)}")
-
-
-def _s(value: str | None) -> str:
-    """Alert messages name groups and topics (chosen by other teams): escaped, cut."""
-    return one_line(value, FIELD_LIMIT)
 
 
 def _print_text(result: Evaluation, once: bool, checked: int) -> None:

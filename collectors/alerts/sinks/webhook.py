@@ -30,7 +30,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -42,14 +41,10 @@ from collectors.alerts.state import AlertEvent, AlertState, notice_id
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.snapshots import LagSnapshot
+from collectors.timefmt import iso_utc
 
 _RETRY_STATUS = frozenset({408, 425, 429})
 _log = get_logger("sinks.webhook")
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 def payload(event: AlertEvent) -> dict[str, Any]:
@@ -66,8 +61,8 @@ def payload(event: AlertEvent) -> dict[str, Any]:
         "value": event.value,
         "threshold": event.threshold,
         "message": event.message,
-        "since": iso(event.since),
-        "at": iso(event.at),
+        "since": iso_utc(event.since),
+        "at": iso_utc(event.at),
     }
 
 
