@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on, work
+from textual import work
 from textual.app import App
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
@@ -225,8 +225,7 @@ class LagdeckApp(App[None]):
         """When the cluster stopped answering the probe (None while it answers)."""
         return self._outage_since
 
-    @on(ClusterProbed)
-    def _probed(self, message: ClusterProbed) -> None:
+    def on_cluster_probed(self, message: ClusterProbed) -> None:
         live = message.liveness
         last = self.lag_view.snapshot.taken_at if self.lag_view else None
         if not live.reachable:
@@ -273,8 +272,7 @@ class LagdeckApp(App[None]):
         if callable(refresh):
             refresh()
 
-    @on(LagUpdated)
-    def _lag_updated(self, message: LagUpdated) -> None:
+    def on_lag_updated(self, message: LagUpdated) -> None:
         taken = message.view.snapshot.taken_at
         if self.lag_view is not None and taken < self.lag_view.snapshot.taken_at:
             return  # a poll overtaken by a newer one (after an outage)

@@ -27,7 +27,7 @@ from collectors import untrusted
 from collectors.errors import UsageError
 from console import keymap as km
 from console.data import DlqPageView, follow_id, parse_filter
-from console.messages import Loaded
+from console.messages import DeadLetterPageLoaded, DeadLetterTopicsLoaded
 from console.palette import DeadLetterCommands
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
@@ -238,7 +238,7 @@ class DeadLettersScreen(BaseScreen):
           name="dead-letter topics")
     def load_topics(self) -> None:
         topics = self.lagdeck.source.dead_letter_topics()
-        self.post_message(Loaded("dlq-topics", tuple(topics)))
+        self.post_message(DeadLetterTopicsLoaded(tuple(topics)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dlq-page",
           name="dead-letter page")
@@ -246,7 +246,7 @@ class DeadLettersScreen(BaseScreen):
                     where: tuple[str, ...]) -> None:
         page = self.lagdeck.source.dead_letter_page(topic, cursor, where=where,
                                                     limit=PAGE_SIZE)
-        self.post_message(Loaded("dlq-page", page, token=(topic, where)))
+        self.post_message(DeadLetterPageLoaded(page, topic, where))
 
     def load_page(self, cursor: PageCursor | dict[int, int] | None) -> None:
         if self.topic is None:
@@ -268,12 +268,12 @@ class DeadLettersScreen(BaseScreen):
         self.banner(f"⚠ {line}", "error")
         return True
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "dlq-topics":
-            self._show_topics(message.data)
-        elif message.what == "dlq-page" and message.token == (self.topic, tuple(self.where)):
-            self._show_page(message.data)
+    def on_dead_letter_topics_loaded(self, message: DeadLetterTopicsLoaded) -> None:
+        self._show_topics(message.topics)
+
+    def on_dead_letter_page_loaded(self, message: DeadLetterPageLoaded) -> None:
+        if (message.topic, message.where) == (self.topic, tuple(self.where)):
+            self._show_page(message.page)
 
     def _show_topics(self, topics: tuple[DlqTopicSummary, ...]) -> None:
         self.topics = list(topics)

@@ -19,11 +19,11 @@ from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.message import Message
 from textual.widgets import Static
 from textual.worker import Worker
 
 from console import keymap as km
+from console.messages import FlowsLoaded
 from console.palette import FlowsCommands
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
@@ -32,17 +32,6 @@ from tracing.flows import FlowMap, FlowStep, Step, StoppedOrder
 
 #: Seconds between refreshes while the screen is on top.
 REFRESH_INTERVAL = 5.0
-
-
-class FlowsLoaded(Message):
-    """A flow map fetched by a worker; a newer one replaces an older one still queued."""
-
-    def __init__(self, flows: FlowMap) -> None:
-        super().__init__()
-        self.flows = flows
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, FlowsLoaded)
 
 
 def step_key(step: Step) -> str:
@@ -181,8 +170,7 @@ class _FlowsFetching(BaseScreen):
         self._schedule(REFRESH_INTERVAL * 2)
         return True
 
-    @on(FlowsLoaded)
-    def _loaded(self, message: FlowsLoaded) -> None:
+    def on_flows_loaded(self, message: FlowsLoaded) -> None:
         self.flows = message.flows
         self.banner(None)
         self.show_flows(message.flows)

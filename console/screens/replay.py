@@ -23,7 +23,7 @@ from textual.worker import Worker
 
 from collectors.errors import LagdeckError, ReadOnlyError
 from collectors.untrusted import one_line
-from console.messages import Loaded
+from console.messages import ReplayDone, ReplayPlanned
 from console.widgets import format as fmt
 from console.widgets.confirm import TypedConfirm
 from console.widgets.inputs import LineInput
@@ -222,13 +222,13 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="replay", name="replay plan")
     def _plan(self, topic: str, spec: ResetSpec) -> None:
         plan = self.lagdeck.source.plan_replay(self.group, topic, spec)
-        self.post_message(Loaded("replay-plan", plan))
+        self.post_message(ReplayPlanned(plan))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="replay", name="replay")
     def _apply(self, plan: ReplayPlan) -> None:
         ensure_writable(self.lagdeck.source.cluster, f"replay of group {self.group}")
         result = self.lagdeck.source.execute_replay(plan)
-        self.post_message(Loaded("replay-done", result))
+        self.post_message(ReplayDone(result))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
         self.query_one("#replay-status", Static).update(Text(f"✗ {one_line(line)}",
@@ -241,12 +241,11 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
             self.stage = "form"
         return True
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "replay-plan":
-            self._show_plan(message.data)
-        elif message.what == "replay-done":
-            self._show_result(message.data)
+    def on_replay_planned(self, message: ReplayPlanned) -> None:
+        self._show_plan(message.plan)
+
+    def on_replay_done(self, message: ReplayDone) -> None:
+        self._show_result(message.result)
 
     def _show_plan(self, plan: ReplayPlan) -> None:
         self.plan = plan

@@ -24,7 +24,7 @@ from textual.worker import Worker
 
 from collectors.untrusted import one_line
 from console import keymap as km
-from console.messages import Loaded
+from console.messages import TimelineLoaded
 from console.palette import TimelineCommands
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
@@ -299,7 +299,7 @@ class TimelineScreen(BaseScreen):
           name="order timeline")
     def _lookup(self, query: str) -> None:
         timeline = self.lagdeck.source.timeline(query)
-        self.post_message(Loaded("timeline", timeline, token=query))
+        self.post_message(TimelineLoaded(timeline, query))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
         self.query_one("#timeline-info", Static).update(Text(f"✗ {one_line(line)}",
@@ -318,11 +318,10 @@ class TimelineScreen(BaseScreen):
             self._follow_timer.stop()
             self._follow_timer = None
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what != "timeline" or message.token != self.query_text:
+    def on_timeline_loaded(self, message: TimelineLoaded) -> None:
+        if message.query != self.query_text:
             return
-        timeline: Timeline = message.data
+        timeline = message.timeline
         self.timeline = timeline
         info = summary(timeline)
         info.append(f"\nfollowing: refreshed {fmt.clock(timeline.generated_at_ms / 1000)}"
