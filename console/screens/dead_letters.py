@@ -11,6 +11,7 @@ preview-and-confirm dialog.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, ClassVar
 
 from rich.console import Group
@@ -28,7 +29,7 @@ from collectors.errors import UsageError
 from console import keymap as km
 from console.data import DlqPageView, follow_id, parse_filter
 from console.messages import DeadLetterPageLoaded, DeadLetterTopicsLoaded
-from console.palette import DeadLetterCommands
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
@@ -174,7 +175,6 @@ class DeadLettersScreen(BaseScreen):
     MODE = "dead-letters"
     KEYS = km.DEAD_LETTERS
     BINDINGS: ClassVar = km.bindings(km.DEAD_LETTERS)
-    COMMANDS: ClassVar = {DeadLetterCommands}
 
     def __init__(self) -> None:
         super().__init__()
@@ -229,8 +229,23 @@ class DeadLettersScreen(BaseScreen):
         if self.topic:
             self.load_page(self.cursor)
 
-    def topic_names(self) -> list[str]:
-        return [t.topic for t in self.topics]
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = []
+        for t in self.topics:
+            out.append((f"dead letters: browse {t.topic}", partial(self.open_topic, t.topic),
+                        "page through its records"))
+        out += [
+            ("select all on this page", self.action_select_all, "for redrive"),
+            ("filter dead letters", self.action_filter,
+             "error_class=X, error_message~text, key~text, header.NAME=V"),
+            ("next page", partial(self.action_page, 1), ""),
+            ("previous page", partial(self.action_page, -1), ""),
+        ]
+        title = "redrive: preview (read-only)" if self.lagdeck.read_only else \
+            "redrive: the selection or the filter"
+        out.append((title, self.action_redrive,
+                    "move dead letters back to their original topic, with a preview"))
+        return out
 
     # -- workers ---------------------------------------------------------
 

@@ -13,6 +13,7 @@ event types, order ids) is a `rich.text.Text`, never markup.
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import partial
 from typing import ClassVar
 
 from rich.markup import escape
@@ -24,7 +25,7 @@ from textual.worker import Worker
 
 from console import keymap as km
 from console.messages import FlowsLoaded
-from console.palette import FlowsCommands
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -186,7 +187,17 @@ class FlowsScreen(_FlowsFetching):
     TITLE_TEXT = "Flows"
     KEYS = km.FLOWS
     BINDINGS: ClassVar = km.bindings(km.FLOWS)
-    COMMANDS: ClassVar = {FlowsCommands}
+
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = [("refresh flows", self.reload, "read the index again now")]
+        if self.flows is None:
+            return out
+        for s in sorted(self.flows.steps, key=lambda s: -s.stopped):
+            if s.stopped:
+                out.append((f"stopped at: {s.step.name} ({s.step.topic})",
+                            partial(self.open_step, s.step),
+                            f"{s.stopped:,} orders, oldest {s.oldest_stopped_seconds or 0:.0f}s"))
+        return out
 
     def body(self) -> ComposeResult:
         yield Static(Text("reading the flow of every order…", style="yellow"),

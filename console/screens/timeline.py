@@ -11,6 +11,7 @@ that cheap), so the marks move as the consumers catch up.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.style import Style
@@ -25,7 +26,7 @@ from textual.worker import Worker
 from collectors.untrusted import one_line
 from console import keymap as km
 from console.messages import TimelineLoaded
-from console.palette import TimelineCommands
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
@@ -209,7 +210,6 @@ class TimelineScreen(BaseScreen):
     MODE = "timeline"
     KEYS = km.TIMELINE
     BINDINGS: ClassVar = km.bindings(km.TIMELINE)
-    COMMANDS: ClassVar = {TimelineCommands}
 
     def __init__(self) -> None:
         super().__init__()
@@ -378,6 +378,13 @@ class TimelineScreen(BaseScreen):
             e = dead[0]
         self.lagdeck.show_dead_letters(e.topic, partition=e.partition, offset=e.offset,
                                        redrive=True)
+
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = [("follow an order", self.action_search,
+                               "order id, correlation id or trace id")]
+        for query in self.recent[-10:]:
+            out.append((f"follow: {query}", partial(self.search, query), "again"))
+        return out
 
     def action_search(self) -> None:
         box = self.query_one("#timeline-query", Input)
