@@ -39,9 +39,7 @@ def key_text(app, key: km.Key, keymap: dict[str, str]) -> str:
 class HelpScreen(ModalScreen[None]):
     """A modal over the current screen; any of `esc`, `q`, `?` closes it."""
 
-    BINDINGS: ClassVar = [
-        Binding("escape,q,question_mark", "dismiss", "Close", id="help.close"),
-    ]
+    BINDINGS: ClassVar = km.bindings(km.HELP)
 
     def __init__(self, under: Screen) -> None:
         super().__init__()

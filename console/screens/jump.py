@@ -14,12 +14,12 @@ from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Static
 
+from console import keymap as km
 from console.screens.base import console_app
 from console.widgets.inputs import LineInput
 
@@ -44,7 +44,7 @@ def parse_jump(text: str) -> tuple[str, str]:
 
 
 class JumpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar = [Binding("escape", "dismiss", "Close", id="jump.close")]
+    BINDINGS: ClassVar = km.bindings(km.JUMP)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="jump-box", classes="dialog"):

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, ProgressBar, Static
@@ -24,6 +23,7 @@ from textual.worker import Worker
 
 from collectors.errors import ReadOnlyError
 from collectors.untrusted import one_line
+from console import keymap as km
 from console.messages import RedriveDone, RedrivePlanned, RedriveProgressed
 from console.widgets.confirm import TypedConfirm
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -93,7 +93,7 @@ def result_text(result: RedriveResult) -> Text:
 
 
 class RedriveScreen(ModalScreen[RedriveResult | None]):
-    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel / close", id="redrive.cancel")]
+    BINDINGS: ClassVar = km.bindings(km.REDRIVE)
 
     def __init__(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                  where: list[str] | None = None, what: str = "") -> None:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
@@ -23,6 +22,7 @@ from textual.worker import Worker
 
 from collectors.errors import LagdeckError, ReadOnlyError
 from collectors.untrusted import one_line
+from console import keymap as km
 from console.messages import ReplayDone, ReplayPlanned
 from console.widgets import format as fmt
 from console.widgets.confirm import TypedConfirm
@@ -122,7 +122,7 @@ def applied_summary(result: ReplayResult) -> Text:
 
 
 class ReplayScreen(ModalScreen[ReplayResult | None]):
-    BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="replay.close")]
+    BINDINGS: ClassVar = km.bindings(km.REPLAY)
 
     def __init__(self, group: str, topics: list[str], topic: str | None = None) -> None:
         super().__init__()

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from collectors.untrusted import one_line
+from console import keymap as km
 
 #: characters of a cell in a column without a fixed width before it is cut with `…`
 CELL_LIMIT = 120
@@ -75,7 +75,7 @@ class KeyedTable(DataTable):
     """DataTable with `sync(rows)`: keyed, minimal updates and a stable cursor."""
 
     # DataTable binds enter without showing it; show it, since it is how rows open.
-    BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Open", show=True)]
+    BINDINGS: ClassVar = km.bindings(km.TABLE)
 
     #: None outside `sync`; False/True inside it (True once a repaint was asked for).
     _deferred: bool | None = None
