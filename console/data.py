@@ -28,7 +28,7 @@ from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
 from collectors.rules import RuleSet, from_settings
 from collectors.snapshots import LagSnapshot, Record
-from dlq.browse import DeadLetter, PageCursor, read_page
+from dlq.browse import DeadLetter, PageCursor, RecordAt, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
 from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
@@ -175,7 +175,7 @@ class Source(Protocol):
 
     def dead_letter_topics(self) -> list[DlqTopicSummary]: ...
 
-    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+    def dead_letter_page(self, topic: str, start: PageCursor | RecordAt | None, *,
                          where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
 
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
@@ -335,7 +335,7 @@ class KafkaSource:
     def dead_letter_topics(self) -> list[DlqTopicSummary]:
         return list_dead_letter_topics(self.cluster, self.settings, timeout=self.timeout)
 
-    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+    def dead_letter_page(self, topic: str, start: PageCursor | RecordAt | None, *,
                          where: Sequence[str] = (), limit: int = 50,
                          scan_cap: int = 5000) -> DlqPageView:
         """A page of dead letters; with `where`, pages are read until `limit` match

@@ -34,7 +34,7 @@ from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
-from dlq.browse import DeadLetter, PageCursor
+from dlq.browse import DeadLetter, PageCursor, RecordAt
 from dlq.discovery import DlqTopicSummary
 from tracing.frames import REGISTRY_FORMATS
 
@@ -181,12 +181,12 @@ class DeadLettersScreen(BaseScreen):
         self.topic: str | None = None
         self.topics: list[DlqTopicSummary] = []
         self.page: DlqPageView | None = None
-        self.history: list[PageCursor | dict[int, int] | None] = []
-        self.cursor: PageCursor | dict[int, int] | None = None
+        self.history: list[PageCursor | RecordAt | None] = []
+        self.cursor: PageCursor | RecordAt | None = None
         self.where: list[str] = []
         self.filter_text = ""
         self.selected: set[tuple[int, int]] = set()
-        self._pending_goto: tuple[int | None, int | None, bool] | None = None
+        self._pending_goto: tuple[int, int, bool] | None = None
         self._topics_timer = None
         self._goto_before_mount: tuple[str, int | None, int | None, bool] | None = None
 
@@ -257,13 +257,13 @@ class DeadLettersScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dlq-page",
           name="dead-letter page")
-    def _fetch_page(self, topic: str, cursor: PageCursor | dict[int, int] | None,
+    def _fetch_page(self, topic: str, cursor: PageCursor | RecordAt | None,
                     where: tuple[str, ...]) -> None:
         page = self.lagdeck.source.dead_letter_page(topic, cursor, where=where,
                                                     limit=PAGE_SIZE)
         self.post_message(DeadLetterPageLoaded(page, topic, where))
 
-    def load_page(self, cursor: PageCursor | dict[int, int] | None) -> None:
+    def load_page(self, cursor: PageCursor | RecordAt | None) -> None:
         if self.topic is None:
             return
         self.cursor = cursor
@@ -330,7 +330,7 @@ class DeadLettersScreen(BaseScreen):
                 table.move_cursor(row=table.row_keys.index(key))
                 table.focus()
                 if redrive:
-                    self.selected = {(int(partition), int(offset))}  # type: ignore[arg-type]
+                    self.selected = {(partition, offset)}
                     self._refresh_marks()
                     self.action_redrive()
             else:
@@ -396,11 +396,10 @@ class DeadLettersScreen(BaseScreen):
         self.page = None
         self.query_one("#dlq-records", KeyedTable).clear_rows()
         self._show_detail()
-        cursor: dict[int, int] | None = None
+        cursor: RecordAt | None = None
         if partition is not None and offset is not None:
             self._pending_goto = (partition, offset, redrive)
-            # Start every other partition at its end so this record opens the page.
-            cursor = {p: (offset if p == partition else 2**62) for p in range(64)}
+            cursor = RecordAt(partition, offset)  # the record opens the page
         self.load_page(cursor)
         self.query_one("#dlq-records", KeyedTable).focus()
 
