@@ -35,13 +35,12 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from collectors import untrusted
-from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
 from collectors.liveness import Liveness, OutageSettings, backoff
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from console import keymap as km
-from console.data import KafkaSource, LagView, Source
+from console.data import LagView, Source
 from console.messages import ClusterProbed, LagUpdated
 from console.palette import Command, GlobalCommands
 from console.screens.alerts import AlertsScreen
@@ -52,6 +51,7 @@ from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen
 from console.screens.overview import OverviewScreen
 from console.screens.timeline import TimelineScreen
+from console.settings import ConsoleSettings
 from console.widgets.status_bar import Connection
 
 _log = get_logger("tui")
@@ -109,13 +109,12 @@ class LagdeckApp(App[None]):
         self,
         source: Source,
         *,
-        keymap: Mapping[str, str] | None = None,
+        settings: ConsoleSettings | None = None,
         poll_interval: float = POLL_INTERVAL,
         start_mode: str | None = None,
         cursor_blink: bool = True,
         welcome: str | None = None,
         exit_after: float | None = None,
-        outage: OutageSettings | None = None,
         watchdog: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
@@ -124,7 +123,11 @@ class LagdeckApp(App[None]):
         self.source = source
         self.poll_interval = poll_interval
         self.lag_view: LagView | None = None
-        self._keymap = dict(keymap if keymap is not None else km.load_keymap(source.settings))
+        #: every settings section, parsed once by the composition root
+        #: (`console.commands.tui.open_console`); parsed here from the source's config
+        #: when the app is built by hand (tests, benches)
+        self.settings = settings or ConsoleSettings.from_settings(source.settings)
+        self._keymap = dict(self.settings.keymap)
         self._start_mode = start_mode
         self._welcome = welcome
         self._exit_after = exit_after
@@ -133,13 +136,7 @@ class LagdeckApp(App[None]):
         self._outage_notified = False
         #: process CPU seconds the last lag poll took (all threads: the budget is per process)
         self._poll_cpu = 0.0
-        if outage is None:
-            try:
-                outage = OutageSettings.from_settings(source.settings)
-            except LagdeckError as exc:  # a bad [outage] section: defaults, and say so
-                self._welcome = f"{exc}; using the defaults"
-                outage = OutageSettings()
-        self.outage = outage
+        self.outage: OutageSettings = self.settings.outage
         #: raises a LagdeckError when something the console depends on died (the demo's
         #: embedded broker); checked every second, reported once
         self._watchdog = watchdog
@@ -430,43 +427,3 @@ class LagdeckApp(App[None]):
                 screen.goto(topic, partition=partition, offset=offset, redrive=redrive)
 
         self.call_later(go)
-
-
-# -- `lagdeck demo` ---------------------------------------------------------------
-
-#: Alert rules of the demo world, so the alerts screen has something to say.
-DEMO_RULES = """
-[[rule]]
-name = "consumer-stopped"
-group = ".*-service"
-min_status = "STALL"
-severity = "critical"
-
-[[rule]]
-name = "notifications-behind"
-group = "notification-service"
-max_lag_seconds = 20
-for = "10s"
-severity = "warning"
-"""
-
-DEMO_WELCOME = (
-    "An order pipeline is running on an embedded broker. loyalty-service stops after "
-    "~15 s (watch it turn STOP on top of this list); notification-service is slow; a "
-    "share of payments fail into payments.events-dlt.\n"
-    "Try: 2 dead letters → t follows a record's order → R redrives it; 5 flows shows where "
-    "orders stop. ? shows every key."
-)
-
-
-def run_demo(cluster: ClusterConfig, *, duration: float | None = None,
-             watchdog: Callable[[], None] | None = None) -> int:
-    """The console against the demo world (`lagdeck demo`), with demo alert rules."""
-    from collectors.rules import parse_rules_text
-
-    source = KafkaSource(cluster, rules=parse_rules_text(DEMO_RULES, "<demo rules>"),
-                         label=f"demo {cluster.bootstrap_servers}",
-                         stuck_after_seconds=30.0)
-    LagdeckApp(source, poll_interval=2.0, welcome=DEMO_WELCOME, exit_after=duration,
-               watchdog=watchdog).run()
-    return 0

@@ -20,7 +20,6 @@ from collectors.errors import UsageError
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.context import Context, print_json, scan_progress
 from tracing.search import find_timeline, parse_duration
-from tracing.settings import from_settings
 from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED, Timeline, TimelineEvent
 
 
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if since <= 0:
         raise UsageError("--since must be longer than zero")
     config = ctx.config
-    settings = from_settings(config.settings)
+    settings = ctx.settings.trace
     progress = scan_progress()
     shown: list[Timeline] = []
 

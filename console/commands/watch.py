@@ -46,6 +46,7 @@ from collectors import rules as rulebook
 from collectors.alerts import (
     Alert,
     AlertEvent,
+    AlertState,
     AlertStore,
     Evaluation,
     EventKind,
@@ -245,7 +246,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def _load_rules(args: argparse.Namespace, ctx: Context, exporting: bool) -> rulebook.RuleSet:
     """Rules are optional for a watcher that only publishes or exports metrics."""
     if exporting and args.rules is None:
-        return rulebook.from_settings(ctx.config.settings)
+        return ctx.settings.rules
     return rulebook.load(args.rules, ctx.config.settings)
 
 
@@ -359,7 +360,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         sinks.append(prometheus)
         _log.info("watch: serving %s", prometheus.label)
     history = LagHistory()
-    collector = LagCollector(config.cluster, history, settings=config.settings)
+    collector = LagCollector(config.cluster, history, lag_settings=ctx.settings.lag)
     reader = None
     if viewing is not None:
         from collectors.snapshot_topic import SnapshotReader
@@ -422,7 +423,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     first_round = False
                 store = AlertStore(cluster=cluster_id)
                 with store.locked():
-                    book, others = store.load(), ()
+                    book = store.load()
+                    others: tuple[AlertState, ...] = ()
                     if owns is not None:
                         book, others = split_book(book, owns, imported, source)
                     result = evaluate(ruleset.rules, snapshot, book, source=source)

@@ -21,6 +21,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
@@ -187,7 +188,7 @@ class DeadLettersScreen(BaseScreen):
         self.filter_text = ""
         self.selected: set[tuple[int, int]] = set()
         self._pending_goto: tuple[int, int, bool] | None = None
-        self._topics_timer = None
+        self._topics_timer: Timer | None = None
         self._goto_before_mount: tuple[str, int | None, int | None, bool] | None = None
 
     def body(self) -> ComposeResult:
@@ -526,7 +527,7 @@ class DeadLettersScreen(BaseScreen):
         dl = self.current_record()
         if dl is None:
             return
-        ident = follow_id(dl.record, self.lagdeck.source.settings)
+        ident = follow_id(dl.record, self.lagdeck.settings.trace)
         if not ident:
             self.notify("this record has no correlation id or printable key to follow",
                         severity="warning")

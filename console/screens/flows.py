@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import Worker
 
@@ -135,7 +136,7 @@ class _FlowsFetching(BaseScreen):
     def __init__(self) -> None:
         super().__init__()
         self.flows: FlowMap | None = None
-        self._timer = None
+        self._timer: Timer | None = None
 
     def on_mount(self) -> None:
         self.reload()

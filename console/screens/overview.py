@@ -190,7 +190,7 @@ class OverviewScreen(BaseScreen):
 
         view = self.lagdeck.lag_view
         line = self.query_one("#alerts-line", Static)
-        text = alerts_summary(view.alerts if view else ())
+        text = alerts_summary(view.alerts if view else None)
         line.set_class(text is None, "hidden")
         line.update(text or "")
 

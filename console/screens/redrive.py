@@ -25,6 +25,7 @@ from collectors.errors import ReadOnlyError
 from collectors.untrusted import one_line
 from console import keymap as km
 from console.messages import RedriveDone, RedrivePlanned, RedriveProgressed
+from console.screens.base import console_app
 from console.widgets.confirm import TypedConfirm
 from console.widgets.keyed_table import Column, KeyedTable, Row
 from dlq.guard import ensure_writable
@@ -109,7 +110,7 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
 
     @property
     def lagdeck(self) -> LagdeckApp:
-        return self.app  # type: ignore[return-value]
+        return console_app(self.app)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.lagdeck.worker_state_changed(event)

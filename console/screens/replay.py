@@ -24,6 +24,7 @@ from collectors.errors import LagdeckError, ReadOnlyError
 from collectors.untrusted import one_line
 from console import keymap as km
 from console.messages import ReplayDone, ReplayPlanned
+from console.screens.base import console_app
 from console.widgets import format as fmt
 from console.widgets.confirm import TypedConfirm
 from console.widgets.inputs import LineInput
@@ -136,7 +137,7 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
 
     @property
     def lagdeck(self) -> LagdeckApp:
-        return self.app  # type: ignore[return-value]
+        return console_app(self.app)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.lagdeck.worker_state_changed(event)

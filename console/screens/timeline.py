@@ -20,6 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
@@ -216,7 +217,7 @@ class TimelineScreen(BaseScreen):
         self.query_text: str | None = None
         self.timeline: Timeline | None = None
         self.recent: list[str] = []
-        self._follow_timer = None
+        self._follow_timer: Timer | None = None
         self._search_before_mount: str | None = None
         #: positions the flows view flagged (duplicate / out-of-order), shown in the flag column
         self.flow_marks: dict[tuple[str, int, int], str] = {}

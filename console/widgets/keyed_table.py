@@ -126,7 +126,7 @@ class KeyedTable(DataTable):
         if self._deferred is None and old != new and self._order:
             self.follow_row = True
 
-    def _render(self, cells: tuple[Any, ...]) -> list[Any]:
+    def _cells(self, cells: tuple[Any, ...]) -> list[Any]:
         return [cell(value if render is None else render(value), limit)
                 for render, value, limit in zip(self._renderers, cells, self._limits,
                                                 strict=True)]
@@ -166,7 +166,7 @@ class KeyedTable(DataTable):
         for row in rows:
             old = shown.get(row.key)
             if old is None:
-                self.add_row(*self._render(row.cells), key=row.key)
+                self.add_row(*self._cells(row.cells), key=row.key)
                 added.add(row.key)
                 written += len(row.cells)
             elif old != row.cells:
