@@ -136,9 +136,10 @@ SCREENS: dict[str, tuple[Key, ...]] = {
     "Alerts": ALERTS,
 }
 #: The binding sets checked alone: a dialog's keys shadow the app-wide ones while it is
-#: open, and a focused table's answer before its screen's.
+#: open. (The tables' key is checked with every screen's: a focused table answers
+#: first, so moving it onto a screen's key would hide that key.)
 ALONE: dict[str, tuple[Key, ...]] = {
-    "help": HELP, "jump": JUMP, "redrive": REDRIVE, "replay": REPLAY, "table": TABLE,
+    "help": HELP, "jump": JUMP, "redrive": REDRIVE, "replay": REPLAY,
 }
 _MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
 _NAMED_KEYS = frozenset(k.value for k in Keys if not k.value.startswith("<"))
@@ -199,8 +200,14 @@ def keymap_problems(section: object) -> list[Problem]:
             problems.append(Problem(path, problem))
             continue
         valid[binding_id] = keys
+    # a binding restated at its default keys cannot add a clash the defaults lack (the
+    # tables' enter and a screen's "open" share their key on purpose)
+    defaults = effective_keys({}, ALL)
+    moved = {b for b, keys in effective_keys(valid, ALL).items()
+             if b in valid and keys != defaults[b]}
     reported: set[tuple[str, str]] = set()
-    together = {name: APP + keys for name, keys in {"every screen": (), **SCREENS}.items()}
+    together = {name: APP + keys + TABLE
+                for name, keys in {"every screen": (), **SCREENS}.items()}
     for screen, keys in {**together, **ALONE}.items():
         owners: dict[str, str] = {}
         for binding_id, bound in effective_keys(valid, keys).items():
@@ -208,8 +215,8 @@ def keymap_problems(section: object) -> list[Problem]:
                 other = owners.setdefault(key, binding_id)
                 if other == binding_id:
                     continue
-                culprit = binding_id if binding_id in valid else other
-                if culprit not in valid or (culprit, key) in reported:
+                culprit = binding_id if binding_id in moved else other
+                if culprit not in moved or (culprit, key) in reported:
                     continue
                 reported.add((culprit, key))
                 peer = other if culprit == binding_id else binding_id

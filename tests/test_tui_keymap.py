@@ -63,3 +63,14 @@ async def test_remapped_dialog_keys_close_the_help_and_the_jump_box():
         assert isinstance(app.screen, JumpScreen), "escape no longer closes the jump box"
         await pilot.press("f3")
         assert isinstance(app.screen, OverviewScreen)
+
+
+def test_the_tables_key_is_checked_against_every_screen():
+    # restating defaults is never a clash (tables and screens both open rows with enter)
+    assert km.load_keymap(Settings(data={"keymap": {"overview.open": "enter",
+                                                    "table.open": "enter"}})) == \
+        {"overview.open": "enter", "table.open": "enter"}
+    # a focused table answers first: moving its key onto "tick a record" would hide it
+    with pytest.raises(ConfigError, match=r"'space' is already bound to dlq\.select on the "
+                                          r"Dead letters screen"):
+        km.load_keymap(Settings(data={"keymap": {"table.open": "space"}}))
