@@ -39,8 +39,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.rate <= 0:
         raise UsageError("--rate must be positive")
     if not args.headless:
-        settings = ctx.settings  # the config file's problems, before the broker starts
-        del settings
+        _ = ctx.settings  # read and check the config file before the broker starts
     stop = threading.Event()
     with EmbeddedBroker(port=args.port) as broker:
         world = DemoWorld(broker.cluster(), seed=args.seed, rate=args.rate)
