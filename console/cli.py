@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from collectors.errors import LagdeckError
 from collectors.logs import get_logger
@@ -27,7 +28,7 @@ SNAPSHOT_TOPIC = "_lagdeck.lag"
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line instead of the full usage block."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
         raise SystemExit(2)
 

@@ -29,7 +29,8 @@ from collectors.errors import LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
 from collectors.snapshots import LagSnapshot, Record
-from dlq.browse import DeadLetter, PageCursor, read_page
+from console.settings import ConsoleSettings
+from dlq.browse import DeadLetter, PageCursor, RecordAt, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
 from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
@@ -38,7 +39,7 @@ from tracing.deadletter import DeadLetterEnvelope
 from tracing.flows import FlowMap
 from tracing.frames import PayloadDecoder
 from tracing.headers import correlation_id, header_map, id_text
-from tracing.settings import from_settings as trace_settings
+from tracing.settings import TraceSettings
 from tracing.timeline import Timeline
 
 _log = get_logger("tui.data")
@@ -149,13 +150,10 @@ def parse_filter(text: str) -> list[str]:
     return exprs
 
 
-def follow_id(record: Record, settings: Settings | None = None) -> str | None:
+def follow_id(record: Record, settings: TraceSettings | None = None) -> str | None:
     """The id to follow a dead letter's order by: its correlation header (the names of
-    the `[trace]` section), else its key when that is a printable id."""
-    try:
-        names = trace_settings(settings).correlation_headers
-    except LagdeckError:
-        names = trace_settings(None).correlation_headers
+    the `[trace]` section, parsed at start-up), else its key when that is a printable id."""
+    names = (settings or TraceSettings()).correlation_headers
     found = correlation_id(header_map(record.headers), names)
     return found or id_text(record.key)
 
@@ -176,7 +174,7 @@ class Source(Protocol):
 
     def dead_letter_topics(self) -> list[DlqTopicSummary]: ...
 
-    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+    def dead_letter_page(self, topic: str, start: PageCursor | RecordAt | None, *,
                          where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
 
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
@@ -234,8 +232,12 @@ class KafkaSource:
                  label: str | None = None, since_seconds: float = 86400.0,
                  stuck_after_seconds: float = 300.0,
                  flows_since_seconds: float = 3600.0,
-                 registry: RegistryConfig | None = None) -> None:
+                 registry: RegistryConfig | None = None,
+                 parsed: ConsoleSettings | None = None) -> None:
         self.cluster = cluster
+        #: the sections parsed at start-up (`console.settings`); without them (a source
+        #: built by hand) each feature reads its section from `settings` itself
+        self.parsed = parsed
         self.flows_since_seconds = flows_since_seconds
         #: the Schema Registry for payloads (dead letters, timelines, value.PATH filters)
         self.registry = registry
@@ -255,7 +257,9 @@ class KafkaSource:
         self._probe: Any = None
         #: bumped by `abandon()`: a poll of an older generation no longer owns the collector
         self._generation = 0
-        if rules is None:
+        if rules is None and parsed is not None:
+            rules, error = parsed.rules, None
+        elif rules is None:
             rules, error = rules_from_settings(self.settings)
         else:
             error = None
@@ -292,8 +296,9 @@ class KafkaSource:
         if self._history is None:
             self._history = LagHistory()
         if self._collector is None:
-            self._collector = LagCollector(self.cluster, self._history, timeout=self.timeout,
-                                           settings=self.settings)
+            self._collector = LagCollector(
+                self.cluster, self._history, timeout=self.timeout, settings=self.settings,
+                lag_settings=self.parsed.lag if self.parsed else None)
         return self._collector
 
     def abandon(self) -> None:
@@ -335,9 +340,10 @@ class KafkaSource:
     # -- dead letters --------------------------------------------------
 
     def dead_letter_topics(self) -> list[DlqTopicSummary]:
-        return list_dead_letter_topics(self.cluster, self.settings, timeout=self.timeout)
+        return list_dead_letter_topics(self.cluster, self.settings, timeout=self.timeout,
+                                       options=self.parsed.dlq if self.parsed else None)
 
-    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+    def dead_letter_page(self, topic: str, start: PageCursor | RecordAt | None, *,
                          where: Sequence[str] = (), limit: int = 50,
                          scan_cap: int = 5000) -> DlqPageView:
         """A page of dead letters; with `where`, pages are read until `limit` match
@@ -393,8 +399,9 @@ class KafkaSource:
         from tracing.search import Tracer  # loaded on first use: the scanner is heavy
 
         if self._tracer is None:
-            self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout,
-                                  registry=self.registry)
+            self._tracer = Tracer(self.cluster,
+                                  self.parsed.trace if self.parsed else self.settings,
+                                  timeout=self.timeout, registry=self.registry)
         return self._tracer
 
     def timeline(self, query: str) -> Timeline:

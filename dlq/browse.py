@@ -60,6 +60,16 @@ class PageCursor:
 
 
 @dataclass(frozen=True)
+class RecordAt:
+    """Open a page at one record: `partition` from `offset`, every other partition
+    from its end, so the record is the first on the page whatever the topic's
+    partition count (a timeline jumping to a dead letter it found)."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class DlqPage:
     """One page of decoded dead letters, oldest first.
 
@@ -237,11 +247,12 @@ def decode_dead_letter(record: Record, payloads: PayloadDecoder) -> DeadLetter:
 
 
 def read_page(cluster: ClusterConfig, topic: str, *,
-              start: PageCursor | Mapping[int, int] | int | None = None,
+              start: PageCursor | RecordAt | Mapping[int, int] | int | None = None,
               limit: int = 50, timeout: float = DEFAULT_TIMEOUT,
               payloads: PayloadDecoder | None = None, strict: bool = False) -> DlqPage:
-    """One page of `topic` from `start` (a cursor, {partition: offset}, an offset of a
-    one-partition topic, or None for the beginning), at most `limit` dead letters.
+    """One page of `topic` from `start` (a cursor, one record, {partition: offset}, an
+    offset of a one-partition topic, or None for the beginning), at most `limit` dead
+    letters.
 
     With `strict` (what an operator typed), a partition the topic does not have is
     an error; otherwise such positions are ignored. Values (and Schema Registry
@@ -254,6 +265,12 @@ def read_page(cluster: ClusterConfig, topic: str, *,
         marks = watermarks(cluster, [(topic, p) for p in range(partitions)], timeout, client)
         if isinstance(start, PageCursor):
             wanted = start.as_dict()
+        elif isinstance(start, RecordAt):
+            if strict and not 0 <= start.partition < partitions:
+                raise UsageError(f"{topic} has no partition {start.partition} "
+                                 f"(it has {partitions})")
+            wanted = {p: start.offset if p == start.partition else hi
+                      for (_, p), (_, hi) in marks.items()}
         elif isinstance(start, Mapping):
             wanted = {int(p): int(o) for p, o in start.items()}
             unknown = sorted(p for p in wanted if not 0 <= p < partitions)

@@ -102,13 +102,15 @@ def _is_dead_letter_headers(headers: Sequence[tuple[str, bytes | None]] | None) 
 
 
 def list_dead_letter_topics(cluster: ClusterConfig, settings: Settings | None = None,
-                            *, timeout: float = DEFAULT_TIMEOUT) -> list[DlqTopicSummary]:
+                            *, timeout: float = DEFAULT_TIMEOUT,
+                            options: DiscoveryOptions | None = None) -> list[DlqTopicSummary]:
     """Every dead-letter topic with depth, oldest/newest record times and top error classes.
 
     Reads only the newest `sample` records of each DLQ and `probe` records per
-    partition of other topics; never whole topics.
+    partition of other topics; never whole topics. `options` (the `[dlq]` section
+    parsed at start-up) wins over `settings`.
     """
-    opts = DiscoveryOptions.from_settings(settings)
+    opts = options or DiscoveryOptions.from_settings(settings)
     topics = list_topics(cluster, timeout=timeout)
     by_name = {t for t in topics if matches_name(t, opts.patterns)}
     others = [t for t in topics if t not in by_name] if opts.content_scan else []

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors.errors import UsageError
 from collectors.redact import scrub
@@ -37,6 +37,9 @@ from dlq.redrive import (
 )
 from dlq.select import display_text
 from tracing.frames import REGISTRY_FORMATS, PayloadDecoder
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +104,7 @@ def _out(line: str = "") -> None:
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    summaries = list_dead_letter_topics(ctx.config.cluster, ctx.config.settings)
+    summaries = list_dead_letter_topics(ctx.config.cluster, options=ctx.settings.dlq)
     if args.json:
         print_json({"topics": [{
             "topic": s.topic, "depth": s.depth, "partitions": s.partitions,
@@ -255,8 +258,8 @@ class ProgressLine:
         self.label = label
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
-        self._rich = None
-        self._task = None
+        self._rich: Progress | None = None
+        self._task: TaskID | None = None
         self._last = 0.0
 
     def __enter__(self) -> ProgressLine:
@@ -270,12 +273,13 @@ class ProgressLine:
                 TimeRemainingColumn,
             )
 
-            self._rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
-                                  TimeRemainingColumn(), console=Console(stderr=True),
-                                  transient=True)
-            self._rich.start()
-            self._task = self._rich.add_task(self.label, total=None, counts="")
+            rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                            TimeRemainingColumn(), console=Console(stderr=True),
+                            transient=True)
+            rich.start()
+            self._task = rich.add_task(self.label, total=None, counts="")
+            self._rich = rich
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -289,7 +293,8 @@ class ProgressLine:
         if p.dry_run:
             counts = f"selected {p.selected}"
         if self._rich is not None:
-            self._rich.update(self._task, total=p.total, completed=p.scanned, counts=counts)
+            if self._task is not None:
+                self._rich.update(self._task, total=p.total, completed=p.scanned, counts=counts)
             return
         now = time.monotonic()
         if now - self._last < 2.0 and p.scanned < p.total:

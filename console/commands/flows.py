@@ -26,7 +26,6 @@ from console.widgets import format as fmt
 from tracing.flowquery import find_flows
 from tracing.flows import FlowMap, Step, StoppedOrder
 from tracing.search import parse_duration
-from tracing.settings import from_settings
 
 #: Stopped orders listed in text mode (all of them with --json).
 TEXT_LIMIT = 50
@@ -61,7 +60,7 @@ def tune_memory() -> None:
     try:
         from numpy._core import multiarray
     except ImportError:  # numpy < 2
-        from numpy.core import multiarray  # type: ignore[no-redef]
+        from numpy.core import multiarray  # type: ignore[no-redef]  # the same module, older path
     setter = getattr(multiarray, "_set_madvise_hugepage", None)
     if callable(setter):
         setter(False)
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         flows = find_flows(config.cluster, since_seconds=since, topics_regex=args.topics,
                            stuck_after_seconds=stuck_after,
-                           settings=from_settings(config.settings), progress=progress)
+                           settings=ctx.settings.trace, progress=progress)
     finally:
         if progress is not None:
             sys.stderr.write("\r\033[K")

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     config = ctx.config
-    options = LagSettings.from_settings(config.settings)
+    options = ctx.settings.lag
     if ctx.snapshots_topic is not None:
         return _run_from_snapshots(args, ctx, ctx.snapshots_topic, options)
     check_reachable(config.cluster, timeout=args.timeout)  # the timeout the user set

@@ -21,7 +21,6 @@ from collectors.untrusted import encodable, one_line
 from collectors.untrusted import line_field as _s
 from console.context import Context, print_json, scan_progress
 from tracing.search import find_timeline, parse_duration
-from tracing.settings import from_settings
 from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED, Timeline, TimelineEvent
 
 
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if since <= 0:
         raise UsageError("--since must be longer than zero")
     config = ctx.config
-    settings = from_settings(config.settings)
+    settings = ctx.settings.trace
     progress = scan_progress()
     shown: list[Timeline] = []
 

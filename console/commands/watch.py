@@ -216,7 +216,7 @@ def _stop_on_signals(stop: threading.Event) -> AbstractContextManager[None]:
 def _load_rules(args: argparse.Namespace, ctx: Context, exporting: bool) -> rulebook.RuleSet:
     """Rules are optional for a watcher that only publishes or exports metrics."""
     if exporting and args.rules is None:
-        return rulebook.from_settings(ctx.config.settings)
+        return ctx.settings.rules
     return rulebook.load(args.rules, ctx.config.settings)
 
 
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     sinks = start_sinks(ruleset.sinks, report, interval=args.interval,
                         metrics=args.metrics_port, close_timeout=CLOSE_TIMEOUT)
     history = LagHistory()
-    collector = LagCollector(config.cluster, history, settings=config.settings)
+    collector = LagCollector(config.cluster, history, lag_settings=ctx.settings.lag)
     reader = None
     if viewing is not None:
         from collectors.snapshot_topic import SnapshotReader
