@@ -41,3 +41,24 @@ class ReadOnlyError(LagdeckError):
 
 class EmbeddedBrokerError(LagdeckError):
     """The embedded Tansu broker is missing, failed to start or panicked."""
+
+
+class InvalidValue(UsageError):
+    """A value the user gave is out of range or malformed.
+
+    `field` names the value in the domain's terms (`since`, `rate`, `where`,
+    `to_offset`...) and `problem` says what is wrong with it, without saying how
+    it was typed: each face adds that (the command line names its flag, the TUI
+    its field), so no layer below the console words a message as a flag.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(self.worded(field.replace("_", " ")))
+
+    def worded(self, name: str) -> str:
+        """The message with the value called `name` ("" when the context already names it)."""
+        if not name:
+            return self.problem.removeprefix(": ")
+        return f"{name}{'' if self.problem.startswith(':') else ' '}{self.problem}"

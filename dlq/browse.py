@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from collectors.config import ClusterConfig
-from collectors.errors import NotFoundError, UsageError
+from collectors.errors import InvalidValue, NotFoundError, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, ConsumedMessage, consumed, consumer, translate
 from collectors.scan import to_record, watermarks
 from collectors.snapshots import Record
@@ -96,12 +96,12 @@ def parse_offsets(text: str) -> int | dict[int, int]:
     for part in raw.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", part)
         if not match:
-            raise UsageError(
-                f"--offset {text!r}: expected OFFSET or PARTITION:OFFSET,... such as 0:1,1:0,2:1 "
+            raise InvalidValue(
+                "offset", f"{text!r}: expected OFFSET or PARTITION:OFFSET,... such as 0:1,1:0,2:1 "
                 "(offsets are 0 or more)")
         partition, offset = int(match.group(1)), int(match.group(2))
         if partition in out:
-            raise UsageError(f"--offset {text!r}: partition {partition} is given twice")
+            raise InvalidValue("offset", f"{text!r}: partition {partition} is given twice")
         out[partition] = offset
     return out
 

@@ -65,7 +65,13 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from collectors.config import ClusterConfig
-from collectors.errors import KafkaOperationError, LagdeckError, NotFoundError, UsageError
+from collectors.errors import (
+    InvalidValue,
+    KafkaOperationError,
+    LagdeckError,
+    NotFoundError,
+    UsageError,
+)
 from collectors.kafka import (
     DEFAULT_TIMEOUT,
     ConsumedMessage,
@@ -75,12 +81,13 @@ from collectors.kafka import (
     translate,
 )
 from collectors.logs import get_logger
+from collectors.own_groups import REDRIVE_GROUP_PREFIX
 from collectors.scan import to_record, watermarks
 from collectors.topics import list_topics
 from dlq.audit import audited
 from dlq.browse import READER_CONF, count_records, iter_bounded
 from dlq.guard import ensure_writable
-from dlq.select import Selector, display_text, parse_where
+from dlq.select import PickedRecords, Selector, display_text, parse_where
 from tracing.deadletter import (
     REDRIVE_COUNT_HEADER,
     REDRIVE_HEADERS,
@@ -92,7 +99,6 @@ from tracing.deadletter import (
 )
 from tracing.frames import PayloadDecoder
 
-GROUP_PREFIX = "lagdeck-redrive."
 DEFAULT_BATCH = 5000
 #: seconds an abort may take: a dead broker cannot take it (the rerun fences it instead)
 ABORT_TIMEOUT = 5.0
@@ -222,15 +228,25 @@ class RedriveAborted(KafkaOperationError):
 
 
 def default_group(topic: str, selector: Selector, to: str | None = None) -> str:
-    """`lagdeck-redrive.<topic>`, plus a short hash of the selection and the `--to`
-    target when there are any (a `--to` run has its own progress)."""
+    """The one naming scheme of redrive progress groups.
+
+    `lagdeck-redrive.<topic>`, plus a short hash of the selection and the `--to`
+    target when there are any (a `--to` run has its own progress); records picked
+    by hand get `.picked-<hash of the positions>`, so picking never advances the
+    topic-wide group past records nobody picked. The names are what a rerun resumes
+    from: they must not change between versions.
+    """
     if not selector.conditions and to is None:
-        return GROUP_PREFIX + topic
+        return REDRIVE_GROUP_PREFIX + topic
+    match selector.conditions:
+        case (PickedRecords(picked=picked),) if to is None:
+            digest = hashlib.sha1(repr(sorted(picked)).encode()).hexdigest()[:10]
+            return f"{REDRIVE_GROUP_PREFIX}{topic}.picked-{digest}"
     parts = sorted(str(c) for c in selector.conditions)
     if to is not None:
         parts.append(f"to={to}")
     key = "\n".join(parts)
-    return f"{GROUP_PREFIX}{topic}.{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    return f"{REDRIVE_GROUP_PREFIX}{topic}.{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -338,13 +354,13 @@ class Redrive:
                  timeout: float = DEFAULT_TIMEOUT,
                  payloads: PayloadDecoder | None = None) -> None:
         if rate is not None and rate <= 0:
-            raise UsageError(f"--rate must be positive, got {rate:g}")
+            raise InvalidValue("rate", f"must be positive, got {rate:g}")
         if batch_size is not None and batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if max_attempts < 1:
-            raise UsageError(f"--max-attempts must be at least 1, got {max_attempts}")
+            raise InvalidValue("max_attempts", f"must be at least 1, got {max_attempts}")
         if to is not None and to == topic:
-            raise UsageError(f"--to {to!r} is the dead-letter topic itself")
+            raise InvalidValue("to", f"{to!r} is the dead-letter topic itself")
         self.cluster = cluster
         self.topic = topic
         self.to = to

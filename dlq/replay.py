@@ -32,6 +32,7 @@ from collectors.config import ClusterConfig
 from collectors.durations import duration_seconds
 from collectors.errors import (
     BrokerUnavailable,
+    InvalidValue,
     KafkaOperationError,
     LagdeckError,
     NotFoundError,
@@ -67,9 +68,9 @@ class ResetSpec:
         if self.value is None:
             raise UsageError(f"reset {self.kind!r} needs a value")
         if self.kind == "offset" and self.value < 0:
-            raise UsageError(f"--to-offset must be 0 or more, got {self.value}")
+            raise InvalidValue("to_offset", f"must be 0 or more, got {self.value}")
         if self.kind == "duration" and self.value <= 0:
-            raise UsageError("--by-duration must be a positive duration")
+            raise InvalidValue("by_duration", "must be a positive duration")
         if self.kind == "datetime" and self.value < 0:
             raise UsageError("a time before 1970-01-01T00:00:00Z (the Unix epoch) cannot be "
                              "replayed to; Kafka timestamps start there")
@@ -136,7 +137,7 @@ def parse_datetime_ms(text: str) -> int:
     raw = text.strip()
     if re.fullmatch(r"\d{10,}", raw):
         if int(raw) > _MAX_MS:
-            raise UsageError(f"--to-datetime {text!r} is after the year 9999")
+            raise InvalidValue("to_datetime", f"{text!r} is after the year 9999")
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))
@@ -144,11 +145,11 @@ def parse_datetime_ms(text: str) -> int:
             parsed = parsed.replace(tzinfo=UTC)
         millis = int(parsed.timestamp() * 1000)
     except (ValueError, OverflowError):
-        raise UsageError(
-            f"--to-datetime {text!r}: expected ISO 8601 such as 2024-05-01T12:00:00Z "
+        raise InvalidValue(
+            "to_datetime", f"{text!r}: expected ISO 8601 such as 2024-05-01T12:00:00Z "
             "(naive times are UTC) or epoch milliseconds") from None
     if millis < 0:
-        raise UsageError(f"--to-datetime {text!r} is before 1970-01-01T00:00:00Z (the Unix "
+        raise InvalidValue("to_datetime", f"{text!r} is before 1970-01-01T00:00:00Z (the Unix "
                          "epoch); Kafka timestamps start there")
     return millis
 
@@ -163,7 +164,7 @@ def parse_duration_s(text: str) -> float:
 
 def _check_duration_reach(seconds: float, now_ms: int, shown: str) -> None:
     if seconds * 1000 > now_ms:
-        raise UsageError(f"--by-duration {shown} reaches back before 1970-01-01T00:00:00Z "
+        raise InvalidValue("by_duration", f"{shown} reaches back before 1970-01-01T00:00:00Z "
                          "(the Unix epoch); Kafka timestamps start there")
 
 

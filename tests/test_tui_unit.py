@@ -9,12 +9,15 @@ from collectors.config import ClusterConfig, Settings
 from collectors.errors import BrokerUnavailable, UsageError
 from collectors.snapshots import Header, Record, Status
 from console.cli import main
-from console.data import KafkaSource, follow_id, parse_filter, picked_group, picked_selector
+from console.data import KafkaSource
 from console.embedded import free_port
 from console.screens.jump import parse_jump
 from console.screens.replay import spec_from_form
 from console.widgets import format as fmt
+from dlq.redrive import default_group
+from dlq.select import parse_filter, picked_selector
 from tests.tui_fixtures import order_timeline
+from tracing.follow import follow_id
 
 
 def test_seconds_read_like_an_operator_says_them():
@@ -63,8 +66,9 @@ def test_picked_records_select_exactly_those_positions():
     assert selector.conditions and not selector.needs_envelope
     assert "2 picked records" in selector.describe()
     # each picked set has its own progress group, never the topic-wide one
-    assert picked_group("dlt", picked) != picked_group("dlt", frozenset({(0, 11)}))
-    assert picked_group("dlt", picked).startswith("lagdeck-redrive.dlt.picked-")
+    other = picked_selector(frozenset({(0, 11)}))
+    assert default_group("dlt", selector) != default_group("dlt", other)
+    assert default_group("dlt", selector).startswith("lagdeck-redrive.dlt.picked-")
 
 
 def test_follow_id_prefers_the_correlation_header_then_the_key():

@@ -58,7 +58,7 @@ from confluent_kafka.admin import AdminClient
 
 from collectors.config import ClusterConfig, Settings
 from collectors.durations import duration_seconds
-from collectors.errors import NotFoundError, UsageError
+from collectors.errors import InvalidValue, NotFoundError, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
@@ -277,9 +277,9 @@ class Tracer:
         forms = query_ids(query)
         wanted = {f.encode("utf-8") for f in forms}
         if since_seconds <= 0:
-            raise UsageError("--since must be positive")
+            raise InvalidValue("since", "must be positive")
         if stuck_after_seconds < 0:
-            raise UsageError("--stuck-after must not be negative")
+            raise InvalidValue("stuck_after", "must not be negative")
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         cutoff_ms = now_ms - int(since_seconds * 1000)
         admin_client = self._admin_client()
@@ -380,7 +380,7 @@ class Tracer:
         try:
             pattern = re.compile(regex)
         except re.error as exc:
-            raise UsageError(f"--topics: invalid regex {regex!r} ({exc})") from None
+            raise InvalidValue("topics", f": invalid regex {regex!r} ({exc})") from None
         chosen = {t: n for t, n in topics.items() if pattern.search(t)}
         if not chosen:
             raise NotFoundError(f"no topic matches --topics {regex!r} "
@@ -658,7 +658,7 @@ def sync_index(tracer: Tracer, *, since_seconds: float = DAY, topics_regex: str 
     offset as of now.
     """
     if since_seconds <= 0:
-        raise UsageError("--since must be positive")
+        raise InvalidValue("since", "must be positive")
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cutoff_ms = now_ms - int(since_seconds * 1000)
     try:

@@ -24,17 +24,20 @@ from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from collectors import untrusted
-from collectors.errors import UsageError
+from collectors.errors import LagdeckError, UsageError
 from console import keymap as km
-from console.data import DlqPageView, follow_id, parse_filter
+from console.data import DlqPageView
 from console.messages import Loaded
 from console.palette import DeadLetterCommands
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
+from console.wording import for_tui
 from dlq.browse import DeadLetter, PageCursor
 from dlq.discovery import DlqTopicSummary
+from dlq.select import parse_filter
+from tracing.follow import follow_id
 from tracing.frames import REGISTRY_FORMATS
 
 PAGE_SIZE = 50
@@ -480,7 +483,7 @@ class DeadLettersScreen(BaseScreen):
         try:
             where = parse_filter(text) if text.strip() else []
         except UsageError as exc:
-            self.notify(str(exc).replace("--where ", "filter "), severity="error", timeout=6)
+            self.notify(for_tui(exc, {"where": "filter"}), severity="error", timeout=6)
             return
         self.where, self.filter_text = where, text.strip()
         box = self.query_one("#dlq-filter", Input)
@@ -512,7 +515,11 @@ class DeadLettersScreen(BaseScreen):
         dl = self.current_record()
         if dl is None:
             return
-        ident = follow_id(dl.record, self.lagdeck.source.settings)
+        try:
+            ident = follow_id(dl.record, self.lagdeck.source.settings)
+        except LagdeckError as exc:  # a bad [trace] section: the timeline could not use it
+            self.notify(for_tui(exc), severity="error", timeout=6)
+            return
         if not ident:
             self.notify("this record has no correlation id or printable key to follow",
                         severity="warning")
