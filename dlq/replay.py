@@ -431,8 +431,8 @@ def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *, create: bool = Fa
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"replay of group {plan.group}: the cluster stopped answering during the reset "
-                f"({exc}); whether it was applied is unknown: preview it again (without "
-                "--execute) to see the committed offsets") from None
+                f"({exc}); whether it was applied is unknown: preview it again (a dry run) "
+                "to see the committed offsets") from None
         wrong = [f"partition {p.partition}: expected {p.new_offset}, found {after[p.partition]}"
                  for p in changes if after.get(p.partition) != p.new_offset]
         audit.counts = {"partitions_changed": len(changes) - len(wrong),

@@ -58,7 +58,7 @@ from confluent_kafka.admin import AdminClient
 
 from collectors.config import ClusterConfig, Settings
 from collectors.durations import duration_seconds
-from collectors.errors import InvalidValue, NotFoundError, UsageError
+from collectors.errors import InvalidValue, NothingMatches, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
@@ -430,8 +430,8 @@ class Tracer:
             raise InvalidValue("topics", f": invalid regex {regex!r} ({exc})") from None
         chosen = {t: n for t, n in topics.items() if pattern.search(t)}
         if not chosen:
-            raise NotFoundError(f"no topic matches --topics {regex!r} "
-                                f"({len(topics)} topics on the cluster)")
+            raise NothingMatches("topics", f"{regex!r} ({len(topics)} topics on the cluster)",
+                                 lead="no topic matches ")
         return chosen
 
     def _plan(self, tps: Sequence[tuple[str, int]], bounds, ids, coverage: dict[tuple, Coverage],
