@@ -119,3 +119,24 @@ async def test_the_dead_letter_filter_names_its_field() -> None:
         assert any(t.startswith("filter 'bogus=1': unknown field 'bogus'") for t in toasts), \
             toasts
         assert screen.where == []
+
+
+@pytest.mark.anyio
+async def test_following_with_a_broken_trace_section_says_so_and_stays() -> None:
+    from collectors.config import Settings
+
+    source = FixedSource(settings=Settings(data={"trace": {"jaeger_timeout": -1}}))
+    app = LagdeckApp(source, poll_interval=3600)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, DeadLettersScreen)
+        await until(pilot, lambda: screen.current_record() is not None, message="a record",
+                    timeout=10)
+        screen.action_follow()
+        await until(pilot, lambda: bool(app.screen.query("Toast")), message="the toast",
+                    timeout=10)
+        toasts = [str(t.render()) for t in app.screen.query("Toast")]
+        assert any("[trace] jaeger_timeout" in t for t in toasts), toasts
+        assert app.screen is screen and source.lookups == []

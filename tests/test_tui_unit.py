@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from collectors.config import ClusterConfig, Settings
-from collectors.errors import BrokerUnavailable, UsageError
+from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.snapshots import Header, Record, Status
 from console.cli import main
 from console.data import KafkaSource
@@ -76,6 +76,12 @@ def test_follow_id_prefers_the_correlation_header_then_the_key():
     assert follow_id(with_header) == "ord_9"
     assert follow_id(Record("t", 0, 1, None, b"ord_7", b"{}")) == "ord_7"
     assert follow_id(Record("t", 0, 1, None, b"\xff\x00", b"{}")) is None
+    # the [trace] section names the header; a broken one is an error, not the defaults
+    named = Settings(data={"trace": {"correlation_headers": ["x-order"]}})
+    custom = Record("t", 0, 1, None, b"k-1", b"{}", (Header("x-order", b"ord_3"),))
+    assert follow_id(custom, named) == "ord_3" and follow_id(with_header, named) == "k-1"
+    with pytest.raises(ConfigError, match="jaeger_timeout"):
+        follow_id(with_header, Settings(data={"trace": {"jaeger_timeout": -1}}))
 
 
 def test_replay_form_values():
