@@ -302,29 +302,30 @@ class Tracer:
         timeline once the index covers everything read.
         """
         try:
-            return self._find(query, since_seconds=since_seconds, topics_regex=topics_regex,
-                              stuck_after_seconds=stuck_after_seconds, progress=progress,
-                              now_ms=now_ms, on_answer=on_answer)
+            started = time.monotonic()
+            self._retry_registry()
+            forms = query_ids(query)
+            now, cutoff = _window(since_seconds, now_ms)
+            if stuck_after_seconds < 0:
+                raise InvalidValue("stuck_after", "must not be negative")
+            lookup = _Lookup(forms, frozenset(f.encode("utf-8") for f in forms), since_seconds,
+                             stuck_after_seconds, now, cutoff, started)
+            return self._find(lookup, topics_regex, progress, on_answer)
         except BaseException:
             self._admin = None  # reconnect from scratch next time
             raise
 
-    def _find(self, query: str, *, since_seconds: float, topics_regex: str | None,
-              stuck_after_seconds: float, progress: Progress | None,
-              now_ms: int | None, on_answer: Callable[[Timeline], object] | None) -> Timeline:
-        started = time.monotonic()
+    def _retry_registry(self) -> None:
+        """The registry was down for an earlier lookup (the TUI keeps its tracer): try it
+        again, at the cost of at most one more timeout for this lookup."""
         if self.payloads.down:
-            # The registry was down for an earlier lookup (the TUI keeps its tracer):
-            # try it again, at the cost of at most one more timeout for this lookup.
             self.payloads.close()
             self.payloads = PayloadDecoder(self.registry)
             self.decoder = FastDecoder(self.settings, self.payloads)
-        forms = query_ids(query)
-        now, cutoff = _window(since_seconds, now_ms)
-        if stuck_after_seconds < 0:
-            raise InvalidValue("stuck_after", "must not be negative")
-        lookup = _Lookup(forms, frozenset(f.encode("utf-8") for f in forms), since_seconds,
-                         stuck_after_seconds, now, cutoff, started)
+
+    def _find(self, lookup: _Lookup, topics_regex: str | None, progress: Progress | None,
+              on_answer: Callable[[Timeline], object] | None) -> Timeline:
+        cutoff = lookup.cutoff_ms
         index = self.index
         scope = self._scope(topics_regex)
         plans = self._plan(scope.tps, scope.bounds, scope.ids, index.coverage(), cutoff,
@@ -342,7 +343,8 @@ class Tracer:
             # Frames read while the registry was down were indexed without their
             # payload ids: drop the index rather than answer from it later.
             index.reset("the Schema Registry was unreachable during the scan")
-        _log.info("trace %r: index complete after %.2fs", forms[0], time.monotonic() - started)
+        _log.info("trace %r: index complete after %.2fs", lookup.query,
+                  time.monotonic() - lookup.started)
         return timeline
 
     def _scope(self, topics_regex: str | None) -> _Scope:
