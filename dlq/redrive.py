@@ -75,10 +75,9 @@ from collectors.errors import (
 from collectors.kafka import DEFAULT_TIMEOUT, consumer, translate
 from collectors.logs import get_logger
 from collectors.own_groups import REDRIVE_GROUP_PREFIX
-from collectors.scan import watermarks
+from collectors.scan import READER_CONF, count_records, watermarks
 from collectors.topics import list_topics
 from dlq.audit import audited
-from dlq.browse import READER_CONF, count_records
 from dlq.guard import ensure_writable
 from dlq.redrive_copy import ABORT_TIMEOUT, Pass, RedriveFenced, TransactionalCopy
 from dlq.redrive_plan import ALREADY_MOVED, TARGET_CHECK_LIMIT, Planner

@@ -26,7 +26,7 @@ from collectors.config import ClusterConfig
 from collectors.errors import KafkaOperationError, LagdeckError
 from collectors.kafka import describe, producer, translate
 from collectors.logs import get_logger
-from dlq.browse import iter_bounded
+from collectors.scan import iter_bounded
 from dlq.redrive_plan import Batch, Decision, Planner
 from dlq.redrive_report import Tally
 

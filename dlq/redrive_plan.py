@@ -18,9 +18,8 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from collectors.config import ClusterConfig
 from collectors.kafka import ConsumedMessage, consumer, translate
-from collectors.scan import to_record, watermarks
+from collectors.scan import READER_CONF, iter_bounded, to_record, watermarks
 from collectors.topics import list_topics
-from dlq.browse import READER_CONF, iter_bounded
 from dlq.redrive_report import RedriveSample
 from dlq.select import Selector, display_text
 from tracing.deadletter import (

@@ -39,10 +39,9 @@ from collectors.errors import (
     UsageError,
 )
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, translate
-from collectors.scan import watermarks
+from collectors.scan import iter_bounded, watermarks
 from collectors.topics import list_topics
 from dlq.audit import audited
-from dlq.browse import iter_bounded
 from dlq.guard import ensure_writable
 
 KINDS = ("earliest", "latest", "datetime", "offset", "shift", "duration")
