@@ -59,10 +59,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from collectors.config import ClusterConfig
 from collectors.errors import (
@@ -100,6 +100,8 @@ __all__ = [
 ]
 
 DEFAULT_BATCH = 5000
+#: (topic, partition) -> offset
+Offsets = dict[tuple[str, int], int]
 DEFAULT_MAX_ATTEMPTS = 3
 
 _log = get_logger("redrive")
@@ -287,8 +289,9 @@ class Redrive:
                 run.txn = None
         return result
 
-    def _result(self, tally: Tally, starts, ends, cancel: threading.Event, started: float,
-                dry_run: bool, left: tuple[int, int], fenced: str | None) -> RedriveResult:
+    def _result(self, tally: Tally, starts: Offsets, ends: Offsets, cancel: threading.Event,
+                started: float, dry_run: bool, left: tuple[int, int],
+                fenced: str | None) -> RedriveResult:
         """The result from the tally, which holds committed batches only."""
         behind, not_reached = left
         elapsed = time.monotonic() - started
@@ -308,7 +311,8 @@ class Redrive:
             behind=behind, not_reached=not_reached, fenced=fenced,
         )
 
-    def _committed(self, reader, marks) -> dict[tuple[str, int], int]:
+    def _committed(self, reader: Consumer, marks: Mapping[tuple[str, int], tuple[int, int]]
+                   ) -> Offsets:
         try:
             committed = reader.committed([TopicPartition(t, p) for (t, p) in marks],
                                          timeout=self.timeout)
@@ -321,7 +325,8 @@ class Redrive:
                 else lo
         return starts
 
-    def _left(self, tally: Tally, starts, ends, stopped_early: bool) -> tuple[int, int]:
+    def _left(self, tally: Tally, starts: Offsets, ends: Offsets,
+              stopped_early: bool) -> tuple[int, int]:
         """(records behind a failure, records never reached), counted by reading offsets:
         a transaction marker is not a record."""
         behind_ranges = {}

@@ -201,7 +201,7 @@ class TransactionalCopy:
                 pool.shutdown(wait=True)
             pending = txn = run.txn = None  # see Redrive._execute: nothing may keep it alive
 
-    def _check_complete(self, reader, finished: set[tuple[str, int]]) -> None:
+    def _check_complete(self, reader: Consumer, finished: set[tuple[str, int]]) -> None:
         """The scan gives up on partitions that sent nothing for `timeout` seconds and
         leaves them assigned: that is a broker gone quiet, not the end of the work."""
         try:
@@ -250,7 +250,7 @@ class TransactionalCopy:
         if err is not None and len(self._delivery_errors) < 5:
             self._delivery_errors.append(f"{err.name()}: {err.str()}")
 
-    def _commit(self, txn, meta, offsets: Mapping[int, int], produced: int) -> None:
+    def _commit(self, txn: Producer, meta: Any, offsets: Mapping[int, int], produced: int) -> None:
         delivery_errors = self._delivery_errors
         try:
             if offsets:
@@ -270,14 +270,14 @@ class TransactionalCopy:
         if delivery_errors:  # should not happen: commit fails when a record failed
             raise KafkaOperationError(f"redrive of {self.topic}: {delivery_errors[0]}")
 
-    def _abort(self, txn) -> None:
+    def _abort(self, txn: Producer) -> None:
         try:
             txn.abort_transaction(min(self.timeout, ABORT_TIMEOUT))
         except KafkaException as exc:
             _log.warning("abort failed (the rerun fences the transaction instead): %s",
                          describe(exc))
 
-    def _txn(self, call, doing: str) -> None:
+    def _txn(self, call: Callable[[], object], doing: str) -> None:
         try:
             call()
         except KafkaException as exc:

@@ -296,7 +296,8 @@ class Planner:
                 out.samples.append(d.sample)
         return out
 
-    def _oldest_timestamp(self, starts, ends) -> int | None:
+    def _oldest_timestamp(self, starts: Mapping[tuple[str, int], int],
+                          ends: Mapping[tuple[str, int], int]) -> int | None:
         """The oldest timestamp among the first pending record of each partition: no
         earlier redrive can have moved any of them before that time."""
         heads = {k: (starts[k], min(ends[k], starts[k] + 1)) for k in ends if ends[k] > starts[k]}
