@@ -45,10 +45,10 @@ from confluent_kafka.admin import OffsetSpec
 from collectors import kafka, timelag
 from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
 from collectors.config import ClusterConfig, Settings
+from collectors.durations import parse_duration
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
-from collectors.rules import parse_duration
 from collectors.snapshots import GroupLag, LagSnapshot, Member, PartitionLag, Status
 from collectors.status import (
     Sample,

@@ -31,7 +31,8 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from confluent_kafka.admin import NewTopic
 
 from collectors import kafka
-from collectors.alerts import AlertBook, AlertState, book_from_dict, book_to_dict
+from collectors.alerts.book import book_from_dict, book_to_dict
+from collectors.alerts.state import AlertBook, AlertState
 from collectors.config import ClusterConfig
 from collectors.errors import KafkaOperationError, NotFoundError, UsageError
 from collectors.logs import get_logger

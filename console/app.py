@@ -427,7 +427,7 @@ DEMO_WELCOME = (
 def run_demo(cluster: ClusterConfig, *, duration: float | None = None,
              watchdog: Callable[[], None] | None = None) -> int:
     """The console against the demo world (`lagdeck demo`), with demo alert rules."""
-    from collectors.rules import parse_rules_text
+    from collectors.alerts.rules import parse_rules_text
 
     source = KafkaSource(cluster, rules=parse_rules_text(DEMO_RULES, "<demo rules>"),
                          label=f"demo {cluster.bootstrap_servers}",

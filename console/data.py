@@ -19,12 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collectors.alerts import AlertBook, AlertEvent, AlertState, EventKind, evaluate
+from collectors.alerts.loop import AlertLoop
+from collectors.alerts.rules import RuleSet, from_settings
+from collectors.alerts.state import AlertEvent, AlertState, EventKind
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
-from collectors.rules import RuleSet, from_settings
 from collectors.snapshots import LagSnapshot
 from dlq.browse import DeadLetter, PageCursor, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
@@ -120,20 +121,21 @@ class Source(Protocol):
 
 
 class AlertTracker:
-    """Carries the alert book from one poll to the next (pure evaluation inside)."""
+    """The alerts screen's view of the alert loop (`collectors.alerts.loop`), one lag poll
+    at a time, plus the last resolved alerts it shows."""
 
     def __init__(self, ruleset: RuleSet | None, error: str | None = None) -> None:
         self.ruleset = ruleset or RuleSet()
         self.error = error
-        self.book = AlertBook()
+        #: the book in memory, no sinks: the TUI shows alerts, `watch` delivers them
+        self.loop = AlertLoop.in_memory(self.ruleset.rules)
         self.resolved: deque[AlertEvent] = deque(maxlen=RESOLVED_KEPT)
 
     def update(self, snapshot: LagSnapshot) -> AlertsView:
         source = str(self.ruleset.path) if self.ruleset.path else None
         if not self.ruleset.rules:
             return AlertsView(0, source, error=self.error)
-        result = evaluate(self.ruleset.rules, snapshot, self.book)
-        self.book = result.book
+        result = self.loop.step(snapshot)
         for event in result.events:
             if event.kind is EventKind.RESOLVED:
                 self.resolved.appendleft(event)

@@ -19,9 +19,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from collectors.alerts import AlertEvent, AlertKey, AlertState, EventKind, Phase
+from collectors.alerts.rules import Severity
+from collectors.alerts.state import AlertEvent, AlertKey, AlertState, EventKind, Phase
 from collectors.errors import UsageError
-from collectors.rules import Severity
 from collectors.snapshots import GroupLag, Header, LagSnapshot, Member, PartitionLag, Record, Status
 from console.data import AlertsView, DlqPageView, LagView
 from console.demo.events import spring_dlt_headers

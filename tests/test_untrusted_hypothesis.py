@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 from rich.text import Text
 
-from collectors.alerts import evaluate
-from collectors.rules import parse_rules_text
+from collectors.alerts.evaluate import evaluate
+from collectors.alerts.rules import parse_rules_text
 from collectors.snapshots import GroupLag, Header, LagSnapshot, Member, PartitionLag, Record, Status
 from collectors.untrusted import block, escape, json_text, one_line
 from console.commands import dlq as dlq_cmd

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 
-from collectors.alerts import AlertEvent, AlertKey, AlertState, EventKind, Phase
+from collectors.alerts.rules import Severity
+from collectors.alerts.state import AlertEvent, AlertKey, AlertState, EventKind, Phase
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import UsageError
-from collectors.rules import Severity
 from collectors.snapshots import GroupLag, Header, LagSnapshot, Member, PartitionLag, Record, Status
 from console.data import AlertsView, DlqPageView, LagView
 from console.demo.events import PAYMENT_ERRORS, spring_dlt_headers

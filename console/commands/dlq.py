@@ -10,11 +10,10 @@ Ctrl-C with a summary of what was committed.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from collectors.redact import scrub
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.argtypes import finite
 from console.context import Context, print_json
+from console.signals import stop_on_signals
 from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
@@ -304,25 +304,11 @@ class ProgressLine:
         sys.stderr.flush()
 
 
-@contextmanager
-def _ctrl_c_sets(event: threading.Event):
-    """Ctrl-C sets `event` (the redrive finishes its batch and stops) instead of raising."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame) -> None:
-        if event.is_set():  # a second Ctrl-C: give up waiting
-            raise KeyboardInterrupt
-        event.set()
-        sys.stderr.write("lagdeck: stopping after the current batch (Ctrl-C again to abort)\n")
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _ctrl_c_sets(event: threading.Event) -> AbstractContextManager[None]:
+    """Ctrl-C sets `event` (the redrive finishes its batch and stops) instead of raising;
+    a second Ctrl-C gives up waiting (KeyboardInterrupt)."""
+    return stop_on_signals(event, notice=lambda signum: "lagdeck: stopping after the "
+                           "current batch (Ctrl-C again to abort)\n")
 
 
 def _took(r: RedriveResult) -> str:

@@ -1,8 +1,8 @@
 """Alerts: firing, pending and recently resolved, from the rules in the config file.
 
-The rules are evaluated by `collectors.alerts.evaluate` on every lag poll (in
-the poll worker), the same pure function `lagdeck watch` uses, so the console
-and cron agree on what fires.
+The rules are evaluated by `collectors.alerts.loop.AlertLoop` on every lag poll
+(in the poll worker), the same loop `lagdeck watch` runs, so the console and
+cron agree on what fires.
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
-from collectors.alerts import AlertEvent, AlertState, Phase
+from collectors.alerts.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
+from collectors.alerts.state import AlertEvent, AlertState, Phase
 from collectors.errors import InvalidValue
 from collectors.snapshots import LagSnapshot
-from tracing.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
 
 #: series per gauge before the SDK folds the rest into one overflow series
 CARDINALITY = 1_000_000
