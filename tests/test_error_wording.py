@@ -66,6 +66,8 @@ def test_each_face_adds_its_own_wording() -> None:
      "lagdeck: error: --max-attempts must be at least 1, got 0"),
     (["dlq", "redrive", "dlt", "--dry-run", "--where", "colour=red"],
      "lagdeck: error: --where 'colour=red': unknown field 'colour'"),
+    (["--schema-registry", "ftp://x", "dlq", "show", "t"],
+     "lagdeck: error: --schema-registry: 'ftp://x' is not an http(s) URL"),
     (["watch", "--metrics-port", "99999"],
      "lagdeck: error: --metrics-port: port must be 0-65535, got 99999"),
     (["replay", "g", "--topic", "t", "--to-offset", "-3"],
