@@ -15,7 +15,7 @@ from console.screens.jump import parse_jump
 from console.screens.replay import spec_from_form
 from console.widgets import format as fmt
 from dlq.redrive import default_group
-from dlq.select import parse_filter, picked_selector
+from dlq.select import parse_filter, parse_where, picked_selector
 from tests.tui_fixtures import order_timeline
 from tracing.follow import follow_id
 
@@ -69,6 +69,14 @@ def test_picked_records_select_exactly_those_positions():
     other = picked_selector(frozenset({(0, 11)}))
     assert default_group("dlt", selector) != default_group("dlt", other)
     assert default_group("dlt", selector).startswith("lagdeck-redrive.dlt.picked-")
+
+
+def test_progress_group_names_never_change() -> None:
+    """A rerun resumes from its group: the names are a contract with existing clusters."""
+    picked = picked_selector(frozenset({(0, 11), (1, 4)}))
+    assert default_group("dlt", picked) == "lagdeck-redrive.dlt.picked-1724aedbb4"
+    assert default_group("dlt", parse_where(["key=a"]), "out") == "lagdeck-redrive.dlt.9e8b84e4"
+    assert default_group("dlt", parse_where([])) == "lagdeck-redrive.dlt"
 
 
 def test_follow_id_prefers_the_correlation_header_then_the_key():
