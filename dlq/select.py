@@ -18,6 +18,11 @@ An expression is ``FIELD OP VALUE``; several expressions must all hold.
 Values are compared as text: keys and headers that are printable UTF-8 as
 that text, anything else as ``0x`` + hex (exactly what `dlq show` prints), so
 a binary key can still be matched.
+
+The TUI's filter line is the same language (`parse_filter` splits it into
+expressions, no quotes needed); records ticked by hand are one more kind of
+`Condition`, `PickedRecords` (`picked_selector`), so a redrive of them is an
+ordinary selection with its own progress group.
 """
 
 from __future__ import annotations
