@@ -46,7 +46,7 @@ from urllib.parse import unquote, urlsplit
 
 from collectors.config import Settings
 from collectors.durations import duration_seconds
-from collectors.errors import ConfigError, LagdeckError
+from collectors.errors import ConfigError, InvalidValue, LagdeckError
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 from collectors.redact import REDACTED, remember_secret, scrub
@@ -147,11 +147,17 @@ def _section(raw: object, where: str) -> Mapping[str, Any]:
     return raw
 
 
-def check_url(url: str, where: str) -> str:
-    """An http(s) URL (several may be comma-separated, as the client accepts)."""
+def check_url(url: str, where: str | None) -> str:
+    """An http(s) URL (several may be comma-separated, as the client accepts).
+
+    `where` names the config key it came from; None: the URL was given by the user
+    directly (the `schema_registry` value, which each face names its own way).
+    """
     url = url.strip()
     parts = [u.strip() for u in url.split(",")]
     if not all(p.startswith(("http://", "https://")) and len(p) > len("https://") for p in parts):
+        if where is None:
+            raise InvalidValue("schema_registry", f": {url!r} is not an http(s) URL")
         raise ConfigError(f"{where}: {url!r} is not an http(s) URL")
     return url
 
@@ -177,7 +183,7 @@ def registry_config(settings: Settings | None, profile: str | None = None,
         if isinstance(merged.get(key), str):
             remember_secret(merged[key])
     if url is not None:
-        merged["url"] = check_url(url, "--schema-registry")
+        merged["url"] = check_url(url, None)
     if not merged.get("url"):
         return None
     for part in str(merged["url"]).split(","):

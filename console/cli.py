@@ -19,6 +19,7 @@ from collectors.redact import scrub
 from collectors.untrusted import one_line
 from console.commands import COMMANDS
 from console.context import Context
+from console.wording import for_cli
 
 PROG = "lagdeck"
 #: the default topic of `--from-snapshots` (collectors.snapshot_topic.DEFAULT_TOPIC)
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args, ctx) or 0)
     except LagdeckError as exc:
         log.info("command failed: %s", exc, exc_info=True)
-        for line in scrub(str(exc)).split("\n"):  # a config report: one line per problem
+        for line in scrub(for_cli(exc)).split("\n"):  # a config report: one line per problem
             sys.stderr.write(f"{PROG}: error: {one_line(line)}\n")
         return exc.exit_code
     except KeyboardInterrupt:

@@ -13,8 +13,6 @@ reconnects from scratch (the app backs off between attempts).
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -28,18 +26,15 @@ from collectors.config import ClusterConfig, Settings
 from collectors.errors import LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
-from collectors.snapshots import LagSnapshot, Record
+from collectors.snapshots import LagSnapshot
 from console.settings import ConsoleSettings
 from dlq.browse import DeadLetter, PageCursor, RecordAt, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
-from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
+from dlq.redrive import Redrive, RedriveProgress, RedriveResult
 from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
-from dlq.select import FIELDS, Selector, parse_where
-from tracing.deadletter import DeadLetterEnvelope
+from dlq.select import parse_where, picked_selector
 from tracing.flows import FlowMap
 from tracing.frames import PayloadDecoder
-from tracing.headers import correlation_id, header_map, id_text
-from tracing.settings import TraceSettings
 from tracing.timeline import Timeline
 
 _log = get_logger("tui.data")
@@ -89,73 +84,6 @@ class DlqPageView:
     #: records read to fill this page (more than `entries` when a filter is set)
     scanned: int = 0
     selection: str = "all records"
-
-
-@dataclass(frozen=True)
-class PickedRecords:
-    """A selection condition: the records the operator ticked, by (partition, offset).
-
-    It has the shape of a `dlq.select.Condition` (field, op, `matches`, `str`), so a
-    plain `Selector` holding it makes `dlq.redrive.Redrive` move exactly the
-    snapshot the operator saw, nothing that arrived since.
-    """
-
-    picked: frozenset[tuple[int, int]]
-    field: str = "position"
-    op: str = "in"
-
-    @property
-    def value(self) -> str:
-        return ",".join(f"{p}@{o}" for p, o in sorted(self.picked))
-
-    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
-        return (record.partition, record.offset) in self.picked
-
-    def __str__(self) -> str:
-        shown = ", ".join(f"{p}@{o}" for p, o in sorted(self.picked)[:5])
-        more = f" +{len(self.picked) - 5}" if len(self.picked) > 5 else ""
-        return f"{len(self.picked)} picked records ({shown}{more})"
-
-
-def picked_selector(picked: frozenset[tuple[int, int]]) -> Selector:
-    return Selector((PickedRecords(frozenset(picked)),))  # type: ignore[arg-type]
-
-
-def picked_group(topic: str, picked: frozenset[tuple[int, int]]) -> str:
-    """A progress group of its own per picked set, so picking never advances the
-    topic-wide redrive group past records nobody picked."""
-    digest = hashlib.sha1(repr(sorted(picked)).encode()).hexdigest()[:10]
-    return f"{GROUP_PREFIX}{topic}.picked-{digest}"
-
-
-_WHERE_START = re.compile(
-    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+|value\.[^\s=~!]+)\s*(?:!=|!~|=|~)",
-    re.IGNORECASE)
-
-
-def parse_filter(text: str) -> list[str]:
-    """The browser's filter line as `--where` expressions.
-
-    `error_class~Timeout key~ord-1` is two conditions; a word that does not
-    start a new condition belongs to the previous value, so
-    `error_message~did not answer` needs no quotes. Raises `UsageError`.
-    """
-    exprs: list[str] = []
-    for word in text.split():
-        if _WHERE_START.match(word) or not exprs:
-            exprs.append(word)
-        else:
-            exprs[-1] += " " + word
-    parse_where(exprs)  # validate now: one clear line for a typo
-    return exprs
-
-
-def follow_id(record: Record, settings: TraceSettings | None = None) -> str | None:
-    """The id to follow a dead letter's order by: its correlation header (the names of
-    the `[trace]` section, parsed at start-up), else its key when that is a printable id."""
-    names = (settings or TraceSettings()).correlation_headers
-    found = correlation_id(header_map(record.headers), names)
-    return found or id_text(record.key)
 
 
 class Source(Protocol):
@@ -382,7 +310,7 @@ class KafkaSource:
         """Preview (`dry_run`) or run a redrive of the picked records or of a filter."""
         if picked:
             task = Redrive(self.cluster, topic, where=picked_selector(frozenset(picked)),
-                           group=picked_group(topic, frozenset(picked)), timeout=self.timeout)
+                           timeout=self.timeout)
         elif where:
             task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout,
                            payloads=self.payloads)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import ConfigError
 from collectors.kafka import DEFAULT_TIMEOUT, consumer
-from collectors.scan import to_record, watermarks
+from collectors.scan import READER_CONF, count_records, iter_bounded, to_record, watermarks
 from collectors.snapshots import Header, Record
 from collectors.topics import list_topics
-from dlq.browse import EXACT_COUNT_LIMIT, READER_CONF, count_records, iter_bounded
+from dlq.browse import EXACT_COUNT_LIMIT
 from tracing.deadletter import REDRIVE_ID_HEADER, decode_envelope
 
 DEFAULT_PATTERNS = ("*-dlt", "*.DLT", "*.dlq", "*-dlq", "dlq-*", "*.deadletter")

@@ -21,11 +21,13 @@ pytestmark = pytest.mark.integration
 def test_offsets_parse_as_typed() -> None:
     assert parse_offsets("7") == 7
     assert parse_offsets("0:1,1:0, 2:13") == {0: 1, 1: 0, 2: 13}
-    from collectors.errors import UsageError
+    from collectors.errors import InvalidValue
+    from console.wording import for_cli
 
     for bad in ("-1", "0:-1", "0:1,0:2", "x", "0:1,", "1:2:3"):
-        with pytest.raises(UsageError, match=re.escape(f"--offset {bad!r}")):
+        with pytest.raises(InvalidValue, match=re.escape(f"offset {bad!r}")) as raised:
             parse_offsets(bad)
+        assert for_cli(raised.value).startswith(f"--offset {bad!r}")
 
 
 def _three_partition_dlq(bootstrap: str, names) -> tuple[str, set[tuple[int, int]]]:

@@ -362,8 +362,9 @@ def test_since_bounds_the_timeline_by_record_time(cluster: ClusterConfig, bootst
 
 @integration
 def test_missing_topics_and_a_dead_broker_are_one_clear_error(cluster: ClusterConfig) -> None:
-    with pytest.raises(NotFoundError, match="no topic matches --topics"):
+    with pytest.raises(NotFoundError, match="no topic matches topics '") as missing:
         find_timeline(cluster, "ord_1", topics_regex="^does-not-exist-anywhere$")
+    assert getattr(missing.value, "field", None) == "topics"  # the CLI says --topics
     dead = ClusterConfig({"bootstrap.servers": "127.0.0.1:1"})
     with pytest.raises(BrokerUnavailable) as err:
         find_timeline(dead, "ord_1", timeout=2)

@@ -48,11 +48,11 @@ from collectors.alerts.state import (
     Phase,
     Value,
 )
+from collectors.own_groups import OWN_GROUP_PREFIXES, is_own_group
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag, Status
 
-#: Groups lagdeck itself creates (redrive progress, see dlq/redrive.py): not alerted on
-#: unless a rule's group regex spells the prefix out.
-OWN_GROUP_PREFIXES = ("lagdeck-redrive.",)
+# lagdeck's own groups (redrive progress, `collectors.own_groups`) are not alerted on
+# unless a rule's group regex spells the prefix out (`names_own_groups`).
 #: States of another rules source not evaluated for this long are forgotten (a file
 #: that moved or stopped being run), so the book does not grow without bound.
 FOREIGN_EXPIRY = 7 * 86400.0
@@ -146,10 +146,6 @@ def rule_identity(rule: Rule) -> str:
     }
     text = json.dumps(definition, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def is_own_group(group: str) -> bool:
-    return group.startswith(OWN_GROUP_PREFIXES)
 
 
 def names_own_groups(rule: Rule) -> bool:

@@ -19,12 +19,12 @@ from collectors.errors import NotFoundError, UsageError
 from collectors.history import LagHistory
 from collectors.kafka import check_reachable
 from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
+from collectors.own_groups import REDRIVE_GROUP_PREFIX as GROUP_PREFIX
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
 from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json
-from dlq.redrive import GROUP_PREFIX
 
 #: above this many groups `--json` is printed on one line (indenting costs ~0.5 s at 1,000)
 COMPACT_JSON_GROUPS = 100

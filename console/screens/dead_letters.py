@@ -28,15 +28,18 @@ from textual.worker import Worker
 from collectors import untrusted
 from collectors.errors import UsageError
 from console import keymap as km
-from console.data import DlqPageView, follow_id, parse_filter
+from console.data import DlqPageView
 from console.messages import DeadLetterPageLoaded, DeadLetterTopicsLoaded
 from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
+from console.wording import for_tui
 from dlq.browse import DeadLetter, PageCursor, RecordAt
 from dlq.discovery import DlqTopicSummary
+from dlq.select import parse_filter
+from tracing.follow import follow_id
 from tracing.frames import REGISTRY_FORMATS
 
 PAGE_SIZE = 50
@@ -495,7 +498,7 @@ class DeadLettersScreen(BaseScreen):
         try:
             where = parse_filter(text) if text.strip() else []
         except UsageError as exc:
-            self.notify(str(exc).replace("--where ", "filter "), severity="error", timeout=6)
+            self.notify(for_tui(exc, {"where": "filter"}), severity="error", timeout=6)
             return
         self.where, self.filter_text = where, text.strip()
         box = self.query_one("#dlq-filter", Input)

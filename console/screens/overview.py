@@ -17,6 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Input, Static
 
+from collectors.own_groups import REDRIVE_GROUP_PREFIX
 from collectors.snapshots import GroupLag
 from collectors.untrusted import one_line
 from console import keymap as km
@@ -60,7 +61,7 @@ def sort_groups(groups: list[GroupLag], how: str) -> list[GroupLag]:
 
 #: lagdeck's own redrive progress groups (one per redriven selection): bookkeeping,
 #: hidden unless the filter asks for them.
-OWN_GROUPS = "lagdeck-redrive."
+OWN_GROUPS = REDRIVE_GROUP_PREFIX
 
 
 def matches(pattern: str, group: str) -> bool:

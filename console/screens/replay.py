@@ -29,6 +29,7 @@ from console.widgets import format as fmt
 from console.widgets.confirm import TypedConfirm
 from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
+from console.wording import for_tui
 from dlq.guard import ensure_writable
 from dlq.replay import RESETTABLE_STATES, ReplayPlan, ReplayResult, ResetSpec
 
@@ -46,6 +47,10 @@ KIND_CHOICES = (
 PLACEHOLDER = {
     "datetime": "2024-05-01T12:00:00Z", "duration": "15m", "offset": "0", "shift": "-100",
 }
+
+#: How the form names the values of a `ResetSpec` in errors: the kind picker already says
+#: which one the value box holds.
+FORM_LABELS = {"to_datetime": "", "by_duration": "", "to_offset": "offset"}
 
 
 def spec_from_form(kind: str, value: str) -> ResetSpec:
@@ -208,9 +213,7 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
             spec = spec_from_form(kind, self.query_one("#replay-value", Input).value)
         except LagdeckError as exc:
             self.query_one("#replay-status", Static).update(
-                Text(one_line(f"✗ {exc}").replace("--to-datetime ", "")
-                     .replace("--by-duration ", ""),
-                     style="bold red"))
+                Text(one_line(f"✗ {for_tui(exc, FORM_LABELS)}"), style="bold red"))
             return
         self.stage = "planning"
         self.planned_form = self._form()

@@ -24,6 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
+from collectors.own_groups import REDRIVE_GROUP_PREFIX
 from collectors.untrusted import one_line
 from console import keymap as km
 from console.messages import TimelineLoaded
@@ -41,7 +42,7 @@ MARKS = {PROCESSED: ("✓", "green"), PENDING: ("…", "yellow"), DEAD_LETTERED:
 
 
 #: lagdeck's redrive progress groups: a ✓ from one means "redriven", not "processed".
-REDRIVE_GROUP = "lagdeck-redrive."
+REDRIVE_GROUP = REDRIVE_GROUP_PREFIX
 
 
 def event_key(e: TimelineEvent) -> str:
