@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
@@ -45,6 +45,19 @@ from collectors.snapshots import LagSnapshot
 
 LAG_METRIC = "lagdeck.consumer.lag"
 LAG_SECONDS_METRIC = "lagdeck.consumer.lag_seconds"
+
+Observe = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+def lag_gauges(meter: Meter, lag: Observe, lag_seconds: Observe) -> None:
+    """The two lag gauges, named and described once for every exporter (OTLP push and
+    Prometheus pull show the same series)."""
+    meter.create_observable_gauge(
+        LAG_METRIC, callbacks=[lag], unit="{message}",
+        description="Consumer group lag in messages (end offset - committed offset)")
+    meter.create_observable_gauge(
+        LAG_SECONDS_METRIC, callbacks=[lag_seconds], unit="s",
+        description="Consumer group lag in seconds (age of the oldest unconsumed record)")
 EVENT_PREFIX = "lagdeck.alert."
 
 _routed = threading.Lock()
@@ -159,12 +172,7 @@ class OtlpSink:
         )
         self._meters = MeterProvider(resource=resource, metric_readers=[self._reader])
         meter = self._meters.get_meter("lagdeck")
-        meter.create_observable_gauge(
-            LAG_METRIC, callbacks=[self._observe_lag], unit="{message}",
-            description="Consumer group lag in messages (end offset - committed offset)")
-        meter.create_observable_gauge(
-            LAG_SECONDS_METRIC, callbacks=[self._observe_lag_seconds], unit="s",
-            description="Consumer group lag in seconds (age of the oldest unconsumed record)")
+        lag_gauges(meter, self._observe_lag, self._observe_lag_seconds)
 
         self._logs = LoggerProvider(resource=resource)
         self._logs.add_log_record_processor(BatchLogRecordProcessor(

@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
-from collectors.alerts.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
+from collectors.alerts.sinks.otlp import lag_gauges
 from collectors.alerts.state import AlertEvent, AlertState, Phase
 from collectors.errors import InvalidValue
 from collectors.snapshots import LagSnapshot
@@ -63,12 +63,7 @@ class PrometheusSink:
         self._meters = MeterProvider(resource=Resource.create({"service.name": "lagdeck"}),
                                      metric_readers=[self._reader])
         meter = self._meters.get_meter("lagdeck")
-        meter.create_observable_gauge(
-            LAG_METRIC, callbacks=[self._observe_lag], unit="{message}",
-            description="Consumer group lag in messages (end offset - committed offset)")
-        meter.create_observable_gauge(
-            LAG_SECONDS_METRIC, callbacks=[self._observe_lag_seconds], unit="s",
-            description="Consumer group lag in seconds (age of the oldest unconsumed record)")
+        lag_gauges(meter, self._observe_lag, self._observe_lag_seconds)
         try:
             self._server, self._thread = start_http_server(port, addr=host,
                                                            registry=self._registry)
