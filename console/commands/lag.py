@@ -24,8 +24,10 @@ from collectors.timelag import EXACT, ZERO
 from collectors.untrusted import FIELD_LIMIT, one_line
 from console.argtypes import seconds
 from console.context import Context, print_json
-from dlq.redrive import GROUP_PREFIX
 
+#: lagdeck's redrive progress groups (dlq.redrive.GROUP_PREFIX, spelled here: importing
+#: dlq would add ~40 ms to every `lagdeck lag`; tests/test_cli_lazy.py keeps them equal)
+GROUP_PREFIX = "lagdeck-redrive."
 #: above this many groups `--json` is printed on one line (indenting costs ~0.5 s at 1,000)
 COMPACT_JSON_GROUPS = 100
 #: a first run with no history samples again for at most this long before judging
