@@ -421,15 +421,16 @@ class LagHistory:
 
     def _follow(self, cluster: str, cache: _ClusterCache) -> None:
         rows = self._db.execute(
+            # `+cluster`: walk the row ids past the last one seen, not the whole key index
             "SELECT id, grp, topic, part, ts, committed, end_offset, active FROM samples "
-            "WHERE id > ? AND cluster = ? ORDER BY id",
+            "WHERE id > ? AND +cluster = ? ORDER BY id",
             (cache.last_sample_id, cluster),
         ).fetchall()
         if rows:
             self._add_samples(cache, rows)
             cache.last_sample_id = max(r[0] for r in rows)
         rows = self._db.execute(
-            "SELECT id, topic, part, ts, end_offset FROM points WHERE id > ? AND cluster = ? "
+            "SELECT id, topic, part, ts, end_offset FROM points WHERE id > ? AND +cluster = ? "
             "ORDER BY id",
             (cache.last_point_id, cluster),
         ).fetchall()

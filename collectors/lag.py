@@ -48,7 +48,6 @@ from collectors.config import ClusterConfig, Settings
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
-from collectors.rules import parse_duration
 from collectors.snapshots import GroupLag, LagSnapshot, Member, PartitionLag, Status
 from collectors.status import (
     Sample,
@@ -56,7 +55,8 @@ from collectors.status import (
     Verdict,
     allowed_lag_for,
     evaluate_group,
-    evaluate_partition,
+    evaluate_window,
+    partition_status,
 )
 from collectors.timelag import Point, ReadRequest, ReadRun, TimeLag
 
@@ -142,6 +142,9 @@ class LagSettings:
         def duration(key: str, default: float) -> float:
             if key not in section:
                 return default
+            # here, not at the top: the alert rules module costs `lagdeck lag` 20 ms to import
+            from collectors.rules import parse_duration
+
             try:
                 return parse_duration(section[key])
             except ValueError as exc:
@@ -570,16 +573,22 @@ class LagCollector:
         )
         verdicts: dict[tuple[str, str, int], Verdict] = {}
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
+        policy = opts.policy
         for s in samples:
             if s.committed is None:
                 continue
             key = (s.group, s.topic, s.partition)
-            current = Sample(now, s.committed, s.end, s.active)
-            window = windows.get(key, [])
+            allowed = allowed_by_group[s.group]
+            window = windows.get(key)
             if not window or window[-1].time < now:
-                window = [*window, current]
-            verdicts[key] = evaluate_partition(window, policy=opts.policy,
-                                               allowed_lag=allowed_by_group[s.group])
+                lag = None if s.end is None else max(0, s.end - s.committed)
+                if lag is not None and lag <= allowed:
+                    # caught up (within allowed_lag): judged from the current lag alone
+                    verdicts[key] = partition_status([], [], lag, now, allowed_lag=allowed)
+                    continue
+                window = [*(window or ()), Sample(now, s.committed, s.end, s.active)]
+            # the history's windows are in time order, and `now` is after them
+            verdicts[key] = evaluate_window(window, policy=policy, allowed_lag=allowed)
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
@@ -669,18 +678,26 @@ class LagCollector:
                                                           now))
                   for tp in tps}
         out: dict[tuple, TimeLag] = {}
+        # groups at the same offset of a partition share its answer and its read request
+        # (a request depends only on the partition and the offset: plan_reads keeps one)
+        by_offset: dict[tuple[str, int, int], TimeLag] = {}
         requests: list[ReadRequest] = []
         for key, committed in lagging.items():
+            at = (key[1], key[2], committed)
+            known = by_offset.get(at)
+            if known is not None:
+                out[key] = known
+                continue
             tp = key[1:]
             end = view.ends[tp]
-            cached = self._timestamps.get((*tp, committed))
+            cached = self._timestamps.get(at)
             if cached is not None:
-                self._timestamps.move_to_end((*tp, committed))
-                out[key] = timelag.exact(cached[1], now)
+                self._timestamps.move_to_end(at)
+                out[key] = by_offset[at] = timelag.exact(cached[1], now)
                 continue
             estimate = timelag.estimate_from_table(committed, end, tables[tp], now)
-            out[key] = estimate
-            failed_at = self._unreadable.get((*tp, committed))
+            out[key] = by_offset[at] = estimate
+            failed_at = self._unreadable.get(at)
             if failed_at is not None and now - failed_at < UNREADABLE_RETRY:
                 continue
             blind = estimate.method in (timelag.EXTRAPOLATED, timelag.UNKNOWN)
