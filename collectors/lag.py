@@ -428,6 +428,8 @@ class LagCollector:
 
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
+        # topics the history knows that no longer exist (usually none: nothing to add then)
+        gone = any(t not in topics for seen in recent.values() for t, _p in seen)
         for data in read:
             seen = recent.get(data.group, {})
             if data.group in ghost_set:
@@ -435,7 +437,7 @@ class LagCollector:
                 if ghost is None:
                     continue
                 data = ghost
-            elif seen:
+            elif seen and gone:
                 data = _with_vanished(data, seen, topics)
             raw.append(data)
 
@@ -597,10 +599,12 @@ class LagCollector:
                                 if now - t < UNREADABLE_RETRY}
             self._unreadable.update(dict.fromkeys(unresolved, now))
         lags = dict(estimates)
-        for key, committed in lagging.items():
-            hit = reads.get((key[1], key[2], committed))
-            if hit is not None:
-                lags[key] = timelag.exact(hit[1], now)
+        if reads:
+            exact = {at: timelag.exact(ts, now) for at, (_offset, ts) in reads.items()}
+            for key, committed in lagging.items():
+                hit = exact.get((key[1], key[2], committed))
+                if hit is not None:
+                    lags[key] = hit
         self.last_stats.update(
             lagging=len(lagging), exact_reads=len(reads),
             exact=sum(1 for v in lags.values() if v.method == timelag.EXACT),
