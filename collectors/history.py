@@ -100,6 +100,9 @@ class _ClusterCache:
         self.points: dict[PointKey, list[tuple[int, Point]]] = defaultdict(list)
         self.last_sample_id = 0
         self.last_point_id = 0
+        #: rows this process wrote, taken into `samples` on the next read (`_flush`): a
+        #: one-shot `lagdeck lag` never reads them back, a TUI does on its next poll
+        self.pending: list[tuple] = []
 
 
 class LagHistory:
@@ -187,9 +190,9 @@ class LagHistory:
                 _log.warning("cannot write lag history %s: %s", self.path, exc)
                 return
             first = last_sample - len(samples) + 1
-            self._add_samples(cache, [
+            cache.pending += [
                 (first + i, s.group, s.topic, s.partition, taken_at, s.committed, s.end,
-                 s.active) for i, s in enumerate(samples)])
+                 s.active) for i, s in enumerate(samples)]
             first = last_point - len(added_points) + 1
             self._add_points(cache, [(first + i, topic, part, p.time, p.end)
                                      for i, (topic, part, p) in enumerate(added_points)])
@@ -261,6 +264,7 @@ class LagHistory:
                 _log.warning("cannot prune lag history %s: %s", self.path, exc)
                 return
             for cache in self._caches.values():
+                self._flush(cache)
                 for key, rows in list(cache.samples.items()):
                     kept = [s for s in rows if s.time >= cutoff]
                     if kept:
@@ -419,7 +423,13 @@ class LagHistory:
         self._add_points(cache, rows)
         cache.last_point_id = self._max_id("points")
 
+    def _flush(self, cache: _ClusterCache) -> None:
+        if cache.pending:
+            pending, cache.pending = cache.pending, []
+            self._add_samples(cache, pending)
+
     def _follow(self, cluster: str, cache: _ClusterCache) -> None:
+        self._flush(cache)
         rows = self._db.execute(
             # `+cluster`: walk the row ids past the last one seen, not the whole key index
             "SELECT id, grp, topic, part, ts, committed, end_offset, active FROM samples "
