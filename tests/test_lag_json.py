@@ -63,3 +63,15 @@ def test_lone_surrogate_takes_the_json_path(capsys: pytest.CaptureFixture[str]) 
 def test_other_documents_take_the_json_path() -> None:
     assert _fast_text({"a": 1}) is None
     assert _fast_text([_snapshot()]) is None
+
+
+@pytest.mark.parametrize("name", ["plain-ascii.group", "orders\u202e-\x85\u00e9\U0001f600",
+                                  "del\x7fgroup"])
+def test_printed_document_is_the_json_paths(capsys: pytest.CaptureFixture[str],
+                                            name: str) -> None:
+    """ASCII goes out as orjson's bytes, anything else through json_text: same text."""
+    from collectors.untrusted import json_text
+
+    document = _snapshot(name=name)
+    print_json(document, compact=True)
+    assert capsys.readouterr().out == json_text(_reference(document)) + "\n"
