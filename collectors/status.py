@@ -303,7 +303,7 @@ def evaluate_window(
     since = run[0].time
     stopped = None
     if all(s.active is False for s in run):
-        lags = [None if s.end is None else max(0, s.end - s.committed) for s in run]
+        lags = [None if s.end is None else max(0, s.end - committed) for s in run]
         if all(x is not None and x > allowed_lag for x in lags):
             stopped = _stopped_verdict(ordered, held, policy.grace_seconds)
     if stopped is not None:
@@ -313,8 +313,9 @@ def evaluate_window(
     i = n - 1
     while i >= 0 and len(commits) < window:
         s = ordered[i]
-        if i == 0 or s.committed != ordered[i - 1].committed or s.active:
-            commits.append(Commit(s.committed, s.time, s.lag))
+        offset = s.committed  # never None in `ordered`; the check is for the type checker
+        if offset is not None and (i == 0 or offset != ordered[i - 1].committed or s.active):
+            commits.append(Commit(offset, s.time, s.lag))
         i -= 1
     commits.reverse()
     ends = [s.end for s in recent if s.end is not None]
