@@ -44,7 +44,7 @@ from confluent_kafka.admin import OffsetSpec
 
 from collectors import kafka, timelag
 from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
-from collectors.config import ClusterConfig, Settings
+from collectors.config import ClusterConfig, Settings, require_bootstrap
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
@@ -334,6 +334,18 @@ class LagCollector:
                 admin.poll(timeout)
             if self._reader is not None:
                 self._reader.poll(0)
+
+    def check_reachable(self, timeout: float) -> None:
+        """`collectors.kafka.check_reachable` on this collector's own admin client: the
+        same one-line failure, without starting (and destroying) a client of its own
+        before the refresh (~50 ms), and the refresh finds the connection made."""
+        bootstrap = require_bootstrap(self.cluster)
+        try:
+            self._admin_pool()[0].list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"cannot reach Kafka at {bootstrap} within {timeout:g}s ({kafka.describe(exc)})"
+            ) from None
 
     def _admin_pool(self, size: int = 1) -> list[Any]:
         """The first `size` admin clients; the per-group path spreads over all of them,
