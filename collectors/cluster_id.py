@@ -1,6 +1,6 @@
 """Which cluster lagdeck is talking to: the id its brokers report, not the bootstrap string.
 
-Alert state is kept per cluster (`collectors.alerts.AlertStore`). The
+Alert state is kept per cluster (`collectors.alerts.book.AlertStore`). The
 bootstrap string is a poor name for a cluster: two strings can reach one
 cluster (a load balancer, a different broker list) and one string can reach
 two clusters over time (DNS moved to the DR site). The cluster id in the

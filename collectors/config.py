@@ -251,7 +251,7 @@ def load_settings(path: str | Path | None = None, *,
 def config_problems(data: Mapping[str, Any], text: str, source: str,
                     checks: Mapping[str, SectionCheck] | None = None) -> list[str]:
     """Every problem of a parsed config file, one `FILE:LINE: ...` line each (never raises)."""
-    from collectors.rules import collect_rules
+    from collectors.alerts.rules import collect_rules
 
     problems = validate(data)
     default = data.get("default_profile")

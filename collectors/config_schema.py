@@ -148,7 +148,7 @@ class MapOf:
 
 @dataclass(frozen=True)
 class Delegated:
-    """Checked elsewhere (alert rules and sinks: `collectors.rules`)."""
+    """Checked elsewhere (alert rules and sinks: `collectors.alerts.rules`)."""
 
     owner: str = ""
 
@@ -196,8 +196,8 @@ SCHEMA = Table({
         "probe": COUNT, "sample": COUNT,
     }),
     "keymap": MapOf(STRING, "binding id"),
-    "rule": Delegated("collectors.rules"),
-    "sink": Delegated("collectors.rules"),
+    "rule": Delegated("collectors.alerts.rules"),
+    "sink": Delegated("collectors.alerts.rules"),
 })
 
 

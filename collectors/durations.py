@@ -64,3 +64,28 @@ def _finite(seconds: float, text: str) -> float:
     if not math.isfinite(seconds):
         raise ValueError(f"not a duration: {text!r} (too large)")
     return seconds
+
+
+def parse_duration(value: object) -> float:
+    """A duration written in TOML (alert rules, `[lag]`): seconds from `"30s"`, `"5m"`,
+    `"1h30m"`, `"250ms"` or a plain number of seconds, zero or more.
+
+    Raises ValueError with the reason; callers add file, line and key.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like \"30s\", got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = duration_seconds(value.replace(" ", ""), units="ms s m h d")
+        except ValueError:
+            raise ValueError(
+                f"bad duration {value!r} (use a number with ms, s, m, h or d, "
+                "e.g. \"30s\", \"5m\", \"1h30m\")"
+            ) from None
+    else:
+        raise ValueError(f"expected a duration like \"30s\", got {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"duration must be zero or positive, got {value!r}")
+    return seconds

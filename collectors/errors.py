@@ -41,3 +41,35 @@ class ReadOnlyError(LagdeckError):
 
 class EmbeddedBrokerError(LagdeckError):
     """The embedded Tansu broker is missing, failed to start or panicked."""
+
+
+
+class ValueProblem(LagdeckError):
+    """A failure about one value the user gave, worded by the face that asked for it.
+
+    `field` names the value in the domain's terms (`since`, `rate`, `where`,
+    `to_offset`...) and `problem` says what is wrong with it, without saying how
+    it was typed: each face adds that (the command line names its flag, the TUI
+    its field), so no layer below the console words a message as a flag. `lead`
+    is text that comes before the value's name ("no topic matches ").
+    """
+
+    def __init__(self, field: str, problem: str, *, lead: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.lead = lead
+        super().__init__(self.worded(field.replace("_", " ")))
+
+    def worded(self, name: str) -> str:
+        """The message with the value called `name` ("" when the context already names it)."""
+        if not name:
+            return self.lead + self.problem.removeprefix(": ")
+        return f"{self.lead}{name}{'' if self.problem.startswith(':') else ' '}{self.problem}"
+
+
+class InvalidValue(ValueProblem, UsageError):
+    """A value the user gave is out of range or malformed (exit code 2)."""
+
+
+class NothingMatches(ValueProblem, NotFoundError):
+    """A pattern the user gave matches nothing (exit code 1)."""

@@ -45,6 +45,7 @@ from confluent_kafka.admin import OffsetSpec
 from collectors import kafka, timelag
 from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
 from collectors.config import ClusterConfig, Settings, require_bootstrap
+from collectors.durations import parse_duration
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
@@ -142,9 +143,6 @@ class LagSettings:
         def duration(key: str, default: float) -> float:
             if key not in section:
                 return default
-            # here, not at the top: the alert rules module costs `lagdeck lag` 20 ms to import
-            from collectors.rules import parse_duration
-
             try:
                 return parse_duration(section[key])
             except ValueError as exc:

@@ -10,7 +10,7 @@ username = "svc-lagdeck"          # basic auth, with password
 password = "..."
 # bearer_token = "..."            # or a bearer token instead
 ca_location = "/etc/ssl/registry-ca.pem"
-timeout = 5                       # seconds for one registry call
+timeout = "5s"                    # one registry call (seconds or a duration)
 ```
 
 `RegistryClient` is confluent-kafka's own `SchemaRegistryClient` (so the
@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from collectors.config import Settings
-from collectors.errors import ConfigError, LagdeckError
+from collectors.durations import duration_seconds
+from collectors.errors import ConfigError, InvalidValue, LagdeckError
 from collectors.logs import get_logger
 from collectors.paths import state_dir
 from collectors.redact import REDACTED, remember_secret, scrub
@@ -146,11 +147,17 @@ def _section(raw: object, where: str) -> Mapping[str, Any]:
     return raw
 
 
-def check_url(url: str, where: str) -> str:
-    """An http(s) URL (several may be comma-separated, as the client accepts)."""
+def check_url(url: str, where: str | None) -> str:
+    """An http(s) URL (several may be comma-separated, as the client accepts).
+
+    `where` names the config key it came from; None: the URL was given by the user
+    directly (the `schema_registry` value, which each face names its own way).
+    """
     url = url.strip()
     parts = [u.strip() for u in url.split(",")]
     if not all(p.startswith(("http://", "https://")) and len(p) > len("https://") for p in parts):
+        if where is None:
+            raise InvalidValue("schema_registry", f": {url!r} is not an http(s) URL")
         raise ConfigError(f"{where}: {url!r} is not an http(s) URL")
     return url
 
@@ -176,7 +183,7 @@ def registry_config(settings: Settings | None, profile: str | None = None,
         if isinstance(merged.get(key), str):
             remember_secret(merged[key])
     if url is not None:
-        merged["url"] = check_url(url, "--schema-registry")
+        merged["url"] = check_url(url, None)
     if not merged.get("url"):
         return None
     for part in str(merged["url"]).split(","):
@@ -185,9 +192,7 @@ def registry_config(settings: Settings | None, profile: str | None = None,
             remember_secret(userinfo.password)
             remember_secret(unquote(userinfo.password))
     section = f"{where}: [schema_registry]"
-    timeout = merged.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-        raise ConfigError(f"{section} timeout must be a number of seconds between 0 and 300")
+    timeout = _timeout(merged.get("timeout", DEFAULT_TIMEOUT), section)
     username = _text(merged, "username", section)
     password = _text(merged, "password", section)
     token = _text(merged, "bearer_token", section)
@@ -202,8 +207,28 @@ def registry_config(settings: Settings | None, profile: str | None = None,
         password=password,
         bearer_token=token,
         ca_location=str(Path(ca).expanduser()) if ca else None,
-        timeout=float(timeout),
+        timeout=timeout,
     )
+
+
+def _timeout(value: object, section: str) -> float:
+    """Seconds for one registry call: a number of seconds or a duration ("5s", "1500ms",
+    "PT5S"), as every other timeout in the config file takes it."""
+    problem = f"{section} timeout must be a number of seconds or a duration between 0 and 300s"
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    if isinstance(value, str):
+        try:
+            seconds = duration_seconds(value, units="ms s m")
+        except ValueError:
+            raise ConfigError(problem) from None
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        raise ConfigError(problem)
+    if not 0 < seconds <= 300:  # also refuses nan
+        raise ConfigError(problem)
+    return seconds
 
 
 if TYPE_CHECKING:

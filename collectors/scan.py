@@ -8,6 +8,16 @@ confluent-kafka messages (the correlation index decodes millions of them and
 cannot afford an object per record); `read_ranges` converts them to
 immutable `Record`s for everyone else.
 
+Two readers, for two kinds of caller. `read_messages` serves the trace
+scanner: several ranges per partition read one after another from a
+throw-away scan consumer, ended by end-of-partition events and cut to the
+ranges by bisection. `iter_bounded` serves the dead-letter actions: one range
+per partition on the caller's consumer (redrive's `read_committed` progress
+group), ended by the consumer's position (a range may end in transaction
+markers), with partitions the caller stops (`done`) and, for redrive's hot
+loop, batches passed on unfiltered. Both are benchmarked hot paths; one loop
+carrying both protocols would slow each.
+
 Also here: the offset and metadata reads a scan plans with (partitions,
 watermarks, offsets for a time, topic ids, committed offsets of groups).
 Every call has an explicit timeout and turns broker errors into typed errors.
@@ -18,7 +28,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import groupby
@@ -67,6 +77,11 @@ SCAN_CONFIG: dict[str, Any] = {
 CONSUME_WAIT = 0.05
 
 TP = tuple[str, int]
+#: Big fetches for `iter_bounded` readers: their reads are throughput-bound.
+READER_CONF: dict[str, Any] = {"fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760}
+#: the most one `consume(n)` may ask for: librdkafka refuses n above 1,000,000 with a
+#: ValueError, which a large `--limit` or `--batch-size` would otherwise reach
+MAX_CONSUME_BATCH = 100_000
 
 _log = get_logger("scan")
 
@@ -450,3 +465,109 @@ def read_ranges(
     for msgs in read_messages(cluster, ranges, batch=batch, idle_timeout=idle_timeout,
                               client=client):
         yield [to_record(m) for m in msgs]
+
+
+def iter_bounded(
+    client: Consumer,
+    ends: Mapping[tuple[str, int], int],
+    starts: Mapping[tuple[str, int], int],
+    *,
+    batch: int = 5000,
+    idle_timeout: float = 10.0,
+    poll_timeout: float = 0.02,
+    done: set[tuple[str, int]] | None = None,
+    unfiltered: bool = False,
+) -> Generator[list[ConsumedMessage], None, None]:
+    """Yield batches of raw messages of `[start, end)` per partition, then stop.
+
+    Assigns `client` itself. A partition is done when a message at or past
+    `end - 1` arrives or the consumer position reaches `end` (trailing
+    transaction markers), or when the caller adds it to `done`. Gives up
+    after `idle_timeout` seconds without progress rather than hanging on a
+    partition whose data vanished.
+
+    `poll_timeout` is short on purpose: `consume(n)` waits the whole timeout
+    whenever fewer than `n` records are left, which is every scan's last batch.
+
+    With `unfiltered`, batches are yielded as consumed (error events and
+    records past `end` included) and the caller, which looks at every record
+    anyway, drops those and adds finished partitions to `done`: one pass over
+    the records instead of two, for redrive's hot loop.
+    """
+    todo = {k: end for k, end in ends.items() if end > starts.get(k, 0)}
+    if not todo:
+        return
+    batch = max(1, min(batch, MAX_CONSUME_BATCH))
+    client.assign([TopicPartition(t, p, starts[(t, p)]) for (t, p) in todo])
+    last_progress = time.monotonic()
+    while todo:
+        try:
+            msgs = consumed(client.consume(batch, timeout=poll_timeout))
+        except KafkaException as exc:
+            raise translate(exc, "reading records") from None
+        if unfiltered:
+            finished_now = set(_caught_up(client, todo)) if not msgs else set()
+            finished_now.update(k for k in done or () if k in todo)
+            for key in finished_now:
+                del todo[key]
+                client.incremental_unassign([TopicPartition(*key)])
+            if msgs or finished_now:
+                last_progress = time.monotonic()
+            if msgs:
+                yield msgs
+            elif todo and time.monotonic() - last_progress > idle_timeout:
+                return
+            continue
+        out: list[ConsumedMessage] = []
+        finished: set[tuple[str, int]] = set()
+        for msg in msgs:
+            if msg.error():
+                continue
+            key = (msg.topic(), msg.partition())
+            end = todo.get(key)
+            if end is None or msg.offset() >= end:
+                if end is not None:
+                    finished.add(key)
+                continue
+            out.append(msg)
+            if msg.offset() >= end - 1:
+                finished.add(key)
+        if not msgs or not out:
+            finished.update(_caught_up(client, todo))
+        if done:
+            finished.update(k for k in done if k in todo)
+        for key in finished:
+            if todo.pop(key, None) is not None:
+                client.incremental_unassign([TopicPartition(*key)])
+        if out or finished:
+            last_progress = time.monotonic()
+        if out:
+            yield out
+        elif todo and time.monotonic() - last_progress > idle_timeout:
+            return
+
+
+def _caught_up(client: Consumer, todo: Mapping[tuple[str, int], int]) -> list[tuple[str, int]]:
+    try:
+        positions = client.position([TopicPartition(t, p) for (t, p) in todo])
+    except KafkaException:
+        return []
+    return [(tp.topic, tp.partition) for tp in positions
+            if tp.offset >= 0 and tp.offset >= todo[(tp.topic, tp.partition)]]
+
+
+def count_records(client: Consumer, ranges: Mapping[tuple[str, int], tuple[int, int]], *,
+                  timeout: float = DEFAULT_TIMEOUT) -> dict[tuple[str, int], list[int]]:
+    """The offsets of the data records in each `[start, end)` range, by reading them.
+
+    Offsets are not records: a transactional producer leaves a commit marker
+    after each transaction, so the span between watermarks over-counts.
+    """
+    found: dict[tuple[str, int], list[int]] = {k: [] for k in ranges}
+    ends = {k: end for k, (start, end) in ranges.items()}
+    starts = {k: start for k, (start, end) in ranges.items()}
+    for msgs in iter_bounded(client, ends, starts, batch=20_000, idle_timeout=timeout):
+        for msg in msgs:
+            found[(msg.topic(), msg.partition())].append(msg.offset())
+    client.unassign()
+    return found

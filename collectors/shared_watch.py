@@ -2,7 +2,8 @@
 
 `lagdeck watch --publish` runs one of these beside its collector. Each round:
 `begin_round()` freezes this watcher's share (the coordination partitions it
-holds now) as a predicate the collector filters by; `split_book()` takes the
+holds now) as a predicate the collector filters by; the alert loop
+(`collectors.alerts.loop`, with `collectors.alerts.book.split_book`) takes the
 alert states of the owned groups out of the book, importing from the
 snapshot topic the states of groups this watcher has just taken over (the
 previous owner published them with its last snapshot), so a handover neither
@@ -12,13 +13,12 @@ groups' snapshots with their alert states, and tombstones.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from collectors.alerts import AlertBook, AlertState
+from collectors.alerts.state import AlertState
 from collectors.config import ClusterConfig
 from collectors.logs import get_logger
 from collectors.snapshot_topic import PublishedLag, SnapshotPublisher, SnapshotReader
@@ -30,33 +30,6 @@ _log = get_logger("watch.shared")
 
 def owner_predicate(owned: frozenset[int], partitions: int) -> Callable[[str], bool]:
     return lambda group: group_partition(group, partitions) in owned
-
-
-def split_book(book: AlertBook, owns: Callable[[str], bool],
-               imported: Mapping[str, tuple[float, Iterable[AlertState]]] | None = None,
-               source: str | None = None) -> tuple[AlertBook, tuple[AlertState, ...]]:
-    """(the owned groups' book, everyone else's states, kept untouched).
-
-    `imported` maps a group just taken over to (published at, its published alert
-    states): they replace ours for that group unless ours are newer (this watcher
-    owned it before and evaluated it after that snapshot). Imported states take
-    `source` so the rules of this run own them.
-    """
-    mine = [s for s in book.states if owns(s.key.group)]
-    others = tuple(s for s in book.states if not owns(s.key.group))
-    for group, (published_at, states) in (imported or {}).items():
-        ours = [s for s in mine if s.key.group == group]
-        if ours and max(s.seen_at for s in ours) > published_at:
-            continue
-        mine = [s for s in mine if s.key.group != group]
-        mine += [dataclasses.replace(s, source=source) for s in states]
-    mine.sort(key=lambda s: s.key)
-    return AlertBook(tuple(mine), book.evaluated_at), others
-
-
-def merge_book(mine: AlertBook, others: Iterable[AlertState]) -> AlertBook:
-    states = sorted((*mine.states, *others), key=lambda s: s.key)
-    return AlertBook(tuple(states), mine.evaluated_at)
 
 
 class SharedWatch:

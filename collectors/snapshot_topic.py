@@ -24,18 +24,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from collectors import kafka
-from collectors.alerts import AlertBook, AlertState, book_from_dict, book_to_dict
+from collectors.alerts.book import book_from_dict, book_to_dict
+from collectors.alerts.state import AlertBook, AlertState
 from collectors.config import ClusterConfig
 from collectors.errors import KafkaOperationError, NotFoundError, UsageError
 from collectors.logs import get_logger
 from collectors.snapshots import GroupLag, LagSnapshot, Member, PartitionLag, Status
+from collectors.timefmt import iso_utc
 
 DEFAULT_TOPIC = "_lagdeck.lag"
 #: partitions of the snapshot topic when lagdeck creates it
@@ -61,11 +62,6 @@ _log = get_logger("snapshots")
 def publisher_id() -> str:
     """Who publishes: host and process id (two watchers on one host differ)."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
 
 
 def check_topic_name(topic: str) -> str:
@@ -121,7 +117,7 @@ def encode(group: GroupLag, *, taken_at: float, published_by: str, interval: flo
            cluster: str | None = None) -> bytes:
     doc = group_document(group)
     doc.update(
-        format=FORMAT, snapshot_at=iso(taken_at), taken_at=taken_at, published_by=published_by,
+        format=FORMAT, snapshot_at=iso_utc(taken_at), taken_at=taken_at, published_by=published_by,
         interval=interval, refresh_seconds=refresh_seconds, cluster=cluster,
         alerts=book_to_dict(AlertBook(tuple(alerts)))["alerts"],
     )

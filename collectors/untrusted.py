@@ -30,6 +30,8 @@ import re
 MARK = "…"
 #: characters of one record field on a line of the CLI's text output (`--json` has it whole)
 FIELD_LIMIT = 1000
+#: characters of a `display` preview before it is cut
+PREVIEW_CHARS = 120
 #: characters kept as they are in multi-line blocks (detail panes, tracebacks)
 _BLOCK_KEEP = "\n\t"
 @functools.cache
@@ -91,6 +93,12 @@ def as_text(data: bytes | str) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+def encodable(text: str, encoding: str) -> str:
+    """`text` as a stream in `encoding` can write it (`LANG=C` under cron): every
+    character the encoding lacks as a backslash escape, so output never dies on it."""
+    return text.encode(encoding, errors="backslashreplace").decode(encoding)
+
+
 def _window(data: bytes | str, chars: int) -> tuple[str, bool]:
     """At most about `chars` characters of `data` as text, and whether more follows.
 
@@ -120,6 +128,12 @@ def one_line(data: bytes | str | None, limit: int | None = None, *, none: str = 
     if len(text) <= limit and not more:
         return text
     return _cut(text, limit, data)
+
+
+def line_field(data: bytes | str | None, *, none: str = "") -> str:
+    """A record field, topic or group name on a line of the CLI's text output:
+    `one_line` cut at `FIELD_LIMIT` (`--json` has the value whole)."""
+    return one_line(data, FIELD_LIMIT, none=none)
 
 
 def block(data: bytes | str | None, limit: int | None = None, *, none: str = "") -> str:
@@ -152,6 +166,46 @@ def _cut(text: str, limit: int, data: bytes | str) -> str:
     if slash != -1 and _partial_escape(text, slash, keep):
         head = head[:slash]
     return head + tail
+
+
+def _preview_cut(text: str, limit: int, total_bytes: int, shown_bytes: int) -> str:
+    if len(text) > limit:
+        return text[:limit] + f"… ({total_bytes} bytes)"
+    if shown_bytes < total_bytes:
+        return text + f"… ({total_bytes} bytes)"
+    return text
+
+
+def display(value: bytes | None, limit: int = PREVIEW_CHARS) -> str:
+    """A printable one-line preview of any bytes.
+
+    `None` -> "(null)", empty -> "(empty)"; UTF-8 text (JSON or not) is shown
+    with control characters escaped; anything else as hex with its size. Only
+    the first few KB of a huge value are looked at.
+    """
+    if value is None:
+        return "(null)"
+    if not value:
+        return "(empty)"
+    window = value[: limit * 4 + 4]
+    try:
+        text = window.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A window cut in the middle of a multi-byte character is still text.
+        if exc.start < len(window) - 3 or len(window) == len(value):
+            return _binary(value, limit)
+        text = window[: exc.start].decode("utf-8")
+    shown = len(text.encode("utf-8"))
+    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+    # control characters escaped, so a preview never moves the cursor or rings the bell
+    return _preview_cut(escape(text), limit, len(value), shown)
+
+
+def _binary(value: bytes, limit: int) -> str:
+    digits = max(8, limit // 2 - 12)
+    head = value[: digits // 2].hex()
+    more = "…" if len(value) > digits // 2 else ""
+    return f"0x{head}{more} ({len(value)} bytes, binary)"
 
 
 _ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|[ntr])")

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
-from textual import on, work
+from textual import work
 from textual.app import App
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
@@ -34,22 +35,23 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from collectors import untrusted
-from collectors.config import ClusterConfig
 from collectors.errors import LagdeckError
-from collectors.liveness import OutageSettings, backoff
+from collectors.liveness import Liveness, OutageSettings, backoff
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from console import keymap as km
-from console.data import KafkaSource, LagView, Source
+from console.data import LagView, Source
 from console.messages import ClusterProbed, LagUpdated
-from console.palette import GlobalCommands
+from console.palette import Command, GlobalCommands
 from console.screens.alerts import AlertsScreen
+from console.screens.base import BaseScreen, ReportsWorkerErrors
 from console.screens.dead_letters import DeadLettersScreen
 from console.screens.flows import FlowsScreen
 from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen
 from console.screens.overview import OverviewScreen
 from console.screens.timeline import TimelineScreen
+from console.settings import ConsoleSettings
 from console.widgets.status_bar import Connection
 
 _log = get_logger("tui")
@@ -63,6 +65,17 @@ POLL_CPU_BUDGET = 0.03
 MAX_POLL_INTERVAL = 60.0
 #: Back-off cap after failed polls (Dolphie's `min(2**attempt, 20)`).
 MAX_BACKOFF = 20.0
+
+
+@runtime_checkable
+class Probed(Protocol):
+    """A source that can tell whether its cluster answers (`KafkaSource`); a source
+    without these (a fixed test source) is taken as always reachable."""
+
+    def probe(self, timeout: float) -> Liveness: ...
+
+    def abandon(self) -> None:
+        """Leave a poll stuck on the lost cluster behind (see `KafkaSource.abandon`)."""
 
 
 def describe_error(exc: BaseException | None) -> str:
@@ -96,13 +109,12 @@ class LagdeckApp(App[None]):
         self,
         source: Source,
         *,
-        keymap: Mapping[str, str] | None = None,
+        settings: ConsoleSettings | None = None,
         poll_interval: float = POLL_INTERVAL,
         start_mode: str | None = None,
         cursor_blink: bool = True,
         welcome: str | None = None,
         exit_after: float | None = None,
-        outage: OutageSettings | None = None,
         watchdog: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
@@ -111,7 +123,11 @@ class LagdeckApp(App[None]):
         self.source = source
         self.poll_interval = poll_interval
         self.lag_view: LagView | None = None
-        self._keymap = dict(keymap if keymap is not None else km.load_keymap(source.settings))
+        #: every settings section, parsed once by the composition root
+        #: (`console.commands.tui.open_console`); parsed here from the source's config
+        #: when the app is built by hand (tests, benches)
+        self.settings = settings or ConsoleSettings.from_settings(source.settings)
+        self._keymap = dict(self.settings.keymap)
         self._start_mode = start_mode
         self._welcome = welcome
         self._exit_after = exit_after
@@ -120,13 +136,7 @@ class LagdeckApp(App[None]):
         self._outage_notified = False
         #: process CPU seconds the last lag poll took (all threads: the budget is per process)
         self._poll_cpu = 0.0
-        if outage is None:
-            try:
-                outage = OutageSettings.from_settings(source.settings)
-            except LagdeckError as exc:  # a bad [outage] section: defaults, and say so
-                self._welcome = f"{exc}; using the defaults"
-                outage = OutageSettings()
-        self.outage = outage
+        self.outage: OutageSettings = self.settings.outage
         #: raises a LagdeckError when something the console depends on died (the demo's
         #: embedded broker); checked every second, reported once
         self._watchdog = watchdog
@@ -209,11 +219,13 @@ class LagdeckApp(App[None]):
 
     @property
     def _probing(self) -> bool:
-        return callable(getattr(self.source, "probe", None))
+        return isinstance(self.source, Probed)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe", name="probe")
     def probe_cluster(self) -> None:
-        self.post_message(ClusterProbed(self.source.probe(self.outage.probe_timeout)))
+        source = self.source
+        if isinstance(source, Probed):
+            self.post_message(ClusterProbed(source.probe(self.outage.probe_timeout)))
 
     def _schedule_probe(self, delay: float) -> None:
         if self._probe_timer is not None:
@@ -225,8 +237,7 @@ class LagdeckApp(App[None]):
         """When the cluster stopped answering the probe (None while it answers)."""
         return self._outage_since
 
-    @on(ClusterProbed)
-    def _probed(self, message: ClusterProbed) -> None:
+    def on_cluster_probed(self, message: ClusterProbed) -> None:
         live = message.liveness
         last = self.lag_view.snapshot.taken_at if self.lag_view else None
         if not live.reachable:
@@ -238,9 +249,8 @@ class LagdeckApp(App[None]):
                 _log.warning("cluster unreachable: %s", live.detail)
                 if self._poll_timer is not None:  # polls wait for the probe to answer
                     self._poll_timer.stop()
-                abandon = getattr(self.source, "abandon", None)
-                if callable(abandon):  # the first poll after the outage must not wait
-                    abandon()
+                if isinstance(self.source, Probed):  # the first poll after it must not wait
+                    self.source.abandon()
                 if not self._outage_notified:
                     self.notify(live.detail, title="cannot reach the cluster",
                                 severity="error", timeout=8)
@@ -256,9 +266,7 @@ class LagdeckApp(App[None]):
             self._recovered_at = live.checked_at
             self.connection = Connection("recovering", last_ok=last)
             self.poll_lag()  # live again only once a complete refresh succeeds
-            reload = getattr(self.screen, "reload", None)
-            if callable(reload):
-                reload()
+            self._reload_screen()
         self._schedule_probe(self.outage.probe_interval)
 
     def _schedule_poll(self, delay: float) -> None:
@@ -269,12 +277,15 @@ class LagdeckApp(App[None]):
     def action_refresh(self) -> None:
         """Poll now (ctrl+r) and let the current screen refresh its own data."""
         self.poll_lag()
-        refresh = getattr(self.screen, "reload", None)
-        if callable(refresh):
-            refresh()
+        self._reload_screen()
 
-    @on(LagUpdated)
-    def _lag_updated(self, message: LagUpdated) -> None:
+    def _reload_screen(self) -> None:
+        """The screen on top fetches its own data again (a modal on top has none)."""
+        screen = self.screen
+        if isinstance(screen, BaseScreen):
+            screen.reload()
+
+    def on_lag_updated(self, message: LagUpdated) -> None:
         taken = message.view.snapshot.taken_at
         if self.lag_view is not None and taken < self.lag_view.snapshot.taken_at:
             return  # a poll overtaken by a newer one (after an outage)
@@ -292,9 +303,8 @@ class LagdeckApp(App[None]):
             self._recovered_at = None
             self.connection = Connection("connected", last_ok=taken)
         screen = self.screen
-        show = getattr(screen, "show_lag", None)
-        if callable(show):  # a modal on top (or another mode) draws on resume instead
-            show()
+        if isinstance(screen, BaseScreen):  # a modal on top (or another mode) draws on resume
+            screen.show_lag()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.worker_state_changed(event)
@@ -334,8 +344,8 @@ class LagdeckApp(App[None]):
             line = describe_error(worker.error)
             _log.warning("%s failed: %s", worker.name or worker.group, line,
                          exc_info=worker.error)
-            handler = getattr(worker.node, "worker_failed", None)
-            if callable(handler) and handler(worker, line):
+            node = worker.node
+            if isinstance(node, ReportsWorkerErrors) and node.worker_failed(worker, line):
                 return
             self.notify(line, title=f"{worker.name or worker.group} failed", severity="error",
                         timeout=8)
@@ -348,6 +358,28 @@ class LagdeckApp(App[None]):
                        severity=severity, timeout=timeout, markup=False)
 
     # -- app-wide actions ------------------------------------------------
+
+    def palette_commands(self) -> list[Command]:
+        """Navigation available everywhere, and one entry per known group (ctrl+p)."""
+        out: list[Command] = [
+            ("go: consumer groups", partial(self.switch_mode, "overview"),
+             "every group with status, lag and trend"),
+            ("go: dead letters", partial(self.switch_mode, "dead-letters"),
+             "dead-letter topics, records and redrive"),
+            ("go: order timeline", partial(self.switch_mode, "timeline"),
+             "follow one order / correlation id / trace id"),
+            ("go: alerts", partial(self.switch_mode, "alerts"),
+             "firing, pending and resolved alerts"),
+            ("go: flows", partial(self.switch_mode, "flows"),
+             "all orders: steps, latencies, where they stop"),
+            ("refresh now", self.action_refresh, "poll the cluster without waiting"),
+            ("help: keys", self.action_help, "the keys of this screen"),
+        ]
+        if self.lag_view is not None:
+            for g in self.lag_view.snapshot.groups:
+                out.append((f"group: {g.group}", partial(self.open_group, g.group),
+                            f"{g.status.value}, lag {g.total_lag:,}"))
+        return out
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -395,43 +427,3 @@ class LagdeckApp(App[None]):
                 screen.goto(topic, partition=partition, offset=offset, redrive=redrive)
 
         self.call_later(go)
-
-
-# -- `lagdeck demo` ---------------------------------------------------------------
-
-#: Alert rules of the demo world, so the alerts screen has something to say.
-DEMO_RULES = """
-[[rule]]
-name = "consumer-stopped"
-group = ".*-service"
-min_status = "STALL"
-severity = "critical"
-
-[[rule]]
-name = "notifications-behind"
-group = "notification-service"
-max_lag_seconds = 20
-for = "10s"
-severity = "warning"
-"""
-
-DEMO_WELCOME = (
-    "An order pipeline is running on an embedded broker. loyalty-service stops after "
-    "~15 s (watch it turn STOP on top of this list); notification-service is slow; a "
-    "share of payments fail into payments.events-dlt.\n"
-    "Try: 2 dead letters → t follows a record's order → R redrives it; 5 flows shows where "
-    "orders stop. ? shows every key."
-)
-
-
-def run_demo(cluster: ClusterConfig, *, duration: float | None = None,
-             watchdog: Callable[[], None] | None = None) -> int:
-    """The console against the demo world (`lagdeck demo`), with demo alert rules."""
-    from collectors.rules import parse_rules_text
-
-    source = KafkaSource(cluster, rules=parse_rules_text(DEMO_RULES, "<demo rules>"),
-                         label=f"demo {cluster.bootstrap_servers}",
-                         stuck_after_seconds=30.0)
-    LagdeckApp(source, poll_interval=2.0, welcome=DEMO_WELCOME, exit_after=duration,
-               watchdog=watchdog).run()
-    return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from collectors.errors import LagdeckError
 from collectors.logs import get_logger
@@ -18,6 +19,7 @@ from collectors.redact import scrub
 from collectors.untrusted import one_line
 from console.commands import COMMANDS, load
 from console.context import Context
+from console.wording import for_cli
 
 PROG = "lagdeck"
 #: the default topic of `--from-snapshots` (collectors.snapshot_topic.DEFAULT_TOPIC)
@@ -27,7 +29,7 @@ SNAPSHOT_TOPIC = "_lagdeck.lag"
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line instead of the full usage block."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
         raise SystemExit(2)
 
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args, ctx) or 0)
     except LagdeckError as exc:
         log.info("command failed: %s", exc, exc_info=True)
-        for line in scrub(str(exc)).split("\n"):  # a config report: one line per problem
+        for line in scrub(for_cli(exc)).split("\n"):  # a config report: one line per problem
             sys.stderr.write(f"{PROG}: error: {one_line(line)}\n")
         return exc.exit_code
     except KeyboardInterrupt:

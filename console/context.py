@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -20,24 +20,42 @@ from collectors.registry import RegistryConfig, registry_config
 from collectors.snapshots import LagSnapshot
 from collectors.untrusted import as_text, json_text
 
+if TYPE_CHECKING:
+    from console.settings import ConsoleSettings
+
 
 class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
 
-    @cached_property
+    @property
     def config(self) -> LagdeckConfig:
         """Resolved lazily, so `--help` and `broker` work without any config."""
+        return self._loaded[0]
+
+    @property
+    def settings(self) -> ConsoleSettings:
+        """Every settings section, parsed once with the config (`console.settings`)."""
+        return self._loaded[1]
+
+    @cached_property
+    def _loaded(self) -> tuple[LagdeckConfig, ConsoleSettings]:
+        """The config file read, checked and every section parsed, once: all problems
+        (names, types, meanings) are reported together before any command runs."""
+        from console.settings import SectionParser
+
         a = self.args
-        return resolve(
+        sections = SectionParser()
+        config = resolve(
             bootstrap_servers=a.bootstrap_servers,
             overrides=a.overrides,
             properties_file=a.properties_file,
             profile=a.profile,
             config_path=a.config_path,
             read_only=a.read_only,
-            checks={"keymap": _keymap_problems},
+            checks=sections.checks(),
         )
+        return config, sections.result(config.settings)
 
     @cached_property
     def snapshots_topic(self) -> str | None:
@@ -63,7 +81,8 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def _keymap_problems(section: Any) -> list:
-    """`[keymap]` is checked with the rest of the config; textual is imported only then."""
+    """`[keymap]` checked alone (textual is imported only then); start-up checks it
+    with every other section through `console.settings.SectionParser`."""
     from console.keymap import keymap_problems
 
     return keymap_problems(section)
@@ -140,7 +159,7 @@ def _fast_bytes(document: Any) -> bytes | None:
 
 def _plain_floats(snapshot: LagSnapshot) -> bool:
     """Every float of the snapshot is written alike by `json` and orjson."""
-    values = [snapshot.taken_at]
+    values: list[float | None] = [snapshot.taken_at]
     for g in snapshot.groups:
         values.append(g.max_lag_seconds)
         values += [p.lag_seconds for p in g.partitions]

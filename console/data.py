@@ -13,31 +13,28 @@ reconnects from scratch (the app backs off between attempts).
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collectors.alerts import AlertBook, AlertEvent, AlertState, EventKind, evaluate
+from collectors.alerts.loop import AlertLoop
+from collectors.alerts.rules import RuleSet, from_settings
+from collectors.alerts.state import AlertEvent, AlertState, EventKind
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
-from collectors.rules import RuleSet, from_settings
-from collectors.snapshots import LagSnapshot, Record
-from dlq.browse import DeadLetter, PageCursor, read_page
+from collectors.snapshots import LagSnapshot
+from console.settings import ConsoleSettings
+from dlq.browse import DeadLetter, PageCursor, RecordAt, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
-from dlq.redrive import GROUP_PREFIX, Redrive, RedriveProgress, RedriveResult
+from dlq.redrive import Redrive, RedriveProgress, RedriveResult
 from dlq.replay import ReplayPlan, ReplayResult, ResetSpec, execute_reset, plan_reset
-from dlq.select import FIELDS, Selector, parse_where
-from tracing.deadletter import DeadLetterEnvelope
+from dlq.select import parse_where, picked_selector
 from tracing.flows import FlowMap
 from tracing.frames import PayloadDecoder
-from tracing.headers import correlation_id, header_map, id_text
-from tracing.settings import from_settings as trace_settings
 from tracing.timeline import Timeline
 
 _log = get_logger("tui.data")
@@ -89,76 +86,6 @@ class DlqPageView:
     selection: str = "all records"
 
 
-@dataclass(frozen=True)
-class PickedRecords:
-    """A selection condition: the records the operator ticked, by (partition, offset).
-
-    It has the shape of a `dlq.select.Condition` (field, op, `matches`, `str`), so a
-    plain `Selector` holding it makes `dlq.redrive.Redrive` move exactly the
-    snapshot the operator saw, nothing that arrived since.
-    """
-
-    picked: frozenset[tuple[int, int]]
-    field: str = "position"
-    op: str = "in"
-
-    @property
-    def value(self) -> str:
-        return ",".join(f"{p}@{o}" for p, o in sorted(self.picked))
-
-    def matches(self, record: Record, envelope: DeadLetterEnvelope | None) -> bool:
-        return (record.partition, record.offset) in self.picked
-
-    def __str__(self) -> str:
-        shown = ", ".join(f"{p}@{o}" for p, o in sorted(self.picked)[:5])
-        more = f" +{len(self.picked) - 5}" if len(self.picked) > 5 else ""
-        return f"{len(self.picked)} picked records ({shown}{more})"
-
-
-def picked_selector(picked: frozenset[tuple[int, int]]) -> Selector:
-    return Selector((PickedRecords(frozenset(picked)),))  # type: ignore[arg-type]
-
-
-def picked_group(topic: str, picked: frozenset[tuple[int, int]]) -> str:
-    """A progress group of its own per picked set, so picking never advances the
-    topic-wide redrive group past records nobody picked."""
-    digest = hashlib.sha1(repr(sorted(picked)).encode()).hexdigest()[:10]
-    return f"{GROUP_PREFIX}{topic}.picked-{digest}"
-
-
-_WHERE_START = re.compile(
-    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+|value\.[^\s=~!]+)\s*(?:!=|!~|=|~)",
-    re.IGNORECASE)
-
-
-def parse_filter(text: str) -> list[str]:
-    """The browser's filter line as `--where` expressions.
-
-    `error_class~Timeout key~ord-1` is two conditions; a word that does not
-    start a new condition belongs to the previous value, so
-    `error_message~did not answer` needs no quotes. Raises `UsageError`.
-    """
-    exprs: list[str] = []
-    for word in text.split():
-        if _WHERE_START.match(word) or not exprs:
-            exprs.append(word)
-        else:
-            exprs[-1] += " " + word
-    parse_where(exprs)  # validate now: one clear line for a typo
-    return exprs
-
-
-def follow_id(record: Record, settings: Settings | None = None) -> str | None:
-    """The id to follow a dead letter's order by: its correlation header (the names of
-    the `[trace]` section), else its key when that is a printable id."""
-    try:
-        names = trace_settings(settings).correlation_headers
-    except LagdeckError:
-        names = trace_settings(None).correlation_headers
-    found = correlation_id(header_map(record.headers), names)
-    return found or id_text(record.key)
-
-
 class Source(Protocol):
     """What the console needs from a cluster; every method runs in a worker thread."""
 
@@ -175,7 +102,7 @@ class Source(Protocol):
 
     def dead_letter_topics(self) -> list[DlqTopicSummary]: ...
 
-    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+    def dead_letter_page(self, topic: str, start: PageCursor | RecordAt | None, *,
                          where: Sequence[str] = (), limit: int = 50) -> DlqPageView: ...
 
     def redrive(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
@@ -195,20 +122,21 @@ class Source(Protocol):
 
 
 class AlertTracker:
-    """Carries the alert book from one poll to the next (pure evaluation inside)."""
+    """The alerts screen's view of the alert loop (`collectors.alerts.loop`), one lag poll
+    at a time, plus the last resolved alerts it shows."""
 
     def __init__(self, ruleset: RuleSet | None, error: str | None = None) -> None:
         self.ruleset = ruleset or RuleSet()
         self.error = error
-        self.book = AlertBook()
+        #: the book in memory, no sinks: the TUI shows alerts, `watch` delivers them
+        self.loop = AlertLoop.in_memory(self.ruleset.rules)
         self.resolved: deque[AlertEvent] = deque(maxlen=RESOLVED_KEPT)
 
     def update(self, snapshot: LagSnapshot) -> AlertsView:
         source = str(self.ruleset.path) if self.ruleset.path else None
         if not self.ruleset.rules:
             return AlertsView(0, source, error=self.error)
-        result = evaluate(self.ruleset.rules, snapshot, self.book)
-        self.book = result.book
+        result = self.loop.step(snapshot)
         for event in result.events:
             if event.kind is EventKind.RESOLVED:
                 self.resolved.appendleft(event)
@@ -232,8 +160,12 @@ class KafkaSource:
                  label: str | None = None, since_seconds: float = 86400.0,
                  stuck_after_seconds: float = 300.0,
                  flows_since_seconds: float = 3600.0,
-                 registry: RegistryConfig | None = None) -> None:
+                 registry: RegistryConfig | None = None,
+                 parsed: ConsoleSettings | None = None) -> None:
         self.cluster = cluster
+        #: the sections parsed at start-up (`console.settings`); without them (a source
+        #: built by hand) each feature reads its section from `settings` itself
+        self.parsed = parsed
         self.flows_since_seconds = flows_since_seconds
         #: the Schema Registry for payloads (dead letters, timelines, value.PATH filters)
         self.registry = registry
@@ -253,7 +185,9 @@ class KafkaSource:
         self._probe: Any = None
         #: bumped by `abandon()`: a poll of an older generation no longer owns the collector
         self._generation = 0
-        if rules is None:
+        if rules is None and parsed is not None:
+            rules, error = parsed.rules, None
+        elif rules is None:
             rules, error = rules_from_settings(self.settings)
         else:
             error = None
@@ -290,8 +224,9 @@ class KafkaSource:
         if self._history is None:
             self._history = LagHistory()
         if self._collector is None:
-            self._collector = LagCollector(self.cluster, self._history, timeout=self.timeout,
-                                           settings=self.settings)
+            self._collector = LagCollector(
+                self.cluster, self._history, timeout=self.timeout, settings=self.settings,
+                lag_settings=self.parsed.lag if self.parsed else None)
         return self._collector
 
     def abandon(self) -> None:
@@ -333,9 +268,10 @@ class KafkaSource:
     # -- dead letters --------------------------------------------------
 
     def dead_letter_topics(self) -> list[DlqTopicSummary]:
-        return list_dead_letter_topics(self.cluster, self.settings, timeout=self.timeout)
+        return list_dead_letter_topics(self.cluster, self.settings, timeout=self.timeout,
+                                       options=self.parsed.dlq if self.parsed else None)
 
-    def dead_letter_page(self, topic: str, start: PageCursor | Mapping[int, int] | None, *,
+    def dead_letter_page(self, topic: str, start: PageCursor | RecordAt | None, *,
                          where: Sequence[str] = (), limit: int = 50,
                          scan_cap: int = 5000) -> DlqPageView:
         """A page of dead letters; with `where`, pages are read until `limit` match
@@ -374,7 +310,7 @@ class KafkaSource:
         """Preview (`dry_run`) or run a redrive of the picked records or of a filter."""
         if picked:
             task = Redrive(self.cluster, topic, where=picked_selector(frozenset(picked)),
-                           group=picked_group(topic, frozenset(picked)), timeout=self.timeout)
+                           timeout=self.timeout)
         elif where:
             task = Redrive(self.cluster, topic, where=list(where), timeout=self.timeout,
                            payloads=self.payloads)
@@ -391,8 +327,9 @@ class KafkaSource:
         from tracing.search import Tracer  # loaded on first use: the scanner is heavy
 
         if self._tracer is None:
-            self._tracer = Tracer(self.cluster, self.settings, timeout=self.timeout,
-                                  registry=self.registry)
+            self._tracer = Tracer(self.cluster,
+                                  self.parsed.trace if self.parsed else self.settings,
+                                  timeout=self.timeout, registry=self.registry)
         return self._tracer
 
     def timeline(self, query: str) -> Timeline:

@@ -110,12 +110,23 @@ FLOW_STEP = (
     Key("flowstep.back", "escape", "back", "Back"),
 )
 
+# Dialogs: their keys come first while they are open (`q` and `?` close the help
+# instead of quitting or opening it again), so they are checked on their own.
+HELP = (Key("help.close", "escape,q,question_mark", "dismiss", "Close"),)
+JUMP = (Key("jump.close", "escape", "dismiss", "Close"),)
+REDRIVE = (Key("redrive.cancel", "escape", "cancel", "Cancel / close"),)
+REPLAY = (Key("replay.close", "escape", "close", "Close"),)
+
+# The tables' own key (a focused table answers before its screen).
+TABLE = (Key("table.open", "enter", "select_cursor", "Open"),)
+
 ALL: tuple[Key, ...] = (APP + OVERVIEW + GROUP + DEAD_LETTERS + TIMELINE + ALERTS + FLOWS
-                        + FLOW_STEP)
+                        + FLOW_STEP + HELP + JUMP + REDRIVE + REPLAY + TABLE)
 KNOWN_IDS = frozenset(k.id for k in ALL)
 
 
-def bindings(keys: tuple[Key, ...]) -> list[Binding]:
+def bindings(keys: tuple[Key, ...]) -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
+    """`keys` as Textual bindings (typed as Textual's `BINDINGS` class variable)."""
     return [k.binding() for k in keys]
 
 
@@ -123,6 +134,12 @@ def bindings(keys: tuple[Key, ...]) -> list[Binding]:
 SCREENS: dict[str, tuple[Key, ...]] = {
     "Groups": OVERVIEW, "Group": GROUP, "Dead letters": DEAD_LETTERS, "Timeline": TIMELINE,
     "Alerts": ALERTS,
+}
+#: The binding sets checked alone: a dialog's keys shadow the app-wide ones while it is
+#: open. (The tables' key is checked with every screen's: a focused table answers
+#: first, so moving it onto a screen's key would hide that key.)
+ALONE: dict[str, tuple[Key, ...]] = {
+    "help": HELP, "jump": JUMP, "redrive": REDRIVE, "replay": REPLAY,
 }
 _MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
 _NAMED_KEYS = frozenset(k.value for k in Keys if not k.value.startswith("<"))
@@ -183,20 +200,28 @@ def keymap_problems(section: object) -> list[Problem]:
             problems.append(Problem(path, problem))
             continue
         valid[binding_id] = keys
+    # a binding restated at its default keys cannot add a clash the defaults lack (the
+    # tables' enter and a screen's "open" share their key on purpose)
+    defaults = effective_keys({}, ALL)
+    moved = {b for b, keys in effective_keys(valid, ALL).items()
+             if b in valid and keys != defaults[b]}
     reported: set[tuple[str, str]] = set()
-    for screen, keys in {"every screen": (), **SCREENS}.items():
+    together = {name: APP + keys + TABLE
+                for name, keys in {"every screen": (), **SCREENS}.items()}
+    for screen, keys in {**together, **ALONE}.items():
         owners: dict[str, str] = {}
-        for binding_id, bound in effective_keys(valid, APP + keys).items():
+        for binding_id, bound in effective_keys(valid, keys).items():
             for key in bound:
                 other = owners.setdefault(key, binding_id)
                 if other == binding_id:
                     continue
-                culprit = binding_id if binding_id in valid else other
-                if culprit not in valid or (culprit, key) in reported:
+                culprit = binding_id if binding_id in moved else other
+                if culprit not in moved or (culprit, key) in reported:
                     continue
                 reported.add((culprit, key))
                 peer = other if culprit == binding_id else binding_id
-                where = "app-wide" if screen == "every screen" else f"on the {screen} screen"
+                where = ("app-wide" if screen == "every screen" else f"in the {screen} dialog"
+                         if screen in ALONE else f"on the {screen} screen")
                 problems.append(Problem(("keymap", culprit),
                                         f"{key!r} is already bound to {peer} {where}; "
                                         "one key, one action"))

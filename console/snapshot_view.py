@@ -14,8 +14,9 @@ from typing import Any
 
 from collectors.config import ClusterConfig
 from collectors.lag import compile_group_regex
-from collectors.snapshot_topic import PublishedLag, SnapshotReader, iso
+from collectors.snapshot_topic import PublishedLag, SnapshotReader
 from collectors.snapshots import LagSnapshot
+from collectors.timefmt import iso_utc
 from console.context import to_jsonable
 
 
@@ -71,7 +72,7 @@ def published_document(published: PublishedLag, now: float | None = None) -> dic
         p = published.provenance.get(group["group"])
         if p is None:
             continue
-        group.update(snapshot_at=iso(p.snapshot_at), published_by=p.published_by,
+        group.update(snapshot_at=iso_utc(p.snapshot_at), published_by=p.published_by,
                      age_seconds=round(p.age(now), 3), stale=p.stale(now))
     doc["offsets_via"] = "snapshots"
     doc["offsets_via_reason"] = f"read from the lag snapshots on {published.topic}"

@@ -20,14 +20,14 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from collectors.config import ClusterConfig
 from collectors.paths import state_dir
 from collectors.redact import REDACTED, is_secret_key, scrub
-from collectors.untrusted import json_text
+from collectors.timefmt import now_iso_utc
+from collectors.untrusted import as_text, json_text
 
 AUDIT_FILE = "audit.log"
 
@@ -51,7 +51,7 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_clean(v) for v in value]
     if isinstance(value, bytes):
-        return scrub(value.decode("utf-8", errors="backslashreplace"))
+        return scrub(as_text(value))
     if isinstance(value, str):
         return scrub(value)
     if value is None or isinstance(value, bool | int | float):
@@ -111,7 +111,7 @@ def audited(cluster: ClusterConfig, action: str, parameters: Mapping[str, Any],
     record = AuditedAction(action, uuid.uuid4().hex, dict(parameters), _base(cluster))
     common = {"action_id": record.action_id, "user": _user(), "host": socket.gethostname(),
               "cluster": record.cluster, "action": action, "parameters": record.parameters}
-    write_line({"time": _now(), "event": "before", **common}, path)
+    write_line({"time": now_iso_utc(), "event": "before", **common}, path)
     started = time.monotonic()
     error: str | None = None
     outcome: str | None = None
@@ -125,10 +125,6 @@ def audited(cluster: ClusterConfig, action: str, parameters: Mapping[str, Any],
         error = str(exc) or type(exc).__name__
         raise
     finally:
-        write_line({"time": _now(), "event": "after", **common,
+        write_line({"time": now_iso_utc(), "event": "after", **common,
                     "counts": record.counts, "outcome": outcome or record.outcome or "ok",
                     "error": error, "duration_s": round(time.monotonic() - started, 3)}, path)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -6,35 +6,31 @@ merges them in time order (keeping each partition's own order), decodes
 their envelopes and returns the cursor of the next page. Memory is bounded by
 `limit x partitions` records whatever the depth of the topic.
 
-`iter_bounded` is the raw bounded reader shared with discovery and redrive:
-it stops each partition at an end offset snapshotted by the caller and also
-finishes a partition whose last offsets are transaction markers (which are
-never delivered as messages), by watching the consumer position.
+Pages are read with `collectors.scan.iter_bounded`, the bounded reader
+shared with discovery, replay and redrive: it stops each partition at an end
+offset snapshotted by the caller and also finishes a partition whose last
+offsets are transaction markers (never delivered as messages), by watching
+the consumer position.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
-import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
 from collectors.config import ClusterConfig
-from collectors.errors import NotFoundError, UsageError
-from collectors.kafka import DEFAULT_TIMEOUT, ConsumedMessage, consumed, consumer, translate
-from collectors.scan import to_record, watermarks
+from collectors.errors import InvalidValue, NotFoundError, UsageError
+from collectors.kafka import DEFAULT_TIMEOUT, consumer
+from collectors.scan import READER_CONF, count_records, iter_bounded, to_record, watermarks
 from collectors.snapshots import Record
 from collectors.topics import list_topics
 from tracing.deadletter import DeadLetterEnvelope, decode_envelope
 from tracing.frames import Payload, PayloadDecoder
-
-#: Big fetches: scans are throughput-bound, not latency-bound.
-READER_CONF: dict[str, Any] = {"fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760}
 
 
 @dataclass(frozen=True)
@@ -60,6 +56,16 @@ class PageCursor:
 
 
 @dataclass(frozen=True)
+class RecordAt:
+    """Open a page at one record: `partition` from `offset`, every other partition
+    from its end, so the record is the first on the page whatever the topic's
+    partition count (a timeline jumping to a dead letter it found)."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class DlqPage:
     """One page of decoded dead letters, oldest first.
 
@@ -81,9 +87,6 @@ class DlqPage:
 #: Up to this many offsets, depth and "remaining" are exact record counts (transaction
 #: markers excluded), found by reading; beyond it they are offset spans, marked inexact.
 EXACT_COUNT_LIMIT = 200_000
-#: the most one `consume(n)` may ask for: librdkafka refuses n above 1,000,000 with a
-#: ValueError, which a large `--limit` or `--batch-size` would otherwise reach
-MAX_CONSUME_BATCH = 100_000
 
 
 def parse_offsets(text: str) -> int | dict[int, int]:
@@ -96,12 +99,12 @@ def parse_offsets(text: str) -> int | dict[int, int]:
     for part in raw.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", part)
         if not match:
-            raise UsageError(
-                f"--offset {text!r}: expected OFFSET or PARTITION:OFFSET,... such as 0:1,1:0,2:1 "
+            raise InvalidValue(
+                "offset", f"{text!r}: expected OFFSET or PARTITION:OFFSET,... such as 0:1,1:0,2:1 "
                 "(offsets are 0 or more)")
         partition, offset = int(match.group(1)), int(match.group(2))
         if partition in out:
-            raise UsageError(f"--offset {text!r}: partition {partition} is given twice")
+            raise InvalidValue("offset", f"{text!r}: partition {partition} is given twice")
         out[partition] = offset
     return out
 
@@ -110,22 +113,6 @@ def format_offsets(cursor: PageCursor) -> str:
     """A cursor as `--offset` takes it: `0:1,1:0,2:1`."""
     return ",".join(f"{p}:{o}" for p, o in cursor.positions)
 
-
-def count_records(client: Consumer, ranges: Mapping[tuple[str, int], tuple[int, int]], *,
-                  timeout: float = DEFAULT_TIMEOUT) -> dict[tuple[str, int], list[int]]:
-    """The offsets of the data records in each `[start, end)` range, by reading them.
-
-    Offsets are not records: a transactional producer leaves a commit marker
-    after each transaction, so the span between watermarks over-counts.
-    """
-    found: dict[tuple[str, int], list[int]] = {k: [] for k in ranges}
-    ends = {k: end for k, (start, end) in ranges.items()}
-    starts = {k: start for k, (start, end) in ranges.items()}
-    for msgs in iter_bounded(client, ends, starts, batch=20_000, idle_timeout=timeout):
-        for msg in msgs:
-            found[(msg.topic(), msg.partition())].append(msg.offset())
-    client.unassign()
-    return found
 
 
 def topic_partitions(cluster: ClusterConfig, topic: str,
@@ -136,94 +123,6 @@ def topic_partitions(cluster: ClusterConfig, topic: str,
         raise NotFoundError(f"topic {topic!r} does not exist")
     return count
 
-
-def iter_bounded(
-    client: Consumer,
-    ends: Mapping[tuple[str, int], int],
-    starts: Mapping[tuple[str, int], int],
-    *,
-    batch: int = 5000,
-    idle_timeout: float = 10.0,
-    poll_timeout: float = 0.02,
-    done: set[tuple[str, int]] | None = None,
-    unfiltered: bool = False,
-) -> Generator[list[ConsumedMessage], None, None]:
-    """Yield batches of raw messages of `[start, end)` per partition, then stop.
-
-    Assigns `client` itself. A partition is done when a message at or past
-    `end - 1` arrives or the consumer position reaches `end` (trailing
-    transaction markers), or when the caller adds it to `done`. Gives up
-    after `idle_timeout` seconds without progress rather than hanging on a
-    partition whose data vanished.
-
-    `poll_timeout` is short on purpose: `consume(n)` waits the whole timeout
-    whenever fewer than `n` records are left, which is every scan's last batch.
-
-    With `unfiltered`, batches are yielded as consumed (error events and
-    records past `end` included) and the caller, which looks at every record
-    anyway, drops those and adds finished partitions to `done`: one pass over
-    the records instead of two, for redrive's hot loop.
-    """
-    todo = {k: end for k, end in ends.items() if end > starts.get(k, 0)}
-    if not todo:
-        return
-    batch = max(1, min(batch, MAX_CONSUME_BATCH))
-    client.assign([TopicPartition(t, p, starts[(t, p)]) for (t, p) in todo])
-    last_progress = time.monotonic()
-    while todo:
-        try:
-            msgs = consumed(client.consume(batch, timeout=poll_timeout))
-        except KafkaException as exc:
-            raise translate(exc, "reading records") from None
-        if unfiltered:
-            finished_now = set(_caught_up(client, todo)) if not msgs else set()
-            finished_now.update(k for k in done or () if k in todo)
-            for key in finished_now:
-                del todo[key]
-                client.incremental_unassign([TopicPartition(*key)])
-            if msgs or finished_now:
-                last_progress = time.monotonic()
-            if msgs:
-                yield msgs
-            elif todo and time.monotonic() - last_progress > idle_timeout:
-                return
-            continue
-        out: list[ConsumedMessage] = []
-        finished: set[tuple[str, int]] = set()
-        for msg in msgs:
-            if msg.error():
-                continue
-            key = (msg.topic(), msg.partition())
-            end = todo.get(key)
-            if end is None or msg.offset() >= end:
-                if end is not None:
-                    finished.add(key)
-                continue
-            out.append(msg)
-            if msg.offset() >= end - 1:
-                finished.add(key)
-        if not msgs or not out:
-            finished.update(_caught_up(client, todo))
-        if done:
-            finished.update(k for k in done if k in todo)
-        for key in finished:
-            if todo.pop(key, None) is not None:
-                client.incremental_unassign([TopicPartition(*key)])
-        if out or finished:
-            last_progress = time.monotonic()
-        if out:
-            yield out
-        elif todo and time.monotonic() - last_progress > idle_timeout:
-            return
-
-
-def _caught_up(client: Consumer, todo: Mapping[tuple[str, int], int]) -> list[tuple[str, int]]:
-    try:
-        positions = client.position([TopicPartition(t, p) for (t, p) in todo])
-    except KafkaException:
-        return []
-    return [(tp.topic, tp.partition) for tp in positions
-            if tp.offset >= 0 and tp.offset >= todo[(tp.topic, tp.partition)]]
 
 
 def decode_dead_letter(record: Record, payloads: PayloadDecoder) -> DeadLetter:
@@ -237,11 +136,12 @@ def decode_dead_letter(record: Record, payloads: PayloadDecoder) -> DeadLetter:
 
 
 def read_page(cluster: ClusterConfig, topic: str, *,
-              start: PageCursor | Mapping[int, int] | int | None = None,
+              start: PageCursor | RecordAt | Mapping[int, int] | int | None = None,
               limit: int = 50, timeout: float = DEFAULT_TIMEOUT,
               payloads: PayloadDecoder | None = None, strict: bool = False) -> DlqPage:
-    """One page of `topic` from `start` (a cursor, {partition: offset}, an offset of a
-    one-partition topic, or None for the beginning), at most `limit` dead letters.
+    """One page of `topic` from `start` (a cursor, one record, {partition: offset}, an
+    offset of a one-partition topic, or None for the beginning), at most `limit` dead
+    letters.
 
     With `strict` (what an operator typed), a partition the topic does not have is
     an error; otherwise such positions are ignored. Values (and Schema Registry
@@ -254,6 +154,12 @@ def read_page(cluster: ClusterConfig, topic: str, *,
         marks = watermarks(cluster, [(topic, p) for p in range(partitions)], timeout, client)
         if isinstance(start, PageCursor):
             wanted = start.as_dict()
+        elif isinstance(start, RecordAt):
+            if strict and not 0 <= start.partition < partitions:
+                raise UsageError(f"{topic} has no partition {start.partition} "
+                                 f"(it has {partitions})")
+            wanted = {p: start.offset if p == start.partition else hi
+                      for (_, p), (_, hi) in marks.items()}
         elif isinstance(start, Mapping):
             wanted = {int(p): int(o) for p, o in start.items()}
             unknown = sorted(p for p in wanted if not 0 <= p < partitions)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import ConfigError
 from collectors.kafka import DEFAULT_TIMEOUT, consumer
-from collectors.scan import to_record, watermarks
+from collectors.scan import READER_CONF, count_records, iter_bounded, to_record, watermarks
 from collectors.snapshots import Header, Record
 from collectors.topics import list_topics
-from dlq.browse import EXACT_COUNT_LIMIT, READER_CONF, count_records, iter_bounded
+from dlq.browse import EXACT_COUNT_LIMIT
 from tracing.deadletter import REDRIVE_ID_HEADER, decode_envelope
 
 DEFAULT_PATTERNS = ("*-dlt", "*.DLT", "*.dlq", "*-dlq", "dlq-*", "*.deadletter")
@@ -102,13 +102,15 @@ def _is_dead_letter_headers(headers: Sequence[tuple[str, bytes | None]] | None) 
 
 
 def list_dead_letter_topics(cluster: ClusterConfig, settings: Settings | None = None,
-                            *, timeout: float = DEFAULT_TIMEOUT) -> list[DlqTopicSummary]:
+                            *, timeout: float = DEFAULT_TIMEOUT,
+                            options: DiscoveryOptions | None = None) -> list[DlqTopicSummary]:
     """Every dead-letter topic with depth, oldest/newest record times and top error classes.
 
     Reads only the newest `sample` records of each DLQ and `probe` records per
-    partition of other topics; never whole topics.
+    partition of other topics; never whole topics. `options` (the `[dlq]` section
+    parsed at start-up) wins over `settings`.
     """
-    opts = DiscoveryOptions.from_settings(settings)
+    opts = options or DiscoveryOptions.from_settings(settings)
     topics = list_topics(cluster, timeout=timeout)
     by_name = {t for t in topics if matches_name(t, opts.patterns)}
     others = [t for t in topics if t not in by_name] if opts.content_scan else []

@@ -32,16 +32,17 @@ from collectors.config import ClusterConfig
 from collectors.durations import duration_seconds
 from collectors.errors import (
     BrokerUnavailable,
+    InvalidValue,
     KafkaOperationError,
     LagdeckError,
     NotFoundError,
     UsageError,
 )
 from collectors.kafka import DEFAULT_TIMEOUT, admin, consumer, translate
-from collectors.scan import watermarks
+from collectors.scan import iter_bounded, watermarks
+from collectors.timefmt import iso_utc
 from collectors.topics import list_topics
 from dlq.audit import audited
-from dlq.browse import iter_bounded
 from dlq.guard import ensure_writable
 
 KINDS = ("earliest", "latest", "datetime", "offset", "shift", "duration")
@@ -67,9 +68,9 @@ class ResetSpec:
         if self.value is None:
             raise UsageError(f"reset {self.kind!r} needs a value")
         if self.kind == "offset" and self.value < 0:
-            raise UsageError(f"--to-offset must be 0 or more, got {self.value}")
+            raise InvalidValue("to_offset", f"must be 0 or more, got {self.value}")
         if self.kind == "duration" and self.value <= 0:
-            raise UsageError("--by-duration must be a positive duration")
+            raise InvalidValue("by_duration", "must be a positive duration")
         if self.kind == "datetime" and self.value < 0:
             raise UsageError("a time before 1970-01-01T00:00:00Z (the Unix epoch) cannot be "
                              "replayed to; Kafka timestamps start there")
@@ -113,8 +114,7 @@ class ResetSpec:
 
     def describe(self) -> str:
         if self.kind == "datetime":
-            stamp = datetime.fromtimestamp(float(self.value or 0) / 1000, UTC)
-            return f"to {stamp.isoformat(timespec='milliseconds')}"
+            return f"to {iso_utc(float(self.value or 0) / 1000, zulu=False)}"
         if self.kind == "duration":
             return f"by duration {self.value:g}s back from now"
         if self.kind in ("earliest", "latest"):
@@ -136,7 +136,7 @@ def parse_datetime_ms(text: str) -> int:
     raw = text.strip()
     if re.fullmatch(r"\d{10,}", raw):
         if int(raw) > _MAX_MS:
-            raise UsageError(f"--to-datetime {text!r} is after the year 9999")
+            raise InvalidValue("to_datetime", f"{text!r} is after the year 9999")
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))
@@ -144,11 +144,11 @@ def parse_datetime_ms(text: str) -> int:
             parsed = parsed.replace(tzinfo=UTC)
         millis = int(parsed.timestamp() * 1000)
     except (ValueError, OverflowError):
-        raise UsageError(
-            f"--to-datetime {text!r}: expected ISO 8601 such as 2024-05-01T12:00:00Z "
+        raise InvalidValue(
+            "to_datetime", f"{text!r}: expected ISO 8601 such as 2024-05-01T12:00:00Z "
             "(naive times are UTC) or epoch milliseconds") from None
     if millis < 0:
-        raise UsageError(f"--to-datetime {text!r} is before 1970-01-01T00:00:00Z (the Unix "
+        raise InvalidValue("to_datetime", f"{text!r} is before 1970-01-01T00:00:00Z (the Unix "
                          "epoch); Kafka timestamps start there")
     return millis
 
@@ -163,7 +163,7 @@ def parse_duration_s(text: str) -> float:
 
 def _check_duration_reach(seconds: float, now_ms: int, shown: str) -> None:
     if seconds * 1000 > now_ms:
-        raise UsageError(f"--by-duration {shown} reaches back before 1970-01-01T00:00:00Z "
+        raise InvalidValue("by_duration", f"{shown} reaches back before 1970-01-01T00:00:00Z "
                          "(the Unix epoch); Kafka timestamps start there")
 
 
@@ -308,11 +308,6 @@ def _newest_timestamps(reader, topic: str, marks: dict[tuple[str, int], tuple[in
     return newest
 
 
-def _stamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
-
-
 def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, *,
                now_ms: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> ReplayPlan:
     """Where every partition of `topic` would move for `group`; changes nothing.
@@ -372,7 +367,7 @@ def plan_reset(cluster: ClusterConfig, group: str, topic: str, spec: ResetSpec, 
         elif (last := newest.get(p)) is None:
             wanted, note = high, "no records: the end"
         elif target is not None and target > last:
-            wanted, note = high, f"after the newest record ({_stamp(last)}): the end"
+            wanted, note = high, f"after the newest record ({iso_utc(last / 1000)}): the end"
         else:
             wanted = by_time.get(p, -1)
             if wanted < 0:
@@ -430,8 +425,8 @@ def execute_reset(cluster: ClusterConfig, plan: ReplayPlan, *, create: bool = Fa
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"replay of group {plan.group}: the cluster stopped answering during the reset "
-                f"({exc}); whether it was applied is unknown: preview it again (without "
-                "--execute) to see the committed offsets") from None
+                f"({exc}); whether it was applied is unknown: preview it again (a dry run) "
+                "to see the committed offsets") from None
         wrong = [f"partition {p.partition}: expected {p.new_offset}, found {after[p.partition]}"
                  for p in changes if after.get(p.partition) != p.new_offset]
         audit.counts = {"partitions_changed": len(changes) - len(wrong),

@@ -1,4 +1,4 @@
-"""The `--where` selection language for dead letters (pure, no broker).
+"""Which dead letters an action takes: the `--where` language and records picked by hand (pure).
 
 An expression is ``FIELD OP VALUE``; several expressions must all hold.
 
@@ -18,16 +18,22 @@ An expression is ``FIELD OP VALUE``; several expressions must all hold.
 Values are compared as text: keys and headers that are printable UTF-8 as
 that text, anything else as ``0x`` + hex (exactly what `dlq show` prints), so
 a binary key can still be matched.
+
+The TUI's filter line is the same language (`parse_filter` splits it into
+expressions, no quotes needed); records ticked by hand are one more kind of
+`Condition`, `PickedRecords` (`picked_selector`), so a redrive of them is an
+ordinary selection with its own progress group.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from collectors.errors import UsageError
+from collectors.errors import InvalidValue
 from collectors.snapshots import Record
 from tracing.deadletter import DeadLetterEnvelope
 from tracing.frames import NOT_DECODED, Payload
@@ -57,8 +63,37 @@ def display_text(value: bytes | None) -> str | None:
 
 
 
+class Condition(ABC):
+    """One thing a dead letter must satisfy to be selected; a `Selector` holds several.
+
+    `field` says what the condition reads: an envelope field (`FIELDS`), `key`,
+    `header.NAME`, `value.PATH`, or `position` for records picked by hand. The
+    envelope and the decoded payload are passed only when some condition reads
+    them (`Selector.needs_envelope`, `needs_payload`): they cost a decode.
+    """
+
+    field: str
+
+    @abstractmethod
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None,
+                payload: Payload | None = None) -> bool: ...
+
+    @abstractmethod
+    def __str__(self) -> str: ...
+
+    @property
+    def reads_envelope(self) -> bool:
+        return self.field in FIELDS and self.field != "key"
+
+    @property
+    def reads_payload(self) -> bool:
+        return self.field.startswith(_VALUE)
+
+
 @dataclass(frozen=True)
-class Condition:
+class FieldCondition(Condition):
+    """``FIELD OP VALUE`` as typed after `--where` or in the TUI's filter line."""
+
     field: str
     op: str
     value: str
@@ -89,72 +124,90 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class PickedRecords(Condition):
+    """The records the operator ticked, by (partition, offset).
+
+    A redrive of this selection moves exactly the snapshot the operator saw,
+    nothing that arrived since; it has a progress group of its own (see
+    `dlq.redrive.default_group`).
+    """
+
+    picked: frozenset[tuple[int, int]]
+    field: str = "position"
+
+    def matches(self, record: Record, envelope: DeadLetterEnvelope | None,
+                payload: Payload | None = None) -> bool:
+        return (record.partition, record.offset) in self.picked
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{p}@{o}" for p, o in sorted(self.picked)[:5])
+        more = f" +{len(self.picked) - 5}" if len(self.picked) > 5 else ""
+        return f"{len(self.picked)} picked records ({shown}{more})"
+
+
+@dataclass(frozen=True)
 class Selector:
     """All conditions must hold; no conditions selects everything.
 
-    A condition is anything with `field`, `matches(record, envelope)` and
-    `str()` (the TUI adds one for records ticked by position); `envelope` is
-    None unless some condition's field is an envelope field.
+    `envelope` is None unless some condition reads an envelope field, `payload`
+    None unless one reads the decoded value.
     """
 
     conditions: tuple[Condition, ...] = ()
 
     def matches(self, record: Record, envelope: DeadLetterEnvelope | None,
                 payload: Payload | None = None) -> bool:
-        return all(_matches(c, record, envelope, payload) for c in self.conditions)
+        return all(c.matches(record, envelope, payload) for c in self.conditions)
 
     @property
     def needs_envelope(self) -> bool:
-        return any(c.field in FIELDS and c.field != "key" for c in self.conditions)
+        return any(c.reads_envelope for c in self.conditions)
 
     @property
     def needs_payload(self) -> bool:
         """Whether a condition reads the decoded value (`value.PATH`)."""
-        return any(c.field.startswith(_VALUE) for c in self.conditions)
+        return any(c.reads_payload for c in self.conditions)
 
     def describe(self) -> str:
         return " and ".join(str(c) for c in self.conditions) or "all records"
 
 
-def parse_condition(expr: str) -> Condition:
-    """One ``FIELD OP VALUE`` expression, or a `UsageError` saying what is wrong."""
+def picked_selector(picked: frozenset[tuple[int, int]]) -> Selector:
+    """The selection of the records ticked by position."""
+    return Selector((PickedRecords(frozenset(picked)),))
+
+
+def parse_condition(expr: str) -> FieldCondition:
+    """One ``FIELD OP VALUE`` expression, or an `InvalidValue` (field `where`) saying why not."""
     positions = [(expr.find(op), -len(op), op) for op in _OPS if op in expr]
     if not positions:
-        raise UsageError(
-            f"--where {expr!r}: expected FIELD=VALUE or FIELD~TEXT (also != and !~)")
+        raise InvalidValue(
+            "where", f"{expr!r}: expected FIELD=VALUE or FIELD~TEXT (also != and !~)")
     index, _, op = min(positions)
     name = expr[:index].strip()
     rest = expr[index + len(op):]
     if rest[:1] in ("=", "~"):
         typed = op + rest[:1]
-        raise UsageError(
-            f"--where {expr!r}: unknown operator {typed!r} (operators: = equal, ~ contains, "
+        raise InvalidValue(
+            "where", f"{expr!r}: unknown operator {typed!r} (operators: = equal, ~ contains, "
             "!= and !~ their negations; quote a value that starts with = or ~)")
     value = rest.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         value = value[1:-1]
     if name.startswith(_HEADER):
         if not name[len(_HEADER):]:
-            raise UsageError(f"--where {expr!r}: header.NAME needs a header name")
+            raise InvalidValue("where", f"{expr!r}: header.NAME needs a header name")
     elif name.startswith(_VALUE):
         path = name[len(_VALUE):]
         if not path or any(not part for part in path.split(".")):
-            raise UsageError(f"--where {expr!r}: value.PATH needs a dotted path "
+            raise InvalidValue("where", f"{expr!r}: value.PATH needs a dotted path "
                              "(e.g. value.order.orderId)")
     elif name not in FIELDS:
         known = ", ".join((*FIELDS, "header.NAME", "value.PATH"))
-        raise UsageError(f"--where {expr!r}: unknown field {name!r} (fields: {known})")
+        raise InvalidValue("where", f"{expr!r}: unknown field {name!r} (fields: {known})")
     if op in ("~", "!~") and not value:
-        raise UsageError(f"--where {expr!r}: {op} needs some text to look for")
-    return Condition(name, op, value)
-
-
-def _matches(condition: Any, record: Record, envelope: DeadLetterEnvelope | None,
-             payload: Payload | None) -> bool:
-    """Conditions that know `value.PATH` take the payload; others (the TUI's) do not."""
-    if isinstance(condition, Condition):
-        return condition.matches(record, envelope, payload)
-    return condition.matches(record, envelope)
+        raise InvalidValue("where", f"{expr!r}: {op} needs some text to look for")
+    return FieldCondition(name, op, value)
 
 
 def _value_text(payload: Payload | None, path: str) -> str | None:
@@ -171,3 +224,25 @@ def _value_text(payload: Payload | None, path: str) -> str | None:
 
 def parse_where(exprs: Iterable[str]) -> Selector:
     return Selector(tuple(parse_condition(e) for e in exprs))
+
+
+_WHERE_START = re.compile(
+    r"^(?:" + "|".join(FIELDS) + r"|header\.[^\s=~!]+|value\.[^\s=~!]+)\s*(?:!=|!~|=|~)",
+    re.IGNORECASE)
+
+
+def parse_filter(text: str) -> list[str]:
+    """A filter line (the TUI's) as `--where` expressions.
+
+    `error_class~Timeout key~ord-1` is two conditions; a word that does not
+    start a new condition belongs to the previous value, so
+    `error_message~did not answer` needs no quotes. Raises `InvalidValue`.
+    """
+    exprs: list[str] = []
+    for word in text.split():
+        if _WHERE_START.match(word) or not exprs:
+            exprs.append(word)
+        else:
+            exprs[-1] += " " + word
+    parse_where(exprs)  # validate now: one clear line for a typo
+    return exprs

@@ -19,9 +19,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from collectors.alerts import AlertEvent, AlertKey, AlertState, EventKind, Phase
+from collectors.alerts.rules import Severity
+from collectors.alerts.state import AlertEvent, AlertKey, AlertState, EventKind, Phase
 from collectors.errors import UsageError
-from collectors.rules import Severity
 from collectors.snapshots import GroupLag, Header, LagSnapshot, Member, PartitionLag, Record, Status
 from console.data import AlertsView, DlqPageView, LagView
 from console.demo.events import spring_dlt_headers
@@ -219,12 +219,12 @@ def hostile_timeline(world: HostileWorld, query: str) -> Timeline:
         out.append(TimelineEvent(r.topic, r.partition, r.offset, r.timestamp_ms,
                                  f"key\n{HOSTILE}", f"Evt{HOSTILE}", world.order,
                                  f"trace{HOSTILE}", None,
-                                 {world.group: "pending", f"g2{MARKUP}": "processed"},
+                                 consumers={world.group: "pending", f"g2{MARKUP}": "processed"},
                                  stuck=True, trace_url=f"https://jaeger/{HOSTILE} x",
                                  spans=(SpanInfo("s1", f"svc{HOSTILE}", f"op{HOSTILE}", 1.5),)))
     out.append(TimelineEvent(dl.record.topic, 0, dl.record.offset, dl.record.timestamp_ms,
                              f"dl\n{HOSTILE}", f"Evt{HOSTILE}", world.order, None, None,
-                             {world.group: "dead-lettered"},
+                             consumers={world.group: "dead-lettered"},
                              dead_letter=DeadLetterInfo.from_envelope(dl.envelope)))
     return Timeline(query, tuple(out), since_seconds=86400, stuck_after_seconds=15,
                     generated_at_ms=int(T0 * 1000), notes=(f"note {HOSTILE}",),

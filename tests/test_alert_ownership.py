@@ -8,17 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from collectors.alerts import (
-    AlertBook,
-    AlertStore,
-    EventKind,
-    evaluate,
-    names_own_groups,
-    notice_id,
-    rule_identity,
-    store_name,
-)
-from collectors.rules import Rule
+from collectors.alerts.book import AlertStore, store_name
+from collectors.alerts.evaluate import evaluate, names_own_groups, rule_identity
+from collectors.alerts.rules import Rule
+from collectors.alerts.state import AlertBook, EventKind, notice_id
 from tests.test_alerts import lagging, snap
 
 A, B = "/etc/lagdeck/a.toml", "/etc/lagdeck/b.toml"
@@ -82,10 +75,14 @@ def test_own_groups_need_a_rule_that_names_them() -> None:
 
 
 def test_own_group_prefix_matches_the_redrive_groups() -> None:
-    from collectors.alerts import OWN_GROUP_PREFIXES
-    from dlq.redrive import GROUP_PREFIX
+    from collectors.alerts.evaluate import is_own_group
+    from dlq.redrive import default_group
+    from dlq.select import parse_where, picked_selector
 
-    assert GROUP_PREFIX in OWN_GROUP_PREFIXES
+    for selector, to in ((parse_where([]), None), (parse_where(["key=a"]), None),
+                         (parse_where([]), "orders"), (picked_selector(frozenset({(0, 1)})), None)):
+        assert is_own_group(default_group("payments.events-dlt", selector, to))
+    assert not is_own_group("payments-service")
 
 
 def test_notice_ids_are_stable_per_transition_and_cluster() -> None:

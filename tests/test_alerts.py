@@ -9,18 +9,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.alerts import (
-    AlertBook,
-    AlertKey,
-    AlertStore,
-    EventKind,
-    Phase,
-    book_from_dict,
-    book_to_dict,
-    evaluate,
-    rule_identity,
-)
-from collectors.rules import Rule, Severity
+from collectors.alerts.book import AlertStore, book_from_dict, book_to_dict
+from collectors.alerts.evaluate import evaluate, rule_identity
+from collectors.alerts.rules import Rule, Severity
+from collectors.alerts.state import AlertBook, AlertKey, EventKind, Phase
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag, Status
 
 

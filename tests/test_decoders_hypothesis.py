@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.snapshots import Header, Record
+from collectors.untrusted import display
 from tracing.extract import (
     FastDecoder,
     describe,
@@ -35,7 +36,7 @@ from tracing.headers import (
     uber_context,
     w3c_context,
 )
-from tracing.payload import display, key_text, order_ids, parse_json
+from tracing.payload import key_text, order_ids, parse_json
 from tracing.prefilter import RawBatch
 from tracing.settings import TraceSettings
 

@@ -21,11 +21,13 @@ pytestmark = pytest.mark.integration
 def test_offsets_parse_as_typed() -> None:
     assert parse_offsets("7") == 7
     assert parse_offsets("0:1,1:0, 2:13") == {0: 1, 1: 0, 2: 13}
-    from collectors.errors import UsageError
+    from collectors.errors import InvalidValue
+    from console.wording import for_cli
 
     for bad in ("-1", "0:-1", "0:1,0:2", "x", "0:1,", "1:2:3"):
-        with pytest.raises(UsageError, match=re.escape(f"--offset {bad!r}")):
+        with pytest.raises(InvalidValue, match=re.escape(f"offset {bad!r}")) as raised:
             parse_offsets(bad)
+        assert for_cli(raised.value).startswith(f"--offset {bad!r}")
 
 
 def _three_partition_dlq(bootstrap: str, names) -> tuple[str, set[tuple[int, int]]]:
@@ -111,3 +113,27 @@ def test_counts_after_a_transactional_redrive_into_a_dead_letter_topic(cluster, 
     assert main(["-b", bootstrap, "dlq", "list", "--json"]) == 0
     listed = {t["topic"]: t["depth"] for t in json.loads(capsys.readouterr().out)["topics"]}
     assert listed[parked] == 18
+
+
+def test_a_page_opened_at_one_record_starts_with_it_on_any_partition_count(
+        cluster, bootstrap, names) -> None:
+    """`RecordAt` (the timeline's jump to a dead letter): the record opens the page and the
+    other partitions start at their end, whatever the topic's partition count."""
+    from dlq.browse import RecordAt
+
+    dlq, _ = _three_partition_dlq(bootstrap, names)
+    page = read_page(cluster, dlq, start=RecordAt(2, 3), limit=10)
+    assert [(e.record.partition, e.record.offset) for e in page.entries] == \
+        [(2, 3), (2, 4), (2, 5)]
+    assert page.next is None
+    wide = names("wide") + ".DLT"
+    create_topics(bootstrap, wide, partitions=70)  # more than the old fake cursor's 64
+    for partition in (65, 69):  # 65 first: a page that started it at its beginning shows it
+        produce(bootstrap, wide, [(b"k", b"v", spring_headers("orders", 0, 0, 0, "g", "E",
+                                                               "m"))], partition=partition)
+    page = read_page(cluster, wide, start=RecordAt(69, 0), limit=10)
+    assert [(e.record.partition, e.record.offset) for e in page.entries] == [(69, 0)]
+    from collectors.errors import UsageError
+
+    with pytest.raises(UsageError, match="has no partition 70"):
+        read_page(cluster, wide, start=RecordAt(70, 0), strict=True)

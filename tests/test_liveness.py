@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from collectors.alerts import EventKind
+from collectors.alerts.state import EventKind
+from collectors.alerts.unreachable import RULE, OutageStore, step
 from collectors.config import Settings
 from collectors.errors import ConfigError
 from collectors.liveness import OutageSettings, backoff
-from collectors.unreachable import RULE, OutageStore, step
 from console.widgets.status_bar import Connection, connection_text
 
 

@@ -15,12 +15,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from collectors.alerts import EventKind
+from collectors.alerts.sinks import build_sinks
+from collectors.alerts.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC, OtlpSink, signal_url
+from collectors.alerts.state import EventKind
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag, Status
 from tests.conftest import wait_until
 from tests.test_webhook import Reports, closed_port_url, event
-from tracing.sinks import build_sinks
-from tracing.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC, OtlpSink, signal_url
 
 
 def _value(v: AnyValue) -> Any:
@@ -202,7 +202,7 @@ def test_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with OtlpReceiver() as rx:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=ops")
-        from collectors.rules import parse_rules_text
+        from collectors.alerts.rules import parse_rules_text
 
         text = '[[rule]]\nname="r"\ngroup="g"\nmax_lag=1\n[[sink]]\ntype="otlp"\n'
         (sink,) = build_sinks(parse_rules_text(text).sinks, interval=60)

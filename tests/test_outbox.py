@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collectors.alerts import EventKind
-from collectors.rules import parse_rules_text
+from collectors.alerts.rules import parse_rules_text
+from collectors.alerts.sinks.outbox import Outbox, sweep_expired
+from collectors.alerts.sinks.webhook import WebhookSink
+from collectors.alerts.state import EventKind
 from tests.conftest import wait_until
 from tests.test_webhook import Receiver, Reports, closed_port_url, event
-from tracing.sinks.outbox import Outbox, sweep_expired
-from tracing.sinks.webhook import WebhookSink
 
 
 def test_put_keeps_one_copy_per_id_oldest_first(tmp_path: Path) -> None:

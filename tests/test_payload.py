@@ -7,12 +7,12 @@ import json
 import pytest
 
 from collectors.snapshots import Header, Record
+from collectors.untrusted import display
 from tracing.extract import FastDecoder, describe, event_from_row, index_keys
 from tracing.payload import (
     MAX_JSON_BYTES,
     NOT_JSON,
     at_path,
-    display,
     event_type,
     key_text,
     order_ids,

@@ -66,7 +66,7 @@ def test_where_value_path_reads_the_decoded_payload() -> None:
 
 
 def test_the_console_filter_line_takes_value_paths() -> None:
-    from console.data import parse_filter
+    from dlq.select import parse_filter
 
     assert parse_filter("value.order.orderId=ord_7 error_message~did not answer") == [
         "value.order.orderId=ord_7", "error_message~did not answer"]

@@ -9,7 +9,7 @@ import time
 import pytest
 from confluent_kafka import TopicPartition
 
-from collectors.errors import LagdeckError, UsageError
+from collectors.errors import InvalidValue, LagdeckError, UsageError
 from collectors.kafka import consumer, producer
 from console.cli import main
 from dlq.replay import (
@@ -222,8 +222,9 @@ def test_missing_topic_and_bad_flags(bootstrap, capsys) -> None:
 
 @pytest.mark.parametrize("text", ["1969-12-31T23:59:59.999Z", "1900-01-01T00:00:00Z"])
 def test_times_before_the_epoch_are_refused(text: str) -> None:
-    with pytest.raises(UsageError, match=rf"--to-datetime '{text}' is before 1970"):
+    with pytest.raises(InvalidValue, match=rf"'{text}' is before 1970") as raised:
         ResetSpec.to_datetime(text)
+    assert raised.value.field == "to_datetime"  # the CLI names it --to-datetime
 
 
 @pytest.mark.parametrize("text", ["100000d", "P100000D", "99999999999999w"])

@@ -54,8 +54,8 @@ def test_non_finite_or_endless_numbers_are_a_usage_line(argv, capsys) -> None:
 def test_a_run_reports_and_exits_on_its_own_rules_alerts_only() -> None:
     """Two cron jobs, a.toml (critical) and b.toml (warning), share the cluster's book: b's run
     used to list a's alert with a's last value and exit 2 for a rule it does not have."""
-    from collectors.alerts import evaluate
-    from collectors.rules import Rule, Severity
+    from collectors.alerts.evaluate import evaluate
+    from collectors.alerts.rules import Rule, Severity
     from tests.test_alerts import lagging
 
     a = Rule(name="pager", group=re.compile("notification-.*"), max_lag=5,

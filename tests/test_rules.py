@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from collectors.config import load_settings
-from collectors.errors import ConfigError
-from collectors.redact import scrub
-from collectors.rules import (
+from collectors.alerts.rules import (
     DEFAULT_HYSTERESIS,
     Severity,
     SinkType,
     load,
     load_rules_file,
-    parse_duration,
     parse_rules_text,
     safe_url,
 )
+from collectors.config import load_settings
+from collectors.durations import parse_duration
+from collectors.errors import ConfigError
+from collectors.redact import scrub
 from collectors.snapshots import Status
 
 DESIGN_EXAMPLE = """\

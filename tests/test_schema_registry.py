@@ -172,11 +172,29 @@ def test_registry_settings_from_file_profile_and_flag(tmp_path: Path) -> None:
     flag = registry_config(settings, "prod", "http://127.0.0.1:1")
     assert flag is not None and flag.url == "http://127.0.0.1:1"
     assert registry_config(Settings()) is None
-    for bad in ({"url": "ftp://x"}, {"url": "http://x", "timeout": 0},
-                {"url": "http://x", "colour": "red"},
-                {"url": "http://x", "username": "a", "password": "b", "bearer_token": "t"}):
-        with pytest.raises(ConfigError):
+    for bad, problem in (({"url": "ftp://x"}, "not an http"),
+                         ({"url": "http://sr:8081", "timeout": 0}, "timeout"),
+                         ({"url": "http://sr:8081", "colour": "red"}, "colour"),
+                         ({"url": "http://sr:8081", "username": "a", "password": "b",
+                           "bearer_token": "t"}, "not both")):
+        with pytest.raises(ConfigError, match=problem):
             registry_config(Settings(data={"schema_registry": bad}))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("5s", 5.0), ("1500ms", 1.5), ("PT2S", 2.0),
+                                                ("2", 2.0), (0.25, 0.25)])
+def test_registry_timeout_takes_a_duration_like_every_other_timeout(value, seconds) -> None:
+    config = registry_config(Settings(data={"schema_registry": {"url": "http://sr:8081",
+                                                                "timeout": value}}))
+    assert config is not None and config.timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["0s", "301s", "5 parsecs", "", True, float("nan"),
+                                   float("inf"), -1, "1h"])
+def test_registry_timeout_out_of_range_or_not_a_duration_is_one_clear_error(value) -> None:
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds or a duration"):
+        registry_config(Settings(data={"schema_registry": {"url": "http://sr:8081",
+                                                            "timeout": value}}))
 
 
 # -- dlq show ------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import zlib
 
 import pytest
 
-from collectors.alerts import AlertBook, AlertKey, AlertState, Phase
+from collectors.alerts.book import merge_book, split_book
+from collectors.alerts.rules import Severity
+from collectors.alerts.sinks.prometheus import alert_states_by_group, parse_listen
+from collectors.alerts.state import AlertBook, AlertKey, AlertState, Phase
 from collectors.errors import UsageError
-from collectors.rules import Severity
-from collectors.shared_watch import merge_book, owner_predicate, split_book
+from collectors.shared_watch import owner_predicate
 from collectors.snapshot_topic import (
     DEFAULT_TOPIC,
     Provenance,
@@ -22,7 +24,6 @@ from collectors.snapshot_topic import (
 from collectors.snapshots import GroupLag, PartitionLag, Status
 from collectors.watch_group import group_partition, watch_group_id
 from console.cli import _bare_optional
-from tracing.sinks.prometheus import alert_states_by_group, parse_listen
 
 
 def group(name: str = "billing", lag: int = 7) -> GroupLag:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collectors.timefmt import iso_utc_ms as iso
 from tracing.extract import DeadLetterInfo, EventInfo
 from tracing.timeline import (
     DEAD_LETTERED,
@@ -10,7 +11,6 @@ from tracing.timeline import (
     ScanStats,
     SpanInfo,
     build_timeline,
-    iso,
 )
 
 T0 = 1_700_000_000_000

@@ -9,12 +9,16 @@ from collectors.config import ClusterConfig, Settings
 from collectors.errors import BrokerUnavailable, UsageError
 from collectors.snapshots import Header, Record, Status
 from console.cli import main
-from console.data import KafkaSource, follow_id, parse_filter, picked_group, picked_selector
+from console.data import KafkaSource
 from console.embedded import free_port
 from console.screens.jump import parse_jump
 from console.screens.replay import spec_from_form
 from console.widgets import format as fmt
+from dlq.redrive import default_group
+from dlq.select import parse_filter, parse_where, picked_selector
 from tests.tui_fixtures import order_timeline
+from tracing.follow import follow_id
+from tracing.settings import from_settings as trace_settings
 
 
 def test_seconds_read_like_an_operator_says_them():
@@ -63,8 +67,17 @@ def test_picked_records_select_exactly_those_positions():
     assert selector.conditions and not selector.needs_envelope
     assert "2 picked records" in selector.describe()
     # each picked set has its own progress group, never the topic-wide one
-    assert picked_group("dlt", picked) != picked_group("dlt", frozenset({(0, 11)}))
-    assert picked_group("dlt", picked).startswith("lagdeck-redrive.dlt.picked-")
+    other = picked_selector(frozenset({(0, 11)}))
+    assert default_group("dlt", selector) != default_group("dlt", other)
+    assert default_group("dlt", selector).startswith("lagdeck-redrive.dlt.picked-")
+
+
+def test_progress_group_names_never_change() -> None:
+    """A rerun resumes from its group: the names are a contract with existing clusters."""
+    picked = picked_selector(frozenset({(0, 11), (1, 4)}))
+    assert default_group("dlt", picked) == "lagdeck-redrive.dlt.picked-1724aedbb4"
+    assert default_group("dlt", parse_where(["key=a"]), "out") == "lagdeck-redrive.dlt.9e8b84e4"
+    assert default_group("dlt", parse_where([])) == "lagdeck-redrive.dlt"
 
 
 def test_follow_id_prefers_the_correlation_header_then_the_key():
@@ -72,6 +85,10 @@ def test_follow_id_prefers_the_correlation_header_then_the_key():
     assert follow_id(with_header) == "ord_9"
     assert follow_id(Record("t", 0, 1, None, b"ord_7", b"{}")) == "ord_7"
     assert follow_id(Record("t", 0, 1, None, b"\xff\x00", b"{}")) is None
+    # the [trace] section (parsed at start-up, where a broken one is refused) names the header
+    named = trace_settings(Settings(data={"trace": {"correlation_headers": ["x-order"]}}))
+    custom = Record("t", 0, 1, None, b"k-1", b"{}", (Header("x-order", b"ord_3"),))
+    assert follow_id(custom, named) == "ord_3" and follow_id(with_header, named) == "k-1"
 
 
 def test_replay_form_values():

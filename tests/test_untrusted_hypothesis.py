@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 from rich.text import Text
 
-from collectors.alerts import evaluate
-from collectors.rules import parse_rules_text
+from collectors.alerts.evaluate import evaluate
+from collectors.alerts.rules import parse_rules_text
 from collectors.snapshots import GroupLag, Header, LagSnapshot, Member, PartitionLag, Record, Status
 from collectors.untrusted import block, escape, json_text, one_line
 from console.commands import dlq as dlq_cmd
@@ -153,10 +153,10 @@ def test_timelines_through_trace_and_the_timeline_screen(dl, group_name, event_t
     info = DeadLetterInfo.from_envelope(dl.envelope)
     events = (
         TimelineEvent(dl.record.topic, 0, 1, dl.record.timestamp_ms, key, event_type, key,
-                      trace, None, {group_name: "pending", "g": "processed"}, stuck=True,
+                      trace, None, consumers={group_name: "pending", "g": "processed"}, stuck=True,
                       trace_url=url, spans=(SpanInfo("s", group_name, note, 1.0),)),
         TimelineEvent(dl.record.topic, 0, 2, None, key, event_type, None, None, None,
-                      {group_name: "dead-lettered"}, dead_letter=info),
+                      consumers={group_name: "dead-lettered"}, dead_letter=info),
     )
     t = Timeline(note, events, since_seconds=3600, stuck_after_seconds=60, notes=(note,))
     assert_clean(trace_cmd.render(t))

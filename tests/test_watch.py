@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from collectors.alerts.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
 from console.cli import main
 from tests.conftest import create_topics, kp_producer, wait_until
 from tests.test_otlp import OtlpReceiver
 from tests.test_webhook import DOCUMENTED_KEYS, Receiver, closed_port_url
-from tracing.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
 
 # ---------------------------------------------------------------------------- helpers
 

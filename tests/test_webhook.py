@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from collectors.alerts import AlertEvent, EventKind
-from collectors.rules import Severity
+from collectors.alerts.rules import Severity
+from collectors.alerts.sinks import build_sinks
+from collectors.alerts.sinks.webhook import WebhookSink, payload
+from collectors.alerts.state import AlertEvent, EventKind
 from tests.conftest import wait_until
-from tracing.sinks import build_sinks
-from tracing.sinks.webhook import WebhookSink, payload
 
 DOCUMENTED_KEYS = {"source", "id", "cluster", "event", "rule", "group", "topic", "severity",
                    "value", "threshold", "message", "since", "at"}
@@ -196,7 +196,7 @@ def test_notices_after_close_are_kept_for_the_next_run(reports: Reports) -> None
 
 
 def test_build_sinks_from_config(reports: Reports) -> None:
-    from collectors.rules import parse_rules_text
+    from collectors.alerts.rules import parse_rules_text
 
     with Receiver() as rx:
         text = (f'[[rule]]\nname="r"\ngroup="g"\nmax_lag=1\n'

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 
-from collectors.alerts import AlertEvent, AlertKey, AlertState, EventKind, Phase
+from collectors.alerts.rules import Severity
+from collectors.alerts.state import AlertEvent, AlertKey, AlertState, EventKind, Phase
 from collectors.config import ClusterConfig, Settings
 from collectors.errors import UsageError
-from collectors.rules import Severity
 from collectors.snapshots import GroupLag, Header, LagSnapshot, Member, PartitionLag, Record, Status
 from console.data import AlertsView, DlqPageView, LagView
 from console.demo.events import PAYMENT_ERRORS, spring_dlt_headers
@@ -142,13 +142,14 @@ def order_timeline(query: str = "ord_00001") -> Timeline:
     envelope = dl.envelope
     events = (
         TimelineEvent("orders.events", 1, 4711, ms, query, "OrderPlaced", query, trace, None,
-                      {"analytics-service": "processed", "inventory-service": "processed"}),
+                      consumers={"analytics-service": "processed",
+                                 "inventory-service": "processed"}),
         TimelineEvent("inventory.events", 1, 101, ms + 350, query, "InventoryReserved", query,
-                      trace, None, {"payment-service": "dead-lettered"}),
+                      trace, None, consumers={"payment-service": "dead-lettered"}),
         TimelineEvent(DLT, 0, dl.record.offset, ms + 900, query, "InventoryReserved", query,
-                      trace, None, {}, dead_letter=DeadLetterInfo.from_envelope(envelope)),
+                      trace, None, dead_letter=DeadLetterInfo.from_envelope(envelope)),
         TimelineEvent("payments.events", 2, 88, ms + 41_000, query, "shop.PaymentCaptured",
-                      query, trace, None, {"analytics-service": "processed",
+                      query, trace, None, consumers={"analytics-service": "processed",
                                            "loyalty-service": "pending",
                                            "notification-service": "processed"}, stuck=True),
     )

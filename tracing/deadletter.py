@@ -36,11 +36,13 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import NamedTuple
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from collectors.snapshots import Header, Record
+from collectors.untrusted import as_text, display
 
 #: Headers lagdeck adds when it redrives a dead letter (read back by loop protection).
 REDRIVE_ID_HEADER = "lagdeck-redrive-id"
@@ -57,7 +59,59 @@ _CONNECT = "__connect.errors."
 
 
 @dataclass(frozen=True)
-class DeadLetterEnvelope:
+class DeadLetterInfo:
+    """Why a record on a dead-letter topic was dead-lettered, and where it came from.
+
+    The facts every face shows and the correlation index keeps (as a row of
+    marshal-friendly primitives, `row`); `DeadLetterEnvelope` adds what only
+    the DLQ browser and redrive need. A timeline holds the summary made by
+    `from_envelope`, whose error message is cut to a one-line preview.
+    """
+
+    layout: str
+    original_topic: str | None = None
+    original_partition: int | None = None
+    original_offset: int | None = None
+    original_group: str | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    attempts: int | None = None
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def from_envelope(cls, env: DeadLetterInfo) -> DeadLetterInfo:
+        """The shared facts alone, the error message as a preview of at most 300 characters."""
+        facts = env.row()
+        message = env.error_message
+        if message is not None:
+            shown = display(message.encode("utf-8", "replace"), 300)
+            facts = (*facts[:_MESSAGE], shown, *facts[_MESSAGE + 1:])
+        return DeadLetterInfo(*facts)
+
+    @property
+    def origin(self) -> tuple[str, int, int] | None:
+        if self.original_topic is None or self.original_partition is None \
+                or self.original_offset is None:
+            return None
+        return (self.original_topic, self.original_partition, self.original_offset)
+
+    def row(self) -> tuple:
+        """The facts in field order (`DeadLetterInfo(*row)` gives them back)."""
+        return _info_row(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `dead_letter` object of an event in `lagdeck trace --json` (docs/contracts.md)."""
+        return {**dict(zip(_INFO_FIELDS, self.row(), strict=True)),
+                "problems": list(self.problems)}
+
+
+_INFO_FIELDS = tuple(f.name for f in fields(DeadLetterInfo))
+_info_row = attrgetter(*_INFO_FIELDS)
+_MESSAGE = _INFO_FIELDS.index("error_message")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetterEnvelope(DeadLetterInfo):
     """What a dead letter's headers say, in one model whatever wrote it.
 
     Every fact is None when absent or undecodable; `problems` says which
@@ -69,17 +123,8 @@ class DeadLetterEnvelope:
     """
 
     is_dead_letter: bool
-    layout: str
-    original_topic: str | None = None
-    original_partition: int | None = None
-    original_offset: int | None = None
     original_timestamp_ms: int | None = None
-    original_group: str | None = None
-    error_class: str | None = None
-    error_message: str | None = None
     stack_trace: str | None = None
-    attempts: int | None = None
-    problems: tuple[str, ...] = ()
     headers: tuple[Header, ...] = ()
     details: tuple[tuple[str, str], ...] = ()
     redrive_count: int | None = None
@@ -148,7 +193,7 @@ def _text(name: str, value: bytes | None, problems: list[str]) -> str | None:
         return value.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(f"{name}: invalid UTF-8 at byte {exc.start}")
-        return value.decode("utf-8", errors="backslashreplace")
+        return as_text(value)
 
 
 def _binary_int(name: str, value: bytes | None, size: int, problems: list[str]) -> int | None:

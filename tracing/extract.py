@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.snapshots import Header, Record
-from tracing.deadletter import DeadLetterEnvelope, decode_envelope
+from tracing.deadletter import DeadLetterInfo, decode_envelope
 from tracing.frames import (
     JSON_SCHEMA,
     KEY_SCHEMA_HEADER,
@@ -49,13 +49,13 @@ from tracing.headers import (
     event_type_header,
     fast_traceparent,
     header_map,
+    header_text,
     id_text,
     trace_contexts,
 )
 from tracing.payload import (
     MAX_JSON_BYTES,
     NOT_JSON,
-    display,
     event_type,
     key_occurrences,
     key_text,
@@ -63,44 +63,6 @@ from tracing.payload import (
     parse_json,
 )
 from tracing.settings import TraceSettings
-
-
-@dataclass(frozen=True)
-class DeadLetterInfo:
-    """Why a record on a dead-letter topic was dead-lettered, and where it came from."""
-
-    layout: str
-    original_topic: str | None = None
-    original_partition: int | None = None
-    original_offset: int | None = None
-    original_group: str | None = None
-    error_class: str | None = None
-    error_message: str | None = None
-    attempts: int | None = None
-    problems: tuple[str, ...] = ()
-
-    @classmethod
-    def from_envelope(cls, env: DeadLetterEnvelope) -> DeadLetterInfo:
-        message = env.error_message
-        return cls(
-            layout=env.layout,
-            original_topic=env.original_topic,
-            original_partition=env.original_partition,
-            original_offset=env.original_offset,
-            original_group=env.original_group,
-            error_class=env.error_class,
-            error_message=(display(message.encode("utf-8", "replace"), 300)
-                           if message is not None else None),
-            attempts=env.attempts,
-            problems=env.problems,
-        )
-
-    @property
-    def origin(self) -> tuple[str, int, int] | None:
-        if self.original_topic is None or self.original_partition is None \
-                or self.original_offset is None:
-            return None
-        return (self.original_topic, self.original_partition, self.original_offset)
 
 
 def dead_letter_info(record: Record) -> DeadLetterInfo | None:
@@ -459,18 +421,14 @@ class FastDecoder:
                             break
             if etype_found is not None:
                 for rank in sorted(etype_found):
-                    raw = etype_found[rank]
-                    text = raw.decode("utf-8", errors="replace").strip() if raw else ""
-                    if text:
-                        etype = text[:200]
+                    etype = header_text(etype_found[rank])
+                    if etype is not None:
                         break
             if dead_hint:
                 info = dead_letter_info(Record("", 0, 0, None, key, value, tuple(
                     Header(str(n), v) for n, v in headers)))
                 if info is not None:
-                    dead = (info.layout, info.original_topic, info.original_partition,
-                            info.original_offset, info.original_group, info.error_class,
-                            info.error_message, info.attempts, info.problems)
+                    dead = info.row()
                     if info.origin is not None:
                         ids.add(reference_id(*info.origin))
         found: tuple[str, ...] = ()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from collectors.config import ClusterConfig, Settings
-from collectors.errors import UsageError
+from collectors.errors import InvalidValue
 from collectors.kafka import DEFAULT_TIMEOUT
 from collectors.logs import get_logger
 from tracing.flowfacts import FACT_COLUMNS
@@ -168,7 +168,7 @@ def flows_from_index(tracer: Tracer, *, since_seconds: float = DAY,
                      progress: Progress | None = None, now_ms: int | None = None) -> FlowMap:
     """The flow map over the chosen topics, scanning first what the index lacks."""
     if stuck_after_seconds < 0:
-        raise UsageError("--stuck-after must not be negative")
+        raise InvalidValue("stuck_after", "must not be negative")
     started = time.monotonic()
     scope = sync_index(tracer, since_seconds=since_seconds, topics_regex=topics_regex,
                        progress=progress, now_ms=now_ms)

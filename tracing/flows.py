@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from tracing.flowfacts import DEAD_LETTER, REDRIVEN
+from tracing.scanreport import ReadStats, ScanWindow
 
 PRECEDES_RATIO = 0.95
 PRECEDES_MIN_ORDERS = 20
@@ -209,18 +210,17 @@ class FlowMark:
     mark: str
 
 
-@dataclass(frozen=True)
-class FlowStats:
-    topics: int = 0
-    partitions: int = 0
-    scanned_records: int = 0
+@dataclass(frozen=True, kw_only=True)
+class FlowStats(ReadStats):
     #: events in the window that no order id could be found for
     unassigned: int = 0
-    elapsed_seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"unassigned_events": self.unassigned}
 
 
 @dataclass(frozen=True)
-class FlowMap:
+class FlowMap(ScanWindow):
     """The flow of every order seen in the window."""
 
     orders: int
@@ -230,10 +230,6 @@ class FlowMap:
     #: every stopped order, oldest first
     stopped: tuple[StoppedOrder, ...]
     marks: tuple[FlowMark, ...] = ()
-    since_seconds: float | None = None
-    stuck_after_seconds: float | None = None
-    generated_at_ms: int | None = None
-    notes: tuple[str, ...] = ()
     stats: FlowStats = field(default_factory=FlowStats)
 
     def find_steps(self, name: str) -> tuple[Step, ...]:
@@ -264,10 +260,7 @@ class FlowMap:
         doc["flagged"] = [{"order": m.order, "topic": m.topic, "partition": m.partition,
                            "offset": m.offset, "mark": m.mark} for m in self.marks]
         doc["notes"] = list(self.notes)
-        doc["stats"] = {"topics": self.stats.topics, "partitions": self.stats.partitions,
-                        "scanned_records": self.stats.scanned_records,
-                        "unassigned_events": self.stats.unassigned,
-                        "elapsed_seconds": round(self.stats.elapsed_seconds, 3)}
+        doc["stats"] = self.stats.to_json()
         return doc
 
 

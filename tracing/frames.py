@@ -40,7 +40,8 @@ from collectors.registry import RegistryClient, RegistryConfig, RegistryError
 
 if TYPE_CHECKING:
     from collectors.registry import CachedRegistryClient
-from tracing.payload import MAX_JSON_BYTES, NOT_JSON, display, parse_json
+from collectors.untrusted import display
+from tracing.payload import MAX_JSON_BYTES, NOT_JSON, parse_json
 
 NOT_DECODED = object()
 

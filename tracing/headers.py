@@ -215,8 +215,7 @@ def _sampled(text: str | None) -> bool | None:
 
 def b3_single_context(headers: HeaderMap) -> TraceContext | None:
     """`b3: {traceid}-{spanid}[-{sampled}[-{parentspanid}]]`; a bare sampling flag has no id."""
-    raw = last(headers, B3_SINGLE)
-    text = raw.decode("ascii", errors="replace").strip() if raw else ""
+    text = _ascii(last(headers, B3_SINGLE)) or ""
     parts = text.split("-")
     if len(parts) < 2 or len(parts) > 4:
         return None
@@ -321,10 +320,14 @@ def trace_id_forms(text: str) -> tuple[str, ...]:
 def event_type_header(headers: HeaderMap, names: Sequence[str]) -> str | None:
     """The event type from the first of `names` present (`event-type`, CloudEvents `ce_type`)."""
     for name in names:
-        raw = last(headers, name)
-        if raw is None:
-            continue
-        text = raw.decode("utf-8", errors="replace").strip()
+        text = header_text(last(headers, name))
         if text:
-            return text[:200]
+            return text
     return None
+
+
+def header_text(raw: bytes | None, limit: int = 200) -> str | None:
+    """A header value naming something (an event type): UTF-8 with bad bytes as U+FFFD,
+    stripped, cut to `limit` characters; None when absent or blank."""
+    text = raw.decode("utf-8", errors="replace").strip() if raw else ""
+    return text[:limit] if text else None

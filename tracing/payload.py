@@ -1,4 +1,4 @@
-"""Ids and event types inside keys and JSON payloads, and a displayable form of any bytes.
+"""Ids and event types inside keys and JSON payloads.
 
 Payloads are whatever producers wrote: JSON, Avro, protobuf, compressed
 blobs, half a megabyte of text, invalid UTF-8. Ids are only taken from JSON
@@ -13,13 +13,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from collectors.untrusted import escape
+from collectors.untrusted import display
 from tracing.headers import MAX_ID_BYTES, id_text
 
 #: Payloads larger than this are not parsed for ids (shown truncated only).
 MAX_JSON_BYTES = 1_000_000
-#: Characters of a preview before it is cut.
-PREVIEW_CHARS = 120
 
 _NOT_JSON = object()
 
@@ -135,50 +133,6 @@ def key_occurrences(value: bytes, tokens: Sequence[tuple[bytes, bytes]]
                 out.append((name, i, m))
             i = find(token, i + 1)
     return out
-
-
-def _escape(text: str) -> str:
-    """Control characters as escapes, so a preview never moves the cursor or rings the bell."""
-    return escape(text)  # the one rule for untrusted text: collectors.untrusted
-
-
-def _cut(text: str, limit: int, total_bytes: int, shown_bytes: int) -> str:
-    if len(text) > limit:
-        return text[:limit] + f"… ({total_bytes} bytes)"
-    if shown_bytes < total_bytes:
-        return text + f"… ({total_bytes} bytes)"
-    return text
-
-
-def display(value: bytes | None, limit: int = PREVIEW_CHARS) -> str:
-    """A printable one-line preview of any bytes.
-
-    `None` -> "(null)", empty -> "(empty)"; UTF-8 text (JSON or not) is shown
-    with control characters escaped; anything else as hex with its size. Only
-    the first few KB of a huge value are looked at.
-    """
-    if value is None:
-        return "(null)"
-    if not value:
-        return "(empty)"
-    window = value[: limit * 4 + 4]
-    try:
-        text = window.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A window cut in the middle of a multi-byte character is still text.
-        if exc.start < len(window) - 3 or len(window) == len(value):
-            return _binary(value, limit)
-        text = window[: exc.start].decode("utf-8")
-    shown = len(text.encode("utf-8"))
-    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
-    return _cut(_escape(text), limit, len(value), shown)
-
-
-def _binary(value: bytes, limit: int) -> str:
-    digits = max(8, limit // 2 - 12)
-    head = value[: digits // 2].hex()
-    more = "…" if len(value) > digits // 2 else ""
-    return f"0x{head}{more} ({len(value)} bytes, binary)"
 
 
 def key_text(key: bytes | None, limit: int = 80) -> str | None:

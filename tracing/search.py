@@ -58,7 +58,7 @@ from confluent_kafka.admin import AdminClient
 
 from collectors.config import ClusterConfig, Settings
 from collectors.durations import duration_seconds
-from collectors.errors import NotFoundError, UsageError
+from collectors.errors import InvalidValue, NothingMatches, UsageError
 from collectors.kafka import DEFAULT_TIMEOUT, admin
 from collectors.logs import get_logger
 from collectors.registry import RegistryConfig
@@ -187,6 +187,50 @@ class _Scan:
             self.workers.stop()
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """What one `find` looks for and over which time window (travels from `_find` to
+    `_answer` as one value)."""
+
+    #: the id as typed, then the trace ids it may stand for (`query_ids`)
+    forms: tuple[str, ...]
+    wanted: frozenset[bytes]
+    since_seconds: float
+    stuck_after_seconds: float
+    now_ms: int
+    #: records older than this are out of the window
+    cutoff_ms: int
+    #: `time.monotonic()` when the lookup began (for its stats)
+    started: float
+
+    @property
+    def query(self) -> str:
+        return self.forms[0]
+
+
+def _window(since_seconds: float, now_ms: int | None) -> tuple[int, int]:
+    """(now, cutoff) in epoch ms for a window of `since_seconds` back from `now_ms`."""
+    if since_seconds <= 0:
+        raise InvalidValue("since", "must be positive")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return now_ms, now_ms - int(since_seconds * 1000)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The partitions a lookup or an index sync covers, as the broker describes them now."""
+
+    topics: dict[str, int]
+    #: every (topic, partition), sorted
+    tps: list[tuple[str, int]]
+    #: (topic, partition) -> (earliest offset on the broker, end offset)
+    bounds: dict[tuple[str, int], tuple[int, int]]
+    ids: dict[str, str | None]
+    #: what reconciling the index found (a topic recreated...)
+    notes: list[str]
+    admin_client: AdminClient
+
+
 class Tracer:
     """Order lookups against one cluster, keeping the correlation index open between them.
 
@@ -258,48 +302,37 @@ class Tracer:
         timeline once the index covers everything read.
         """
         try:
-            return self._find(query, since_seconds, topics_regex, stuck_after_seconds,
-                              progress, now_ms, on_answer)
+            started = time.monotonic()
+            self._retry_registry()
+            forms = query_ids(query)
+            now, cutoff = _window(since_seconds, now_ms)
+            if stuck_after_seconds < 0:
+                raise InvalidValue("stuck_after", "must not be negative")
+            lookup = _Lookup(forms, frozenset(f.encode("utf-8") for f in forms), since_seconds,
+                             stuck_after_seconds, now, cutoff, started)
+            return self._find(lookup, topics_regex, progress, on_answer)
         except BaseException:
             self._admin = None  # reconnect from scratch next time
             raise
 
-    def _find(self, query: str, since_seconds: float, topics_regex: str | None,
-              stuck_after_seconds: float, progress: Progress | None,
-              now_ms: int | None, on_answer: Callable[[Timeline], object] | None) -> Timeline:
-        started = time.monotonic()
+    def _retry_registry(self) -> None:
+        """The registry was down for an earlier lookup (the TUI keeps its tracer): try it
+        again, at the cost of at most one more timeout for this lookup."""
         if self.payloads.down:
-            # The registry was down for an earlier lookup (the TUI keeps its tracer):
-            # try it again, at the cost of at most one more timeout for this lookup.
             self.payloads.close()
             self.payloads = PayloadDecoder(self.registry)
             self.decoder = FastDecoder(self.settings, self.payloads)
-        forms = query_ids(query)
-        wanted = {f.encode("utf-8") for f in forms}
-        if since_seconds <= 0:
-            raise UsageError("--since must be positive")
-        if stuck_after_seconds < 0:
-            raise UsageError("--stuck-after must not be negative")
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        cutoff_ms = now_ms - int(since_seconds * 1000)
-        admin_client = self._admin_client()
+
+    def _find(self, lookup: _Lookup, topics_regex: str | None, progress: Progress | None,
+              on_answer: Callable[[Timeline], object] | None) -> Timeline:
+        cutoff = lookup.cutoff_ms
         index = self.index
-
-        topics = self._topics(topics_regex, admin_client)
-        tps = [(t, p) for t, n in sorted(topics.items()) for p in range(n)]
-        bounds = offset_bounds(self.cluster, tps, timeout=self.timeout, client=admin_client)
-        ids = topic_ids(self.cluster, topics, timeout=self.timeout, client=admin_client)
-        notes = index.reconcile(bounds, ids, topics)
-
-        if notes:  # a topic was recreated: go on with fresh metadata
-            self._admin = None
-            admin_client = self._admin_client()
-        plans = self._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
-        scan = self._scan(plans, frozenset(wanted), cutoff_ms, progress, forms[0])
+        scope = self._scope(topics_regex)
+        plans = self._plan(scope.tps, scope.bounds, scope.ids, index.coverage(), cutoff,
+                           scope.admin_client)
+        scan = self._scan(plans, lookup.wanted, cutoff, progress, lookup.query)
         try:
-            timeline = self._answer(scan, forms, wanted, tps, bounds, topics, notes, now_ms,
-                                    cutoff_ms, since_seconds, stuck_after_seconds,
-                                    admin_client, started)
+            timeline = self._answer(scan, lookup, scope)
             if on_answer is not None:
                 on_answer(timeline)
             scan.finish(index)
@@ -310,15 +343,31 @@ class Tracer:
             # Frames read while the registry was down were indexed without their
             # payload ids: drop the index rather than answer from it later.
             index.reset("the Schema Registry was unreachable during the scan")
-        _log.info("trace %r: index complete after %.2fs", forms[0], time.monotonic() - started)
+        _log.info("trace %r: index complete after %.2fs", lookup.query,
+                  time.monotonic() - lookup.started)
         return timeline
 
-    def _answer(self, scan: _Scan, forms: tuple[str, ...], wanted: set[bytes], tps, bounds,
-                topics, notes: list[str], now_ms: int, cutoff_ms: int, since_seconds: float,
-                stuck_after_seconds: float, admin_client, started: float) -> Timeline:
+    def _scope(self, topics_regex: str | None) -> _Scope:
+        """The chosen topics' partitions, offsets and ids, reconciled with the index (a
+        topic recreated since it was indexed is dropped from it first)."""
+        admin_client = self._admin_client()
+        topics = self._topics(topics_regex, admin_client)
+        tps = [(t, p) for t, n in sorted(topics.items()) for p in range(n)]
+        bounds = offset_bounds(self.cluster, tps, timeout=self.timeout, client=admin_client)
+        ids = topic_ids(self.cluster, topics, timeout=self.timeout, client=admin_client)
+        notes = self.index.reconcile(bounds, ids, topics)
+        if notes:  # a topic was recreated: go on with fresh metadata
+            self._admin = None
+            admin_client = self._admin_client()
+        return _Scope(topics, tps, bounds, ids, notes, admin_client)
+
+    def _answer(self, scan: _Scan, lookup: _Lookup, scope: _Scope) -> Timeline:
         """The timeline from the index (what it covered before) plus this lookup's scan."""
+        forms, cutoff_ms, started = lookup.forms, lookup.cutoff_ms, lookup.started
+        tps, bounds, topics = scope.tps, scope.bounds, scope.topics
+        notes = list(scope.notes)
         live = {tp: bounds[tp][0] for tp in tps}  # earliest offset still on the broker
-        found = self._rows(self.index.lookup(wanted), live)
+        found = self._rows(self.index.lookup(lookup.wanted), live)
         scanned = {(t, p, row[0]) for t, p, row in scan.matches}
         found.update({(t, p, row[0]): (t, p, row) for t, p, row in scan.matches
                       if (t, p) in live})
@@ -338,7 +387,7 @@ class Tracer:
         committed: dict[str, dict] = {}
         if events:
             groups = group_offsets(self.cluster, {e.topic for e in events},
-                                   timeout=self.timeout, client=admin_client)
+                                   timeout=self.timeout, client=scope.admin_client)
             committed = {g: dict(o) for g, o in groups.offsets.items()}
             notes += [f"committed offsets unavailable for {e}" for e in groups.errors]
 
@@ -367,10 +416,10 @@ class Tracer:
         events = self._with_payloads(events)
         if self.payloads.down:
             notes.append(f"{self.payloads.down}: registry-framed values are shown raw")
-        timeline = build_timeline(forms[0], events, committed, now_ms=now_ms,
-                                  stuck_after_ms=int(stuck_after_seconds * 1000),
+        timeline = build_timeline(forms[0], events, committed, now_ms=lookup.now_ms,
+                                  stuck_after_ms=int(lookup.stuck_after_seconds * 1000),
                                   url_for=self.settings.url_for, spans=spans,
-                                  since_seconds=since_seconds, notes=notes, stats=stats)
+                                  since_seconds=lookup.since_seconds, notes=notes, stats=stats)
         return replace(timeline, complete=False) if unread else timeline
 
     def _topics(self, regex: str | None, client) -> dict[str, int]:
@@ -380,11 +429,11 @@ class Tracer:
         try:
             pattern = re.compile(regex)
         except re.error as exc:
-            raise UsageError(f"--topics: invalid regex {regex!r} ({exc})") from None
+            raise InvalidValue("topics", f": invalid regex {regex!r} ({exc})") from None
         chosen = {t: n for t, n in topics.items() if pattern.search(t)}
         if not chosen:
-            raise NotFoundError(f"no topic matches --topics {regex!r} "
-                                f"({len(topics)} topics on the cluster)")
+            raise NothingMatches("topics", f"{regex!r} ({len(topics)} topics on the cluster)",
+                                 lead="no topic matches ")
         return chosen
 
     def _plan(self, tps: Sequence[tuple[str, int]], bounds, ids, coverage: dict[tuple, Coverage],
@@ -657,22 +706,12 @@ def sync_index(tracer: Tracer, *, since_seconds: float = DAY, topics_regex: str 
     parallel scan, then the index covers every chosen partition up to its end
     offset as of now.
     """
-    if since_seconds <= 0:
-        raise UsageError("--since must be positive")
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    cutoff_ms = now_ms - int(since_seconds * 1000)
+    now_ms, cutoff_ms = _window(since_seconds, now_ms)
     try:
-        admin_client = tracer._admin_client()
         index = tracer.index
-        topics = tracer._topics(topics_regex, admin_client)
-        tps = [(t, p) for t, n in sorted(topics.items()) for p in range(n)]
-        bounds = offset_bounds(tracer.cluster, tps, timeout=tracer.timeout, client=admin_client)
-        ids = topic_ids(tracer.cluster, topics, timeout=tracer.timeout, client=admin_client)
-        notes = index.reconcile(bounds, ids, topics)
-        if notes:
-            tracer._admin = None
-            admin_client = tracer._admin_client()
-        plans = tracer._plan(tps, bounds, ids, index.coverage(), cutoff_ms, admin_client)
+        scope = tracer._scope(topics_regex)
+        plans = tracer._plan(scope.tps, scope.bounds, scope.ids, index.coverage(), cutoff_ms,
+                             scope.admin_client)
         scan = tracer._scan(plans, frozenset(), cutoff_ms, progress)
         try:
             scan.finish(index)
@@ -682,6 +721,6 @@ def sync_index(tracer: Tracer, *, since_seconds: float = DAY, topics_regex: str 
     except BaseException:
         tracer._admin = None
         raise
-    coverage = {tp: c for tp, c in index.coverage().items() if tp in bounds}
-    return IndexedScope(topics, dict(bounds), coverage, scan.scanned, tuple(notes), cutoff_ms,
-                        now_ms)
+    coverage = {tp: c for tp, c in index.coverage().items() if tp in scope.bounds}
+    return IndexedScope(scope.topics, dict(scope.bounds), coverage, scan.scanned,
+                        tuple(scope.notes), cutoff_ms, now_ms)

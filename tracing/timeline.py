@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from collectors.timefmt import iso_utc_ms
 from tracing.extract import DeadLetterInfo, EventInfo
-from tracing.frames import Payload
+from tracing.scanreport import ReadStats, ScanWindow
 
 PROCESSED = "processed"
 PENDING = "pending"
@@ -50,37 +50,28 @@ class SpanInfo:
     references: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class TimelineEvent:
-    """One event of the order. `consumers` maps group -> status; treat it as read-only."""
+@dataclass(frozen=True, kw_only=True)
+class TimelineEvent(EventInfo):
+    """One event of the order: the decoded event and what the timeline adds to it.
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: str | None
-    event_type: str | None
-    correlation_id: str | None
-    trace_id: str | None
-    span_id: str | None
+    `consumers` maps group -> status; treat it as read-only. `payload` and
+    `found_in` (from `EventInfo`) are set when the timeline was built with values.
+    """
+
     consumers: dict[str, str] = field(default_factory=dict)
     stuck: bool = False
-    dead_letter: DeadLetterInfo | None = None
     trace_url: str | None = None
     spans: tuple[SpanInfo, ...] = ()
-    #: the decoded value (None when the timeline was built without values)
-    payload: Payload | None = None
-    #: where the id was found when not under a configured name
-    found_in: str | None = None
+
+    @classmethod
+    def of(cls, event: EventInfo, **added: Any) -> TimelineEvent:
+        """`event` as a timeline event, with the timeline's `added` facts."""
+        return cls(**{f.name: getattr(event, f.name) for f in fields(EventInfo)}, **added)
 
     @property
     def timestamp(self) -> str | None:
         """ISO 8601 UTC with milliseconds, or None when the record has no timestamp."""
-        return iso(self.timestamp_ms)
-
-    @property
-    def position(self) -> tuple[str, int, int]:
-        return (self.topic, self.partition, self.offset)
+        return iso_utc_ms(self.timestamp_ms)
 
     @property
     def redriven(self) -> bool:
@@ -104,17 +95,7 @@ class TimelineEvent:
             "consumers": dict(sorted(self.consumers.items())),
             "stuck": self.stuck,
             "redriven": self.redriven,
-            "dead_letter": None if dl is None else {
-                "layout": dl.layout,
-                "original_topic": dl.original_topic,
-                "original_partition": dl.original_partition,
-                "original_offset": dl.original_offset,
-                "original_group": dl.original_group,
-                "error_class": dl.error_class,
-                "error_message": dl.error_message,
-                "attempts": dl.attempts,
-                "problems": list(dl.problems),
-            },
+            "dead_letter": None if dl is None else dl.to_json(),
             "trace_url": self.trace_url,
             "spans": [{"span_id": s.span_id, "service": s.service, "operation": s.operation,
                        "duration_ms": s.duration_ms} for s in self.spans],
@@ -124,28 +105,22 @@ class TimelineEvent:
         }
 
 
-@dataclass(frozen=True)
-class ScanStats:
+@dataclass(frozen=True, kw_only=True)
+class ScanStats(ReadStats):
     """How a timeline was found: what was read from Kafka and what came from the index."""
 
-    topics: int = 0
-    partitions: int = 0
-    scanned_records: int = 0
     indexed_hits: int = 0
-    elapsed_seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"indexed_hits": self.indexed_hits}
 
 
 @dataclass(frozen=True)
-class Timeline:
+class Timeline(ScanWindow):
     """The events of one order / correlation id / trace id, oldest first."""
 
     query: str
     events: tuple[TimelineEvent, ...] = ()
-    since_seconds: float | None = None
-    stuck_after_seconds: float | None = None
-    generated_at_ms: int | None = None
-    #: degradations worth telling the operator (index rebuilt, Jaeger unreachable, ...)
-    notes: tuple[str, ...] = ()
     stats: ScanStats = field(default_factory=ScanStats)
     #: False when the scan was cut short (the broker stopped answering): events may be
     #: missing, and the correlation index still lacks the ranges not read
@@ -169,24 +144,8 @@ class Timeline:
             "stuck_after_seconds": self.stuck_after_seconds,
             "notes": list(self.notes),
             "complete": self.complete,
-            "stats": {
-                "topics": self.stats.topics,
-                "partitions": self.stats.partitions,
-                "scanned_records": self.stats.scanned_records,
-                "indexed_hits": self.stats.indexed_hits,
-                "elapsed_seconds": round(self.stats.elapsed_seconds, 3),
-            },
+            "stats": self.stats.to_json(),
         }
-
-
-def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    try:
-        moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _readers(committed: Mapping[str, Mapping[TP, int]]) -> dict[str, set[str]]:
@@ -256,23 +215,12 @@ def build_timeline(
         if spans and e.trace_id and e.span_id:
             related = tuple(s for s in spans.get(e.trace_id, ())
                             if s.span_id == e.span_id or e.span_id in s.references)
-        out.append(TimelineEvent(
-            topic=e.topic,
-            partition=e.partition,
-            offset=e.offset,
-            timestamp_ms=e.timestamp_ms,
-            key=e.key,
-            event_type=e.event_type,
-            correlation_id=e.correlation_id,
-            trace_id=e.trace_id,
-            span_id=e.span_id,
+        out.append(TimelineEvent.of(
+            e,
             consumers=dict(sorted(consumers.items())),
             stuck=stuck,
-            dead_letter=e.dead_letter,
             trace_url=url_for(e.trace_id, e.span_id) if url_for else None,
             spans=related,
-            payload=e.payload,
-            found_in=e.found_in,
         ))
     return Timeline(
         query=query,

@@ -38,13 +38,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--duration must be positive")
     if args.rate <= 0:
         raise UsageError("--rate must be positive")
+    if not args.headless:
+        _ = ctx.settings  # read and check the config file before the broker starts
     stop = threading.Event()
     with EmbeddedBroker(port=args.port) as broker:
         world = DemoWorld(broker.cluster(), seed=args.seed, rate=args.rate)
         with world:
             if args.headless:
                 return _headless(args, broker, world, stop)
-            return run_interactive(args, broker, world)
+            return run_interactive(args, ctx, broker, world)
 
 
 def _headless(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld,
@@ -64,14 +66,48 @@ def _headless(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld
 
 
 # --- interactive mode ------------------------------------------------------
-# The console (console/app.py) against the demo world.
+# The console (console/app.py) against the demo world, put together by the one
+# composition root (`console.commands.tui.open_console`): the config file's
+# sections (keymap, outage, trace, ...) apply as they do for a real cluster;
+# the demo world's alert rules replace the file's (they name its groups).
 
-def run_interactive(args: argparse.Namespace, broker: EmbeddedBroker, world: DemoWorld) -> int:
+#: Alert rules of the demo world, so the alerts screen has something to say.
+DEMO_RULES = """
+[[rule]]
+name = "consumer-stopped"
+group = ".*-service"
+min_status = "STALL"
+severity = "critical"
+
+[[rule]]
+name = "notifications-behind"
+group = "notification-service"
+max_lag_seconds = 20
+for = "10s"
+severity = "warning"
+"""
+
+DEMO_WELCOME = (
+    "An order pipeline is running on an embedded broker. loyalty-service stops after "
+    "~15 s (watch it turn STOP on top of this list); notification-service is slow; a "
+    "share of payments fail into payments.events-dlt.\n"
+    "Try: 2 dead letters → t follows a record's order → R redrives it; 5 flows shows where "
+    "orders stop. ? shows every key."
+)
+
+
+def run_interactive(args: argparse.Namespace, ctx: Context, broker: EmbeddedBroker,
+                    world: DemoWorld) -> int:
     from dataclasses import replace
 
-    from console.app import run_demo
+    from collectors.alerts.rules import parse_rules_text
+    from console.commands.tui import Launch, open_console
 
     cluster = replace(broker.cluster(), read_only=bool(args.read_only))
-    code = run_demo(cluster, duration=args.duration, watchdog=broker.check)
+    launch = Launch(label=f"demo {cluster.bootstrap_servers}", poll_interval=2.0,
+                    welcome=DEMO_WELCOME, exit_after=args.duration, watchdog=broker.check,
+                    stuck_after_seconds=30.0,
+                    rules=parse_rules_text(DEMO_RULES, "<demo rules>"))
+    code = open_console(ctx, cluster, snapshots_topic=None, registry=None, launch=launch)
     broker.check()  # the broker died under the console: say so (and where its log is)
     return code

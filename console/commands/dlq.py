@@ -10,19 +10,20 @@ Ctrl-C with a summary of what was committed.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from collectors.errors import UsageError
 from collectors.redact import scrub
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.timefmt import utc_seconds
+from collectors.untrusted import line_field as _s
+from collectors.untrusted import one_line
 from console.argtypes import finite
 from console.context import Context, print_json
+from console.signals import stop_on_signals
 from dlq.browse import DeadLetter, format_offsets, parse_offsets, read_page
 from dlq.discovery import DlqTopicSummary, list_dead_letter_topics
 from dlq.guard import ensure_writable
@@ -36,6 +37,9 @@ from dlq.redrive import (
 )
 from dlq.select import display_text
 from tracing.frames import REGISTRY_FORMATS, PayloadDecoder
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return utc_seconds(ms)
 
 
 
@@ -96,16 +100,11 @@ def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
-def _s(value: bytes | str | None, none: str = "") -> str:
-    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
-    return one_line(value, FIELD_LIMIT, none=none)
-
-
 # -- list -------------------------------------------------------------------------------
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    summaries = list_dead_letter_topics(ctx.config.cluster, ctx.config.settings)
+    summaries = list_dead_letter_topics(ctx.config.cluster, options=ctx.settings.dlq)
     if args.json:
         print_json({"topics": [{
             "topic": s.topic, "depth": s.depth, "partitions": s.partitions,
@@ -259,8 +258,8 @@ class ProgressLine:
         self.label = label
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
-        self._rich = None
-        self._task = None
+        self._rich: Progress | None = None
+        self._task: TaskID | None = None
         self._last = 0.0
 
     def __enter__(self) -> ProgressLine:
@@ -274,12 +273,13 @@ class ProgressLine:
                 TimeRemainingColumn,
             )
 
-            self._rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
-                                  TimeRemainingColumn(), console=Console(stderr=True),
-                                  transient=True)
-            self._rich.start()
-            self._task = self._rich.add_task(self.label, total=None, counts="")
+            rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                            TimeRemainingColumn(), console=Console(stderr=True),
+                            transient=True)
+            rich.start()
+            self._task = rich.add_task(self.label, total=None, counts="")
+            self._rich = rich
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -293,7 +293,8 @@ class ProgressLine:
         if p.dry_run:
             counts = f"selected {p.selected}"
         if self._rich is not None:
-            self._rich.update(self._task, total=p.total, completed=p.scanned, counts=counts)
+            if self._task is not None:
+                self._rich.update(self._task, total=p.total, completed=p.scanned, counts=counts)
             return
         now = time.monotonic()
         if now - self._last < 2.0 and p.scanned < p.total:
@@ -304,25 +305,11 @@ class ProgressLine:
         sys.stderr.flush()
 
 
-@contextmanager
-def _ctrl_c_sets(event: threading.Event):
-    """Ctrl-C sets `event` (the redrive finishes its batch and stops) instead of raising."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame) -> None:
-        if event.is_set():  # a second Ctrl-C: give up waiting
-            raise KeyboardInterrupt
-        event.set()
-        sys.stderr.write("lagdeck: stopping after the current batch (Ctrl-C again to abort)\n")
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _ctrl_c_sets(event: threading.Event) -> AbstractContextManager[None]:
+    """Ctrl-C sets `event` (the redrive finishes its batch and stops) instead of raising;
+    a second Ctrl-C gives up waiting (KeyboardInterrupt)."""
+    return stop_on_signals(event, notice=lambda signum: "lagdeck: stopping after the "
+                           "current batch (Ctrl-C again to abort)\n")
 
 
 def _took(r: RedriveResult) -> str:

@@ -20,12 +20,12 @@ import ctypes.util
 import sys
 
 from collectors.errors import NotFoundError, UsageError
+from collectors.untrusted import encodable
 from console.context import Context, print_json, scan_progress
 from console.widgets import format as fmt
 from tracing.flowquery import find_flows
 from tracing.flows import FlowMap, Step, StoppedOrder
 from tracing.search import parse_duration
-from tracing.settings import from_settings
 
 #: Stopped orders listed in text mode (all of them with --json).
 TEXT_LIMIT = 50
@@ -60,7 +60,7 @@ def tune_memory() -> None:
     try:
         from numpy._core import multiarray
     except ImportError:  # numpy < 2
-        from numpy.core import multiarray  # type: ignore[no-redef]
+        from numpy.core import multiarray  # type: ignore[no-redef]  # the same module, older path
     setter = getattr(multiarray, "_set_madvise_hugepage", None)
     if callable(setter):
         setter(False)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         flows = find_flows(config.cluster, since_seconds=since, topics_regex=args.topics,
                            stuck_after_seconds=stuck_after,
-                           settings=from_settings(config.settings), progress=progress)
+                           settings=ctx.settings.trace, progress=progress)
     finally:
         if progress is not None:
             sys.stderr.write("\r\033[K")
@@ -118,7 +118,7 @@ def _write(text: str) -> None:
         text.encode(encoding)
     except (UnicodeEncodeError, LookupError):  # e.g. LANG=C under cron
         text = text.replace("→", "->").replace("—", "-").replace("…", "...")
-        text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+        text = encodable(text, encoding)
     sys.stdout.write(text)
     sys.stdout.flush()
 

@@ -18,15 +18,13 @@ from collections.abc import Sequence
 from collectors.errors import NotFoundError, UsageError
 from collectors.history import LagHistory
 from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
+from collectors.own_groups import REDRIVE_GROUP_PREFIX as GROUP_PREFIX
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json
 
-#: lagdeck's redrive progress groups (dlq.redrive.GROUP_PREFIX, spelled here: importing
-#: dlq would add ~40 ms to every `lagdeck lag`; tests/test_cli_lazy.py keeps them equal)
-GROUP_PREFIX = "lagdeck-redrive."
 #: above this many groups `--json` is printed on one line (indenting costs ~0.5 s at 1,000)
 COMPACT_JSON_GROUPS = 100
 #: a first run with no history samples again for at most this long before judging
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     config = ctx.config
-    options = LagSettings.from_settings(config.settings)
+    options = ctx.settings.lag
     if ctx.snapshots_topic is not None:
         return _run_from_snapshots(args, ctx, ctx.snapshots_topic, options)
     history = LagHistory(retention_seconds=options.history_retention_seconds)
@@ -245,11 +243,6 @@ def _partition_row(p: PartitionLag) -> list[str]:
         _count(p.lag), duration(p.lag_seconds, p.lag_seconds_method), p.lag_seconds_method,
         p.status.value, _s(p.error or p.status_reason or ""),
     ]
-
-
-def _s(value: str | None) -> str:
-    """A group or topic name (chosen by other teams) on a line: escaped, cut."""
-    return one_line(value, FIELD_LIMIT)
 
 
 def render(snapshot: LagSnapshot, *, partitions: bool = False, min_samples: int = 2,

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from collectors.errors import UsageError
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.untrusted import line_field as _s
 from console.context import Context, print_json
 from dlq.guard import ensure_writable
 from dlq.replay import ReplayPlan, ResetSpec, execute_reset, plan_reset
@@ -52,11 +52,6 @@ def spec_from_args(args: argparse.Namespace) -> ResetSpec:
 
 def _show(v: int | None) -> str:
     return "-" if v is None else str(v)
-
-
-def _s(value: str | None) -> str:
-    """A group or topic name (chosen by other teams) on a line: escaped, cut."""
-    return one_line(value, FIELD_LIMIT)
 
 
 def _print_plan(plan: ReplayPlan, header: str) -> None:

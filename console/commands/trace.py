@@ -17,10 +17,10 @@ import argparse
 import sys
 
 from collectors.errors import UsageError
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.untrusted import encodable, one_line
+from collectors.untrusted import line_field as _s
 from console.context import Context, print_json, scan_progress
 from tracing.search import find_timeline, parse_duration
-from tracing.settings import from_settings
 from tracing.timeline import DEAD_LETTERED, PENDING, PROCESSED, Timeline, TimelineEvent
 
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if since <= 0:
         raise UsageError("--since must be longer than zero")
     config = ctx.config
-    settings = from_settings(config.settings)
+    settings = ctx.settings.trace
     progress = scan_progress()
     shown: list[Timeline] = []
 
@@ -81,7 +81,7 @@ def _print(timeline: Timeline, as_json: bool) -> None:
         if marks is ASCII_MARKS:  # e.g. LANG=C under cron: never die on an encoding error
             encoding = getattr(sys.stdout, "encoding", None) or "ascii"
             text = text.replace("│", "|").replace("·", "-")
-            text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+            text = encodable(text, encoding)
         sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -106,11 +106,6 @@ def _duration(seconds: float | None) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
-
-
-def _s(value: str | None) -> str:
-    """A record field, topic or group name on a line: escaped, cut (collectors.untrusted)."""
-    return one_line(value, FIELD_LIMIT)
 
 
 def _event_lines(e: TimelineEvent, marks: dict[str, str], day: str | None) -> list[str]:

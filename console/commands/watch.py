@@ -2,13 +2,15 @@
 3 could not evaluate (cluster unreachable: the Nagios UNKNOWN convention).
 
 Each round: the cluster's id, one lag snapshot (status judged over the kept
-lag history), one pure evaluation against that cluster's alert book under the
-state directory, the notices to the sinks' outboxes (on disk, before any
-delivery), then to stdout. The book is reloaded and saved under a lock every
-round, so `watch --once` from cron remembers pending-since times and a
-notice is sent once even when a long-running watch and a cron job share the
-state directory; the rules file is the owner of its alerts, so runs with
-other rules files or other clusters leave them alone (docs/alerts.md).
+lag history), one step of the alert loop (`collectors.alerts.loop`: a pure
+evaluation against that cluster's alert book under the state directory, the
+notices to the sinks' outboxes, on disk, before any delivery), then stdout.
+This module is the command-line face: arguments, output, exit codes, signals.
+The book is reloaded and saved under a lock every round, so `watch --once`
+from cron remembers pending-since times and a notice is sent once even when a
+long-running watch and a cron job share the state directory; the rules file is
+the owner of its alerts, so runs with other rules files or other clusters
+leave them alone (docs/alerts.md).
 
 `--once` evaluates and exits; otherwise it runs until SIGTERM or Ctrl-C and
 exits with the code of the last round. Stopping is bounded: after the first
@@ -21,7 +23,7 @@ outbox for the next run); a second Ctrl-C exits at once. A failing round
 Each round starts by asking the cluster for its id with a short deadline
 (`REACH_TIMEOUT`), which doubles as the liveness probe: an unreachable cluster
 costs seconds, not a refresh's full timeout. It is its own alert,
-`cluster-unreachable` (`collectors.unreachable`): one firing notice per outage
+`cluster-unreachable` (`collectors.alerts.unreachable`): one firing notice per outage
 to every sink, one resolved notice when the cluster answers again, and exit
 code 3 (Nagios UNKNOWN) while it lasts.
 """
@@ -30,38 +32,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from collectors import rules as rulebook
-from collectors.alerts import (
-    Alert,
-    AlertEvent,
-    AlertStore,
-    Evaluation,
-    EventKind,
-    evaluate,
-    notice_id,
-)
+from collectors.alerts import rules as rulebook
+from collectors.alerts.evaluate import Evaluation
+from collectors.alerts.loop import AlertLoop, Share
+from collectors.alerts.rules import Rule
+from collectors.alerts.state import AlertEvent, AlertState, EventKind, notice_id
 from collectors.config import require_bootstrap
 from collectors.errors import BrokerUnavailable, LagdeckError, UsageError
 from collectors.logs import get_logger
 from collectors.redact import scrub
-from collectors.rules import Rule
-from collectors.shared_watch import merge_book, split_book
 from collectors.snapshots import LagSnapshot
-from collectors.untrusted import FIELD_LIMIT, one_line
+from collectors.timefmt import iso_utc
+from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
+from console.signals import Watchdog, hard_exit, stop_on_signals
 
 #: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
 CLOSE_TIMEOUT = 10.0
@@ -113,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(line: str) -> None:
     """Sink and collection problems: one line on stderr (thread-safe) and in the log."""
-    line = one_line(scrub(line), FIELD_LIMIT)
+    line = _s(scrub(line))
     _log.warning("%s", line)
     with _err_lock:
         sys.stderr.write(f"lagdeck: warning: {line}\n")
@@ -129,15 +123,17 @@ def group_pattern(rules: Sequence[Rule]) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts, "seconds")
 
 
-def alert_json(alert: Alert) -> dict[str, Any]:
+def alert_json(alert: AlertState) -> dict[str, Any]:
+    """A firing alert as the contract's `alerts` lists it."""
+    fired_at = alert.fired_at if alert.fired_at is not None else alert.since
     return {
         "rule": alert.rule, "group": alert.group, "topic": alert.topic,
         "severity": alert.severity.value, "value": alert.value,
         "threshold": alert.threshold, "message": alert.message,
-        "since": _iso(alert.since), "fired_at": _iso(alert.fired_at),
+        "since": _iso(alert.since), "fired_at": _iso(fired_at),
     }
 
 
@@ -170,11 +166,6 @@ def notice(event: AlertEvent) -> str:
             f"{_s(event.message)}")
 
 
-def _s(value: str | None) -> str:
-    """Alert messages name groups and topics (chosen by other teams): escaped, cut."""
-    return one_line(value, FIELD_LIMIT)
-
-
 def _print_text(result: Evaluation, once: bool, checked: int) -> None:
     lines = [notice(e) for e in result.events]
     if once:
@@ -202,85 +193,45 @@ def _report_unmatched(rules: Sequence[Rule], snapshot: LagSnapshot) -> None:
 
 def _hard_exit(code: int, why: str) -> None:
     """Leave now: state and outbox files are written atomically, so nothing is torn."""
-    _log.warning("watch: %s", why)
-    with _err_lock:
-        sys.stderr.write(f"lagdeck: {why}\n")
-        sys.stderr.flush()
-    os._exit(code)
+    hard_exit(code, why, log=lambda line: _log.warning("watch: %s", line), lock=_err_lock)
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def _stopping(signum: int) -> str:
+    return ("lagdeck: stopping (Ctrl-C again exits at once)\n" if signum == signal.SIGINT
+            else "lagdeck: stopping\n")
+
+
+def _stop_on_signals(stop: threading.Event) -> AbstractContextManager[None]:
     """SIGTERM and the first Ctrl-C ask for a stop, bounded by `STOP_BUDGET`; a second
     Ctrl-C exits at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            if signum == signal.SIGINT:
-                _hard_exit(130, "interrupted again: exiting now (undelivered notices stay "
-                                "in the outbox)")
-            return
-        stop.set()
-        with _err_lock:
-            sys.stderr.write("lagdeck: stopping (Ctrl-C again exits at once)\n"
-                             if signum == signal.SIGINT else "lagdeck: stopping\n")
-            sys.stderr.flush()
-        watchdog = threading.Timer(STOP_BUDGET, _hard_exit, args=(
-            128 + signum, f"did not stop within {STOP_BUDGET:g}s: exiting now "
-                          "(undelivered notices stay in the outbox)"))
-        watchdog.daemon = True
-        watchdog.start()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return stop_on_signals(
+        stop, notice=_stopping, signals=(signal.SIGTERM, signal.SIGINT), lock=_err_lock,
+        again=lambda: _hard_exit(130, "interrupted again: exiting now (undelivered notices "
+                                      "stay in the outbox)"),
+        watchdog=Watchdog(STOP_BUDGET, lambda code: _hard_exit(
+            code, f"did not stop within {STOP_BUDGET:g}s: exiting now (undelivered "
+                  "notices stay in the outbox)")))
 
 
 def _load_rules(args: argparse.Namespace, ctx: Context, exporting: bool) -> rulebook.RuleSet:
     """Rules are optional for a watcher that only publishes or exports metrics."""
     if exporting and args.rules is None:
-        return rulebook.from_settings(ctx.config.settings)
+        return ctx.settings.rules
     return rulebook.load(args.rules, ctx.config.settings)
 
 
-def _outage_events(outages, cluster: str, reachable: bool, detail: str = "") -> tuple:
-    """Step the `cluster-unreachable` alert under the outage store's lock (one notice per
-    outage even with a cron `--once` and a long-running watch on the same state)."""
-    from collectors.unreachable import step
-
-    with outages.locked():
-        outage, events = step(outages.load(cluster), cluster, reachable, time.time(), detail)
-        outages.save(cluster, outage)
-    return outage, events
-
-
-def _send(events, sinks) -> None:
-    for sink in sinks:
-        sink.notify(events)
+def _log_notices(events: Sequence[AlertEvent]) -> None:
     for event in events:
         _log.info("%s", notice(event))
 
 
-def _reachable_round(outages, sinks, cluster: str) -> tuple[AlertEvent, ...]:
-    """The resolved notice of an outage that just ended (sent; returned for the output)."""
-    _, events = _outage_events(outages, cluster, True)
-    _send(events, sinks)
-    return events
-
-
-def _unreachable_round(args: argparse.Namespace, detail: str, outages, sinks,
+def _unreachable_round(args: argparse.Namespace, detail: str, loop: AlertLoop,
                        cluster: str) -> int:
     """Notices (the first round of an outage only), output, and exit code 3."""
-    from collectors.unreachable import RULE, UNKNOWN_EXIT
+    from collectors.alerts.unreachable import RULE, UNKNOWN_EXIT
 
-    outage, events = _outage_events(outages, cluster, False, detail)
-    _send(events, sinks)
+    outage, events = loop.unreachable(cluster, detail)
+    _log_notices(events)
     if args.json:
         doc = {
             "alerts": [{"rule": RULE, "group": None, "topic": None, "cluster": cluster,
@@ -319,16 +270,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ruleset = _load_rules(args, ctx, args.publish is not None or args.metrics_port is not None)
     require_bootstrap(config.cluster)
 
+    from collectors.alerts.rules import SinkType
+    from collectors.alerts.sinks import start_sinks
     from collectors.cluster_id import ClusterIdentity
     from collectors.history import LagHistory
     from collectors.lag import LagCollector
-    from collectors.rules import SinkType
-    from collectors.unreachable import OutageStore
-    from tracing.sinks import build_sinks, close_all
-    from tracing.sinks.outbox import sweep_expired
 
     identity = ClusterIdentity(config.cluster)
-    #: the owner of the alerts these rules raise (see collectors.alerts.evaluate)
+    #: the owner of the alerts these rules raise (see collectors.alerts.evaluate.evaluate)
     source = str(Path(ruleset.path).resolve()) if ruleset.path else "<config>"
     exporting = (args.publish is not None or args.metrics_port is not None
                  or any(s.type is SinkType.OTLP for s in ruleset.sinks))
@@ -341,32 +290,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     failing = publish_failing = False
     first_round = True
     reported: set[str] = set()
-    expired = sweep_expired()
-    if expired:
-        report(f"{expired} expired notice(s) removed from the outbox undelivered "
-               "(details in the log)")
-    sinks = build_sinks(ruleset.sinks, report, interval=args.interval)
-    prometheus = None
-    if args.metrics_port is not None:
-        from tracing.sinks.prometheus import PrometheusSink, parse_listen
-
-        host, port = parse_listen(args.metrics_port)
-        try:
-            prometheus = PrometheusSink(port, host)
-        except LagdeckError:
-            close_all(sinks, CLOSE_TIMEOUT, report)
-            raise
-        sinks.append(prometheus)
-        _log.info("watch: serving %s", prometheus.label)
+    sinks = start_sinks(ruleset.sinks, report, interval=args.interval,
+                        metrics=args.metrics_port, close_timeout=CLOSE_TIMEOUT)
     history = LagHistory()
-    collector = LagCollector(config.cluster, history, settings=config.settings)
+    collector = LagCollector(config.cluster, history, lag_settings=ctx.settings.lag)
     reader = None
     if viewing is not None:
         from collectors.snapshot_topic import SnapshotReader
 
         reader = SnapshotReader(config.cluster, viewing)
     shared = None
-    outages = OutageStore()
+    loop = AlertLoop.persistent(ruleset.rules, source=source, sinks=sinks)
     _log.info("watch: %d rule(s), sinks: %s, interval %gs, once=%s, publish=%s, from=%s",
               len(ruleset.rules), ", ".join(s.label for s in sinks) or "none", args.interval,
               args.once, args.publish, viewing)
@@ -391,7 +325,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                         refresh_seconds = time.monotonic() - started
                         imported = shared.taken_over() if shared is not None else {}
                 except BrokerUnavailable as exc:
-                    code = _unreachable_round(args, str(exc), outages, sinks,
+                    code = _unreachable_round(args, str(exc), loop,
                                               config.cluster.bootstrap_servers)
                     if args.once:
                         raise CannotEvaluate(f"{exc}; no rule evaluated") from None
@@ -413,27 +347,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 if failing:
                     report("lag collection recovered")
                     failing = False
-                recovered = _reachable_round(outages, sinks, config.cluster.bootstrap_servers)
+                recovered = loop.reachable(config.cluster.bootstrap_servers)
+                _log_notices(recovered)
                 for error in sorted(set(snapshot.errors) - reported):
                     report(f"lag collection: {error}")
                 reported = set(snapshot.errors)
                 if first_round and owns is None:  # a share of the groups proves nothing
                     _report_unmatched(ruleset.rules, snapshot)
                     first_round = False
-                store = AlertStore(cluster=cluster_id)
-                with store.locked():
-                    book, others = store.load(), ()
-                    if owns is not None:
-                        book, others = split_book(book, owns, imported, source)
-                    result = evaluate(ruleset.rules, snapshot, book, source=source)
-                    result = replace(result, events=tuple(
-                        replace(e, cluster=cluster_id) for e in result.events))
-                    for sink in sinks:  # into the outboxes before the book says "sent"
-                        sink.observe(snapshot)
-                        sink.notify(result.events)
-                    if prometheus is not None:
-                        prometheus.observe_alerts(result.book.states)
-                    store.save(merge_book(result.book, others))
+                result = loop.step(snapshot, cluster=cluster_id, share=None if owns is None
+                                   else Share(owns, imported))
                 if shared is not None:
                     try:
                         written, tombstones = shared.publish(
@@ -451,8 +374,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                                    "recovers")
                         publish_failing = True
                 code = result.exit_code
-                for event in result.events:
-                    _log.info("%s", notice(event))
+                _log_notices(result.events)
                 doc = document(result)
                 doc["events"] = [event_json(e) for e in recovered] + doc["events"]
                 if args.json and args.once:
@@ -472,7 +394,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         except KeyboardInterrupt:
             _log.info("watch interrupted")
         finally:
-            close_all(sinks, STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
+            loop.close(STOP_CLOSE_TIMEOUT if stop.is_set() else CLOSE_TIMEOUT, report)
             if shared is not None:
                 shared.close()
             if reader is not None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collectors.config import ClusterConfig
-from collectors.kafka import consumer, producer
+from collectors.kafka import Producer, consumer, producer
 from collectors.logs import get_logger
 from collectors.scan import to_record
 from collectors.snapshots import Record
@@ -79,7 +79,7 @@ class DemoWorld:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
-        self._producer = None
+        self._producer: Producer | None = None
         self._started_at = 0.0
         payment_rate = max(self.rate, 0.1)
         self.services = [
@@ -148,10 +148,10 @@ class DemoWorld:
     def _send(self, topic: str, key: bytes | None, value: bytes,
               headers: list[tuple[str, bytes]], timestamp_ms: int | None = None) -> None:
         assert self._producer is not None
-        extra = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
         while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, headers=headers, **extra)
+            try:  # timestamp 0: librdkafka stamps the record with the current time
+                self._producer.produce(topic, key=key, value=value, headers=list(headers),
+                                       timestamp=timestamp_ms or 0)
                 break
             except BufferError:
                 self._producer.poll(0.1)
@@ -165,9 +165,10 @@ class DemoWorld:
         while not self._stop.is_set():
             order = ev.order_id(self._rng)
             customer = f"cus_{self._rng.randrange(10_000):04d}"
-            items = [{"sku": f"SKU-{self._rng.randrange(100):03d}", "qty": self._rng.randint(1, 3)}
+            lines = [(f"SKU-{self._rng.randrange(100):03d}", self._rng.randint(1, 3))
                      for _ in range(self._rng.randint(1, 3))]
-            total = round(sum(i["qty"] for i in items) * self._rng.uniform(5, 60), 2)
+            items = [{"sku": sku, "qty": qty} for sku, qty in lines]
+            total = round(sum(qty for _, qty in lines) * self._rng.uniform(5, 60), 2)
             payload = {"event": "OrderPlaced", "orderId": order, "customerId": customer,
                        "items": items, "total": total, "currency": "EUR"}
             headers = [("correlation-id", order.encode()), ("event-type", b"OrderPlaced"),
@@ -217,7 +218,7 @@ class DemoWorld:
             handled = True
             if service.delay:
                 self._stop.wait(service.delay)
-        if handled:
+        if handled and self._producer is not None:
             self._producer.flush(5)
             c.commit(asynchronous=False)
 
@@ -274,10 +275,10 @@ class DemoWorld:
             return [(ev.PAYMENTS_DLT, record.key, record.value or b"", headers)]
         kind = "PaymentFailed" if outcome.kind == "declined" else "PaymentCaptured"
         amount = round(ev.fraction(self.seed, order, "amount") * 200 + 5, 2)
-        payload = {"eventType": kind, "data": {"orderId": order, "amount": amount,
-                                               "currency": "EUR"}}
+        data: dict[str, object] = {"orderId": order, "amount": amount, "currency": "EUR"}
         if kind == "PaymentFailed":
-            payload["data"]["reason"] = "card_declined"
+            data["reason"] = "card_declined"
+        payload = {"eventType": kind, "data": data}
         headers = [("correlation-id", order.encode()), ("ce_type", f"shop.{kind}".encode()),
                    ("ce_id", f"pay-{order}".encode()),
                    *ev.span_headers(self.seed, order, "payment-service")]

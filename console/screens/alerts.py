@@ -1,12 +1,13 @@
 """Alerts: firing, pending and recently resolved, from the rules in the config file.
 
-The rules are evaluated by `collectors.alerts.evaluate` on every lag poll (in
-the poll worker), the same pure function `lagdeck watch` uses, so the console
-and cron agree on what fires.
+The rules are evaluated by `collectors.alerts.loop.AlertLoop` on every lag poll
+(in the poll worker), the same loop `lagdeck watch` runs, so the console and
+cron agree on what fires.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,7 +18,7 @@ from textual.widgets import Static
 from collectors.untrusted import block, one_line
 from console import keymap as km
 from console.data import AlertsView
-from console.palette import AlertsCommands
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -121,7 +122,6 @@ class AlertsScreen(BaseScreen):
     MODE = "alerts"
     KEYS = km.ALERTS
     BINDINGS: ClassVar = km.bindings(km.ALERTS)
-    COMMANDS: ClassVar = {AlertsCommands}
 
     def body(self) -> ComposeResult:
         yield Static("", id="alerts-header", classes="header-line")
@@ -136,6 +136,10 @@ class AlertsScreen(BaseScreen):
         if view is None or view.alerts is None:
             return []
         return sorted({s.key.group for s in view.alerts.states})
+
+    def palette_commands(self) -> list[Command]:
+        return [(f"alerts: open {group}", partial(self.lagdeck.open_group, group),
+                 "the group's partitions") for group in self.alert_groups()]
 
     def show_lag(self) -> None:
         view = self.lagdeck.lag_view

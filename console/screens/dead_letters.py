@@ -11,6 +11,7 @@ preview-and-confirm dialog.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, ClassVar
 
 from rich.console import Group
@@ -20,21 +21,25 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from collectors import untrusted
 from collectors.errors import UsageError
 from console import keymap as km
-from console.data import DlqPageView, follow_id, parse_filter
-from console.messages import Loaded
-from console.palette import DeadLetterCommands
+from console.data import DlqPageView
+from console.messages import DeadLetterPageLoaded, DeadLetterTopicsLoaded
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
-from dlq.browse import DeadLetter, PageCursor
+from console.wording import for_tui
+from dlq.browse import DeadLetter, PageCursor, RecordAt
 from dlq.discovery import DlqTopicSummary
+from dlq.select import parse_filter
+from tracing.follow import follow_id
 from tracing.frames import REGISTRY_FORMATS
 
 PAGE_SIZE = 50
@@ -174,20 +179,19 @@ class DeadLettersScreen(BaseScreen):
     MODE = "dead-letters"
     KEYS = km.DEAD_LETTERS
     BINDINGS: ClassVar = km.bindings(km.DEAD_LETTERS)
-    COMMANDS: ClassVar = {DeadLetterCommands}
 
     def __init__(self) -> None:
         super().__init__()
         self.topic: str | None = None
         self.topics: list[DlqTopicSummary] = []
         self.page: DlqPageView | None = None
-        self.history: list[PageCursor | dict[int, int] | None] = []
-        self.cursor: PageCursor | dict[int, int] | None = None
+        self.history: list[PageCursor | RecordAt | None] = []
+        self.cursor: PageCursor | RecordAt | None = None
         self.where: list[str] = []
         self.filter_text = ""
         self.selected: set[tuple[int, int]] = set()
-        self._pending_goto: tuple[int | None, int | None, bool] | None = None
-        self._topics_timer = None
+        self._pending_goto: tuple[int, int, bool] | None = None
+        self._topics_timer: Timer | None = None
         self._goto_before_mount: tuple[str, int | None, int | None, bool] | None = None
 
     def body(self) -> ComposeResult:
@@ -229,8 +233,23 @@ class DeadLettersScreen(BaseScreen):
         if self.topic:
             self.load_page(self.cursor)
 
-    def topic_names(self) -> list[str]:
-        return [t.topic for t in self.topics]
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = []
+        for t in self.topics:
+            out.append((f"dead letters: browse {t.topic}", partial(self.open_topic, t.topic),
+                        "page through its records"))
+        out += [
+            ("select all on this page", self.action_select_all, "for redrive"),
+            ("filter dead letters", self.action_filter,
+             "error_class=X, error_message~text, key~text, header.NAME=V"),
+            ("next page", partial(self.action_page, 1), ""),
+            ("previous page", partial(self.action_page, -1), ""),
+        ]
+        title = "redrive: preview (read-only)" if self.lagdeck.read_only else \
+            "redrive: the selection or the filter"
+        out.append((title, self.action_redrive,
+                    "move dead letters back to their original topic, with a preview"))
+        return out
 
     # -- workers ---------------------------------------------------------
 
@@ -238,17 +257,17 @@ class DeadLettersScreen(BaseScreen):
           name="dead-letter topics")
     def load_topics(self) -> None:
         topics = self.lagdeck.source.dead_letter_topics()
-        self.post_message(Loaded("dlq-topics", tuple(topics)))
+        self.post_message(DeadLetterTopicsLoaded(tuple(topics)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dlq-page",
           name="dead-letter page")
-    def _fetch_page(self, topic: str, cursor: PageCursor | dict[int, int] | None,
+    def _fetch_page(self, topic: str, cursor: PageCursor | RecordAt | None,
                     where: tuple[str, ...]) -> None:
         page = self.lagdeck.source.dead_letter_page(topic, cursor, where=where,
                                                     limit=PAGE_SIZE)
-        self.post_message(Loaded("dlq-page", page, token=(topic, where)))
+        self.post_message(DeadLetterPageLoaded(page, topic, where))
 
-    def load_page(self, cursor: PageCursor | dict[int, int] | None) -> None:
+    def load_page(self, cursor: PageCursor | RecordAt | None) -> None:
         if self.topic is None:
             return
         self.cursor = cursor
@@ -268,12 +287,12 @@ class DeadLettersScreen(BaseScreen):
         self.banner(f"⚠ {line}", "error")
         return True
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "dlq-topics":
-            self._show_topics(message.data)
-        elif message.what == "dlq-page" and message.token == (self.topic, tuple(self.where)):
-            self._show_page(message.data)
+    def on_dead_letter_topics_loaded(self, message: DeadLetterTopicsLoaded) -> None:
+        self._show_topics(message.topics)
+
+    def on_dead_letter_page_loaded(self, message: DeadLetterPageLoaded) -> None:
+        if (message.topic, message.where) == (self.topic, tuple(self.where)):
+            self._show_page(message.page)
 
     def _show_topics(self, topics: tuple[DlqTopicSummary, ...]) -> None:
         self.topics = list(topics)
@@ -315,7 +334,7 @@ class DeadLettersScreen(BaseScreen):
                 table.move_cursor(row=table.row_keys.index(key))
                 table.focus()
                 if redrive:
-                    self.selected = {(int(partition), int(offset))}  # type: ignore[arg-type]
+                    self.selected = {(partition, offset)}
                     self._refresh_marks()
                     self.action_redrive()
             else:
@@ -381,11 +400,10 @@ class DeadLettersScreen(BaseScreen):
         self.page = None
         self.query_one("#dlq-records", KeyedTable).clear_rows()
         self._show_detail()
-        cursor: dict[int, int] | None = None
+        cursor: RecordAt | None = None
         if partition is not None and offset is not None:
             self._pending_goto = (partition, offset, redrive)
-            # Start every other partition at its end so this record opens the page.
-            cursor = {p: (offset if p == partition else 2**62) for p in range(64)}
+            cursor = RecordAt(partition, offset)  # the record opens the page
         self.load_page(cursor)
         self.query_one("#dlq-records", KeyedTable).focus()
 
@@ -480,7 +498,7 @@ class DeadLettersScreen(BaseScreen):
         try:
             where = parse_filter(text) if text.strip() else []
         except UsageError as exc:
-            self.notify(str(exc).replace("--where ", "filter "), severity="error", timeout=6)
+            self.notify(for_tui(exc, {"where": "filter"}), severity="error", timeout=6)
             return
         self.where, self.filter_text = where, text.strip()
         box = self.query_one("#dlq-filter", Input)
@@ -512,7 +530,7 @@ class DeadLettersScreen(BaseScreen):
         dl = self.current_record()
         if dl is None:
             return
-        ident = follow_id(dl.record, self.lagdeck.source.settings)
+        ident = follow_id(dl.record, self.lagdeck.settings.trace)
         if not ident:
             self.notify("this record has no correlation id or printable key to follow",
                         severity="warning")

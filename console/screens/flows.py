@@ -13,18 +13,20 @@ event types, order ids) is a `rich.text.Text`, never markup.
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import partial
 from typing import ClassVar
 
 from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import Worker
 
 from console import keymap as km
-from console.palette import FlowsCommands
+from console.messages import FlowsLoaded
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -32,17 +34,6 @@ from tracing.flows import FlowMap, FlowStep, Step, StoppedOrder
 
 #: Seconds between refreshes while the screen is on top.
 REFRESH_INTERVAL = 5.0
-
-
-class FlowsLoaded(Message):
-    """A flow map fetched by a worker; a newer one replaces an older one still queued."""
-
-    def __init__(self, flows: FlowMap) -> None:
-        super().__init__()
-        self.flows = flows
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, FlowsLoaded)
 
 
 def step_key(step: Step) -> str:
@@ -145,7 +136,7 @@ class _FlowsFetching(BaseScreen):
     def __init__(self) -> None:
         super().__init__()
         self.flows: FlowMap | None = None
-        self._timer = None
+        self._timer: Timer | None = None
 
     def on_mount(self) -> None:
         self.reload()
@@ -181,8 +172,7 @@ class _FlowsFetching(BaseScreen):
         self._schedule(REFRESH_INTERVAL * 2)
         return True
 
-    @on(FlowsLoaded)
-    def _loaded(self, message: FlowsLoaded) -> None:
+    def on_flows_loaded(self, message: FlowsLoaded) -> None:
         self.flows = message.flows
         self.banner(None)
         self.show_flows(message.flows)
@@ -198,7 +188,17 @@ class FlowsScreen(_FlowsFetching):
     TITLE_TEXT = "Flows"
     KEYS = km.FLOWS
     BINDINGS: ClassVar = km.bindings(km.FLOWS)
-    COMMANDS: ClassVar = {FlowsCommands}
+
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = [("refresh flows", self.reload, "read the index again now")]
+        if self.flows is None:
+            return out
+        for s in sorted(self.flows.steps, key=lambda s: -s.stopped):
+            if s.stopped:
+                out.append((f"stopped at: {s.step.name} ({s.step.topic})",
+                            partial(self.open_step, s.step),
+                            f"{s.stopped:,} orders, oldest {s.oldest_stopped_seconds or 0:.0f}s"))
+        return out
 
     def body(self) -> ComposeResult:
         yield Static(Text("reading the flow of every order…", style="yellow"),

@@ -18,7 +18,7 @@ from textual.widgets import Static
 from collectors.snapshots import GroupLag, PartitionLag
 from collectors.untrusted import one_line
 from console import keymap as km
-from console.palette import GroupCommands
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.keyed_table import Column, KeyedTable, Row
@@ -87,7 +87,6 @@ class GroupScreen(BaseScreen):
     MODE = "overview"
     KEYS = km.GROUP
     BINDINGS: ClassVar = km.bindings(km.GROUP)
-    COMMANDS: ClassVar = {GroupCommands}
 
     def __init__(self, group: str) -> None:
         super().__init__()
@@ -141,6 +140,12 @@ class GroupScreen(BaseScreen):
             assigned = ", ".join(f"{t}[{p}]" for t, p in m.assignments) or "—"
             rows.append(Row(m.member_id, (m.member_id, m.client_id, m.host, assigned)))
         table.sync(rows)
+
+    def palette_commands(self) -> list[Command]:
+        title = "replay: preview an offset reset" if self.lagdeck.read_only else \
+            "replay: reset offsets (preview first)"
+        return [(title, self.action_replay,
+                 "earliest, latest, a time, an offset or a shift; dry run before anything")]
 
     def action_replay(self) -> None:
         from console.screens.replay import ReplayScreen

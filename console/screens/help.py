@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from console import keymap as km
+from console.screens.base import BaseScreen, console_app
 
 CONVENTIONS = (
     ("/", "filter the table you are on (groups: substring or regex; dead letters: "
@@ -39,9 +40,7 @@ def key_text(app, key: km.Key, keymap: dict[str, str]) -> str:
 class HelpScreen(ModalScreen[None]):
     """A modal over the current screen; any of `esc`, `q`, `?` closes it."""
 
-    BINDINGS: ClassVar = [
-        Binding("escape,q,question_mark", "dismiss", "Close", id="help.close"),
-    ]
+    BINDINGS: ClassVar = km.bindings(km.HELP)
 
     def __init__(self, under: Screen) -> None:
         super().__init__()
@@ -52,13 +51,14 @@ class HelpScreen(ModalScreen[None]):
             yield Static(self._render_help(), id="help-text")
 
     def _render_help(self) -> Table:
-        app = self.app
-        keymap = getattr(app, "keymap", {})
-        read_only = getattr(app, "read_only", False)
+        app = console_app(self.app)
+        keymap = app.keymap
+        read_only = app.read_only
         outer = Table.grid(padding=(0, 0))
-        title = getattr(self.under, "TITLE_TEXT", "") or type(self.under).__name__
+        under = self.under if isinstance(self.under, BaseScreen) else None
+        title = (under.TITLE_TEXT if under else "") or type(self.under).__name__
         outer.add_row(Text(f"Keys — {title}", style="bold"))
-        outer.add_row(self._keys_table(getattr(self.under, "KEYS", ()), keymap, read_only))
+        outer.add_row(self._keys_table(under.KEYS if under else (), keymap, read_only))
         outer.add_row(Text("\nEverywhere", style="bold"))
         outer.add_row(self._keys_table(km.APP, keymap, read_only))
         outer.add_row(Text("\nConventions", style="bold"))
@@ -76,8 +76,8 @@ class HelpScreen(ModalScreen[None]):
 
     def rows(self, keys: tuple[km.Key, ...]) -> list[tuple[str, str, str]]:
         """(key as bound now, what it does, binding id) for `keys`."""
-        keymap = getattr(self.app, "keymap", {})
-        read_only = getattr(self.app, "read_only", False)
+        app = console_app(self.app)
+        keymap, read_only = app.keymap, app.read_only
         out = []
         for key in keys:
             label = key.description.rstrip("…")

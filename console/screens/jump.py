@@ -14,12 +14,13 @@ from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Static
 
+from console import keymap as km
+from console.screens.base import console_app
 from console.widgets.inputs import LineInput
 
 WORDS = ("overview", "groups", "group ", "dlq ", "dead-letters", "trace ", "timeline ",
@@ -43,7 +44,7 @@ def parse_jump(text: str) -> tuple[str, str]:
 
 
 class JumpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar = [Binding("escape", "dismiss", "Close", id="jump.close")]
+    BINDINGS: ClassVar = km.bindings(km.JUMP)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="jump-box", classes="dialog"):
@@ -54,7 +55,7 @@ class JumpScreen(ModalScreen[None]):
 
     def _suggestions(self) -> list[str]:
         out = list(WORDS)
-        view = getattr(self.app, "lag_view", None)
+        view = console_app(self.app).lag_view
         if view is not None:
             out += [f"group {g.group}" for g in view.snapshot.groups]
         return out
@@ -62,7 +63,7 @@ class JumpScreen(ModalScreen[None]):
     @on(Input.Submitted, "#jump-input")
     def _go(self, event: Input.Submitted) -> None:
         target, arg = parse_jump(event.value)
-        app = self.app
+        app = console_app(self.app)
         self.dismiss()  # always: an open jump box would swallow the keys that follow
         if not target:
             app.notify(f"unknown jump {event.value!r}: try :group NAME, :trace ID, :dlq, "

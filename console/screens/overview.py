@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,10 +17,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Input, Static
 
+from collectors.own_groups import REDRIVE_GROUP_PREFIX
 from collectors.snapshots import GroupLag
 from collectors.untrusted import one_line
 from console import keymap as km
-from console.palette import OverviewCommands
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
@@ -59,7 +61,7 @@ def sort_groups(groups: list[GroupLag], how: str) -> list[GroupLag]:
 
 #: lagdeck's own redrive progress groups (one per redriven selection): bookkeeping,
 #: hidden unless the filter asks for them.
-OWN_GROUPS = "lagdeck-redrive."
+OWN_GROUPS = REDRIVE_GROUP_PREFIX
 
 
 def matches(pattern: str, group: str) -> bool:
@@ -90,7 +92,6 @@ class OverviewScreen(BaseScreen):
     MODE = "overview"
     KEYS = km.OVERVIEW
     BINDINGS: ClassVar = km.bindings(km.OVERVIEW)
-    COMMANDS: ClassVar = {OverviewCommands}
 
     def __init__(self) -> None:
         super().__init__()
@@ -190,7 +191,7 @@ class OverviewScreen(BaseScreen):
 
         view = self.lagdeck.lag_view
         line = self.query_one("#alerts-line", Static)
-        text = alerts_summary(view.alerts if view else ())
+        text = alerts_summary(view.alerts if view else None)
         line.set_class(text is None, "hidden")
         line.update(text or "")
 
@@ -206,6 +207,20 @@ class OverviewScreen(BaseScreen):
         event.stop()
         if event.row_key.value:
             self.lagdeck.open_group(event.row_key.value)
+
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = []
+        for how in SORTS:
+            out.append((f"sort groups by {how}", partial(self.sort_by, how),
+                        "worst first" if how == "status" else f"order the table by {how}"))
+        out.append(("filter groups", self.action_filter, "substring or regex on the name"))
+        if self.filter_text:
+            out.append(("clear the filter", self.action_clear_filter, "show every group"))
+        return out
+
+    def sort_by(self, how: str) -> None:
+        self.sort = how
+        self.show_lag()
 
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, ProgressBar, Static
@@ -24,7 +23,9 @@ from textual.worker import Worker
 
 from collectors.errors import ReadOnlyError
 from collectors.untrusted import one_line
-from console.messages import Loaded, Progress
+from console import keymap as km
+from console.messages import RedriveDone, RedrivePlanned, RedriveProgressed
+from console.screens.base import console_app
 from console.widgets.confirm import TypedConfirm
 from console.widgets.keyed_table import Column, KeyedTable, Row
 from dlq.guard import ensure_writable
@@ -93,7 +94,7 @@ def result_text(result: RedriveResult) -> Text:
 
 
 class RedriveScreen(ModalScreen[RedriveResult | None]):
-    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel / close", id="redrive.cancel")]
+    BINDINGS: ClassVar = km.bindings(km.REDRIVE)
 
     def __init__(self, topic: str, *, picked: frozenset[tuple[int, int]] | None = None,
                  where: list[str] | None = None, what: str = "") -> None:
@@ -109,7 +110,7 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
 
     @property
     def lagdeck(self) -> LagdeckApp:
-        return self.app  # type: ignore[return-value]
+        return console_app(self.app)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.lagdeck.worker_state_changed(event)
@@ -138,14 +139,14 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="redrive", name="redrive")
     def run_redrive(self, dry_run: bool) -> None:
         def progress(p: RedriveProgress) -> None:
-            self.post_message(Progress(p.scanned, p.total, p))
+            self.post_message(RedriveProgressed(p))
 
         if not dry_run:
             ensure_writable(self.lagdeck.source.cluster, f"redrive of {self.topic}")
         result = self.lagdeck.source.redrive(
             self.topic, picked=self.picked, where=self.where, dry_run=dry_run,
             progress=progress, cancel=self.cancel_event)
-        self.post_message(Loaded("redrive-plan" if dry_run else "redrive-done", result))
+        self.post_message(RedrivePlanned(result) if dry_run else RedriveDone(result))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
         """Show a failure inside the dialog instead of a toast."""
@@ -159,11 +160,10 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
 
     # -- messages from the worker ----------------------------------------
 
-    @on(Progress)
-    def _progress(self, message: Progress) -> None:
+    def on_redrive_progressed(self, message: RedriveProgressed) -> None:
+        p = message.progress
         bar = self.query_one("#redrive-progress", ProgressBar)
-        bar.update(total=max(message.total, 1), progress=message.done)
-        p: RedriveProgress = message.detail
+        bar.update(total=max(p.total, 1), progress=p.scanned)
         verb = "Previewing (dry run)" if p.dry_run else "Redriving"
         if self.cancel_event.is_set():
             verb = "Cancelling after the record in hand"
@@ -172,13 +172,11 @@ class RedriveScreen(ModalScreen[RedriveResult | None]):
             line += f", redriven {p.redriven}, skipped {p.skipped}, failed {p.failed}"
         self.query_one("#redrive-status", Static).update(Text(line))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        result: RedriveResult = message.data
-        if message.what == "redrive-plan":
-            self._show_plan(result)
-        else:
-            self._show_result(result)
+    def on_redrive_planned(self, message: RedrivePlanned) -> None:
+        self._show_plan(message.result)
+
+    def on_redrive_done(self, message: RedriveDone) -> None:
+        self._show_result(message.result)
 
     def _show_plan(self, result: RedriveResult) -> None:
         self.plan = result

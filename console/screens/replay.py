@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
@@ -23,11 +22,14 @@ from textual.worker import Worker
 
 from collectors.errors import LagdeckError, ReadOnlyError
 from collectors.untrusted import one_line
-from console.messages import Loaded
+from console import keymap as km
+from console.messages import ReplayDone, ReplayPlanned
+from console.screens.base import console_app
 from console.widgets import format as fmt
 from console.widgets.confirm import TypedConfirm
 from console.widgets.inputs import LineInput
 from console.widgets.keyed_table import Column, KeyedTable, Row
+from console.wording import for_tui
 from dlq.guard import ensure_writable
 from dlq.replay import RESETTABLE_STATES, ReplayPlan, ReplayResult, ResetSpec
 
@@ -45,6 +47,10 @@ KIND_CHOICES = (
 PLACEHOLDER = {
     "datetime": "2024-05-01T12:00:00Z", "duration": "15m", "offset": "0", "shift": "-100",
 }
+
+#: How the form names the values of a `ResetSpec` in errors: the kind picker already says
+#: which one the value box holds.
+FORM_LABELS = {"to_datetime": "", "by_duration": "", "to_offset": "offset"}
 
 
 def spec_from_form(kind: str, value: str) -> ResetSpec:
@@ -122,7 +128,7 @@ def applied_summary(result: ReplayResult) -> Text:
 
 
 class ReplayScreen(ModalScreen[ReplayResult | None]):
-    BINDINGS: ClassVar = [Binding("escape", "close", "Close", id="replay.close")]
+    BINDINGS: ClassVar = km.bindings(km.REPLAY)
 
     def __init__(self, group: str, topics: list[str], topic: str | None = None) -> None:
         super().__init__()
@@ -136,7 +142,7 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
 
     @property
     def lagdeck(self) -> LagdeckApp:
-        return self.app  # type: ignore[return-value]
+        return console_app(self.app)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.lagdeck.worker_state_changed(event)
@@ -207,9 +213,7 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
             spec = spec_from_form(kind, self.query_one("#replay-value", Input).value)
         except LagdeckError as exc:
             self.query_one("#replay-status", Static).update(
-                Text(one_line(f"✗ {exc}").replace("--to-datetime ", "")
-                     .replace("--by-duration ", ""),
-                     style="bold red"))
+                Text(one_line(f"✗ {for_tui(exc, FORM_LABELS)}"), style="bold red"))
             return
         self.stage = "planning"
         self.planned_form = self._form()
@@ -222,13 +226,13 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="replay", name="replay plan")
     def _plan(self, topic: str, spec: ResetSpec) -> None:
         plan = self.lagdeck.source.plan_replay(self.group, topic, spec)
-        self.post_message(Loaded("replay-plan", plan))
+        self.post_message(ReplayPlanned(plan))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="replay", name="replay")
     def _apply(self, plan: ReplayPlan) -> None:
         ensure_writable(self.lagdeck.source.cluster, f"replay of group {self.group}")
         result = self.lagdeck.source.execute_replay(plan)
-        self.post_message(Loaded("replay-done", result))
+        self.post_message(ReplayDone(result))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
         self.query_one("#replay-status", Static).update(Text(f"✗ {one_line(line)}",
@@ -241,12 +245,11 @@ class ReplayScreen(ModalScreen[ReplayResult | None]):
             self.stage = "form"
         return True
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "replay-plan":
-            self._show_plan(message.data)
-        elif message.what == "replay-done":
-            self._show_result(message.data)
+    def on_replay_planned(self, message: ReplayPlanned) -> None:
+        self._show_plan(message.plan)
+
+    def on_replay_done(self, message: ReplayDone) -> None:
+        self._show_result(message.result)
 
     def _show_plan(self, plan: ReplayPlan) -> None:
         self.plan = plan

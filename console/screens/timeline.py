@@ -11,6 +11,7 @@ that cheap), so the marks move as the consumers catch up.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.style import Style
@@ -19,13 +20,15 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import Worker
 
+from collectors.own_groups import REDRIVE_GROUP_PREFIX
 from collectors.untrusted import one_line
 from console import keymap as km
-from console.messages import Loaded
-from console.palette import TimelineCommands
+from console.messages import TimelineLoaded
+from console.palette import Command
 from console.screens.base import BaseScreen
 from console.widgets import format as fmt
 from console.widgets.inputs import LineInput
@@ -39,7 +42,7 @@ MARKS = {PROCESSED: ("✓", "green"), PENDING: ("…", "yellow"), DEAD_LETTERED:
 
 
 #: lagdeck's redrive progress groups: a ✓ from one means "redriven", not "processed".
-REDRIVE_GROUP = "lagdeck-redrive."
+REDRIVE_GROUP = REDRIVE_GROUP_PREFIX
 
 
 def event_key(e: TimelineEvent) -> str:
@@ -209,14 +212,13 @@ class TimelineScreen(BaseScreen):
     MODE = "timeline"
     KEYS = km.TIMELINE
     BINDINGS: ClassVar = km.bindings(km.TIMELINE)
-    COMMANDS: ClassVar = {TimelineCommands}
 
     def __init__(self) -> None:
         super().__init__()
         self.query_text: str | None = None
         self.timeline: Timeline | None = None
         self.recent: list[str] = []
-        self._follow_timer = None
+        self._follow_timer: Timer | None = None
         self._search_before_mount: str | None = None
         #: positions the flows view flagged (duplicate / out-of-order), shown in the flag column
         self.flow_marks: dict[tuple[str, int, int], str] = {}
@@ -299,7 +301,7 @@ class TimelineScreen(BaseScreen):
           name="order timeline")
     def _lookup(self, query: str) -> None:
         timeline = self.lagdeck.source.timeline(query)
-        self.post_message(Loaded("timeline", timeline, token=query))
+        self.post_message(TimelineLoaded(timeline, query))
 
     def worker_failed(self, worker: Worker, line: str) -> bool:
         self.query_one("#timeline-info", Static).update(Text(f"✗ {one_line(line)}",
@@ -318,11 +320,10 @@ class TimelineScreen(BaseScreen):
             self._follow_timer.stop()
             self._follow_timer = None
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what != "timeline" or message.token != self.query_text:
+    def on_timeline_loaded(self, message: TimelineLoaded) -> None:
+        if message.query != self.query_text:
             return
-        timeline: Timeline = message.data
+        timeline = message.timeline
         self.timeline = timeline
         info = summary(timeline)
         info.append(f"\nfollowing: refreshed {fmt.clock(timeline.generated_at_ms / 1000)}"
@@ -379,6 +380,13 @@ class TimelineScreen(BaseScreen):
             e = dead[0]
         self.lagdeck.show_dead_letters(e.topic, partition=e.partition, offset=e.offset,
                                        redrive=True)
+
+    def palette_commands(self) -> list[Command]:
+        out: list[Command] = [("follow an order", self.action_search,
+                               "order id, correlation id or trace id")]
+        for query in self.recent[-10:]:
+            out.append((f"follow: {query}", partial(self.search, query), "again"))
+        return out
 
     def action_search(self) -> None:
         box = self.query_one("#timeline-query", Input)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from rich.text import Text
 
 from collectors.snapshots import Status
+from collectors.timefmt import local_clock, local_ms
 from collectors.untrusted import block, one_line
 
 #: characters of a record-derived value in a table cell before it is cut with `…`
@@ -77,15 +77,14 @@ def clock(epoch_seconds: float | None) -> str:
     """Local wall-clock time of an epoch, HH:MM:SS."""
     if epoch_seconds is None:
         return "--:--:--"
-    return time.strftime("%H:%M:%S", time.localtime(epoch_seconds))
+    return local_clock(epoch_seconds)
 
 
 def timestamp_ms(value: int | None) -> str:
     """A record timestamp with milliseconds, local time."""
     if value is None:
         return "—"
-    whole, ms = divmod(int(value), 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)) + f".{ms:03d}"
+    return local_ms(value)
 
 
 def header_value(data: bytes | None, limit: int | None = None) -> str:

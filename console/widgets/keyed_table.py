@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from collectors.untrusted import one_line
+from console import keymap as km
 
 #: characters of a cell in a column without a fixed width before it is cut with `…`
 CELL_LIMIT = 120
@@ -75,7 +75,7 @@ class KeyedTable(DataTable):
     """DataTable with `sync(rows)`: keyed, minimal updates and a stable cursor."""
 
     # DataTable binds enter without showing it; show it, since it is how rows open.
-    BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Open", show=True)]
+    BINDINGS: ClassVar = km.bindings(km.TABLE)
 
     #: None outside `sync`; False/True inside it (True once a repaint was asked for).
     _deferred: bool | None = None
@@ -126,7 +126,7 @@ class KeyedTable(DataTable):
         if self._deferred is None and old != new and self._order:
             self.follow_row = True
 
-    def _render(self, cells: tuple[Any, ...]) -> list[Any]:
+    def _cells(self, cells: tuple[Any, ...]) -> list[Any]:
         return [cell(value if render is None else render(value), limit)
                 for render, value, limit in zip(self._renderers, cells, self._limits,
                                                 strict=True)]
@@ -166,7 +166,7 @@ class KeyedTable(DataTable):
         for row in rows:
             old = shown.get(row.key)
             if old is None:
-                self.add_row(*self._render(row.cells), key=row.key)
+                self.add_row(*self._cells(row.cells), key=row.key)
                 added.add(row.key)
                 written += len(row.cells)
             elif old != row.cells:

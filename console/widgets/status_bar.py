@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Static
 
 from collectors.untrusted import one_line
@@ -97,7 +98,7 @@ class StatusBar(Static):
         super().__init__(**kwargs)
         self.title = title
         self.mode = mode
-        self._ticker = None
+        self._ticker: Timer | None = None
 
     def on_mount(self) -> None:
         self.watch(self.app, "connection", self._on_connection, init=True)

@@ -22,10 +22,10 @@ from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
-from collectors.alerts import AlertEvent, AlertState, Phase
-from collectors.errors import UsageError
+from collectors.alerts.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
+from collectors.alerts.state import AlertEvent, AlertState, Phase
+from collectors.errors import InvalidValue
 from collectors.snapshots import LagSnapshot
-from tracing.sinks.otlp import LAG_METRIC, LAG_SECONDS_METRIC
 
 #: series per gauge before the SDK folds the rest into one overflow series
 CARDINALITY = 1_000_000
@@ -38,9 +38,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
-        raise UsageError(f"--metrics-port expects PORT or HOST:PORT, got {text!r}") from None
+        raise InvalidValue("metrics_port", f"expects PORT or HOST:PORT, got {text!r}") from None
     if not 0 <= number <= 65535:
-        raise UsageError(f"--metrics-port: port must be 0-65535, got {number}")
+        raise InvalidValue("metrics_port", f": port must be 0-65535, got {number}")
     return host or "127.0.0.1", number
 
 
@@ -74,7 +74,7 @@ class PrometheusSink:
                                                            registry=self._registry)
         except OSError as exc:
             self._meters.shutdown()
-            raise UsageError(f"--metrics-port: cannot listen on {host}:{port}: "
+            raise InvalidValue("metrics_port", f": cannot listen on {host}:{port}: "
                              f"{exc.strerror or exc}") from None
         self.host = host
         self.port = int(self._server.server_address[1])

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collectors.alerts import AlertEvent, EventKind
+from collectors.alerts.rules import Severity
+from collectors.alerts.state import AlertEvent, EventKind
 from collectors.filelock import exclusive
 from collectors.logs import get_logger
 from collectors.paths import state_dir
-from collectors.rules import Severity
 
 RULE = "cluster-unreachable"
 #: Nagios UNKNOWN: the rules could not be evaluated.

@@ -29,27 +29,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from collectors.alerts import AlertEvent, notice_id
+from collectors.alerts.rules import safe_url
+from collectors.alerts.sinks import Report, log_report
+from collectors.alerts.sinks.outbox import DEFAULT_EXPIRE, Entry, Outbox, sink_key
+from collectors.alerts.state import AlertEvent, AlertState, notice_id
 from collectors.logs import get_logger
 from collectors.redact import scrub
-from collectors.rules import safe_url
 from collectors.snapshots import LagSnapshot
-from tracing.sinks import Report, log_report
-from tracing.sinks.outbox import DEFAULT_EXPIRE, Entry, Outbox, sink_key
+from collectors.timefmt import iso_utc
 
 _RETRY_STATUS = frozenset({408, 425, 429})
 _log = get_logger("sinks.webhook")
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 def payload(event: AlertEvent) -> dict[str, Any]:
@@ -66,8 +61,8 @@ def payload(event: AlertEvent) -> dict[str, Any]:
         "value": event.value,
         "threshold": event.threshold,
         "message": event.message,
-        "since": iso(event.since),
-        "at": iso(event.at),
+        "since": iso_utc(event.since),
+        "at": iso_utc(event.at),
     }
 
 
@@ -117,6 +112,9 @@ class WebhookSink:
     # -- the Sink protocol ------------------------------------------------------------
 
     def observe(self, snapshot: LagSnapshot) -> None:
+        """Webhooks carry notices only."""
+
+    def observe_alerts(self, states: Iterable[AlertState]) -> None:
         """Webhooks carry notices only."""
 
     def notify(self, events: Sequence[AlertEvent]) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from collectors.config import Settings
-from collectors.durations import duration_seconds
+from collectors.durations import parse_duration
 from collectors.errors import ConfigError
 from collectors.redact import remember_secret
 from collectors.snapshots import Status
@@ -62,7 +62,7 @@ class SinkType(StrEnum):
     OTLP = "otlp"
 
 
-#: Resolve only once the value is this share below the threshold (see `collectors.alerts`).
+#: Resolve only once the value is this share below the threshold (see `collectors.alerts.evaluate`).
 DEFAULT_HYSTERESIS = 0.1
 DEFAULT_SINK_TIMEOUT = 5.0
 DEFAULT_RETRIES = 3
@@ -152,32 +152,6 @@ def safe_url(url: str) -> str:
     shown_host = f"[{host}]" if ":" in host else host
     tail = "/..." if parts.path not in ("", "/") or parts.query else ""
     return f"{parts.scheme}://{shown_host}{port}{tail}"
-
-
-# ---------------------------------------------------------------------------- durations
-
-def parse_duration(value: object) -> float:
-    """Seconds from `"30s"`, `"5m"`, `"1h30m"`, `"250ms"` or a plain number of seconds.
-
-    Raises ValueError with the reason; callers add file and line.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like \"30s\", got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        try:
-            seconds = duration_seconds(value.replace(" ", ""), units="ms s m h d")
-        except ValueError:
-            raise ValueError(
-                f"bad duration {value!r} (use a number with ms, s, m, h or d, "
-                "e.g. \"30s\", \"5m\", \"1h30m\")"
-            ) from None
-    else:
-        raise ValueError(f"expected a duration like \"30s\", got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"duration must be zero or positive, got {value!r}")
-    return seconds
 
 
 # ---------------------------------------------------------------------------- locating

@@ -2,9 +2,10 @@
 
 `evaluate(rules, snapshot, book)` returns the next `AlertBook` and the
 notices to send. It holds no clock and does no I/O, so the TUI, `watch` and
-cron runs of `watch --once` share it; the book is persisted between runs with
-`AlertStore` (a small JSON file under the state directory) so that `for`
-works across processes.
+cron runs of `watch --once` share it (through `collectors.alerts.loop`); the
+book is persisted between runs with `collectors.alerts.book.AlertStore` (a
+small JSON file under the state directory) so that `for` works across
+processes.
 
 Semantics, per (rule, group) or, when the rule names a topic regex, per
 (rule, group, topic):
@@ -34,66 +35,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import tempfile
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
-try:  # POSIX; elsewhere two concurrent watchers may both send a notice
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
-from collectors.filelock import exclusive
-from collectors.logs import get_logger
-from collectors.paths import state_dir
-from collectors.rules import Rule, Severity
+from collectors.alerts.rules import Rule
+from collectors.alerts.state import (
+    AlertBook,
+    AlertEvent,
+    AlertKey,
+    AlertState,
+    EventKind,
+    Phase,
+    Value,
+)
+from collectors.own_groups import OWN_GROUP_PREFIXES, is_own_group
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag, Status
 
-#: Groups lagdeck itself creates (redrive progress, see dlq/redrive.py): not alerted on
-#: unless a rule's group regex spells the prefix out.
-OWN_GROUP_PREFIXES = ("lagdeck-redrive.",)
+# lagdeck's own groups (redrive progress, `collectors.own_groups`) are not alerted on
+# unless a rule's group regex spells the prefix out (`names_own_groups`).
 #: States of another rules source not evaluated for this long are forgotten (a file
 #: that moved or stopped being run), so the book does not grow without bound.
 FOREIGN_EXPIRY = 7 * 86400.0
-#: Namespace of notice ids (uuid5), so a notice keeps its id however often it is sent.
-_NOTICE_NS = uuid.UUID("6f1c2a52-8d1e-4b7c-9a0e-2f4d5c6b7a81")
-
 #: A pending alert whose last sighting is older than this (and than 3x its `for`)
 #: restarts its clock: the condition may have cleared while nobody looked.
 PENDING_GAP = 900.0
-
-Value = int | float | str | None
-
-
-class Phase(StrEnum):
-    PENDING = "pending"
-    FIRING = "firing"
-
-
-class EventKind(StrEnum):
-    FIRING = "firing"
-    RESOLVED = "resolved"
-
-
-@dataclass(frozen=True, order=True)
-class AlertKey:
-    rule: str
-    group: str
-    #: None for a group-wide rule (no `topic` regex)
-    topic: str | None = None
-    #: the rule's definition hash (`rule_identity`): an edited rule is another rule
-    rule_id: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.group} on {self.topic}" if self.topic is not None else self.group
-        return f"{self.rule}: {where}"
 
 
 @dataclass(frozen=True)
@@ -117,99 +82,6 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class AlertState:
-    key: AlertKey
-    phase: Phase
-    severity: Severity
-    #: when the condition started to hold (pending since)
-    since: float
-    #: the last evaluation that measured this key
-    seen_at: float
-    fired_at: float | None = None
-    value: Value = None
-    threshold: Value = None
-    message: str = ""
-    #: a firing alert whose conditions are clear: since when (it resolves after `resolve_for`)
-    clear_since: float | None = None
-    #: the rules source (file) that created it; only that source resolves it when the
-    #: rule is gone from it
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class Alert:
-    """A firing alert, as `watch --json` shows it."""
-
-    rule: str
-    group: str
-    topic: str | None
-    severity: Severity
-    value: Value
-    threshold: Value
-    message: str
-    since: float
-    fired_at: float
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    """A notice for the sinks: an alert started firing or was resolved."""
-
-    kind: EventKind
-    rule: str
-    group: str
-    topic: str | None
-    severity: Severity
-    value: Value
-    threshold: Value
-    message: str
-    #: when this happened
-    at: float
-    #: when the condition started to hold
-    since: float
-    rule_id: str = ""
-    #: the cluster id (set by whoever knows it: `watch`); part of the notice id
-    cluster: str = ""
-
-    @property
-    def key(self) -> AlertKey:
-        return AlertKey(self.rule, self.group, self.topic, self.rule_id)
-
-
-def notice_id(event: AlertEvent) -> str:
-    """A stable id per notice: the same alert's same transition always gets the same id,
-    so a receiver drops a notice delivered twice (delivery is at least once)."""
-    topic = "" if event.topic is None else event.topic
-    name = "\x1f".join((event.cluster, event.rule, event.rule_id, event.group, topic,
-                        event.kind.value, repr(round(event.since, 6))))
-    return str(uuid.uuid5(_NOTICE_NS, name))
-
-
-@dataclass(frozen=True)
-class AlertBook:
-    """Every pending and firing alert; the state carried from one evaluation to the next."""
-
-    states: tuple[AlertState, ...] = ()
-    evaluated_at: float | None = None
-
-    def get(self, key: AlertKey) -> AlertState | None:
-        return next((s for s in self.states if s.key == key), None)
-
-    @property
-    def firing(self) -> tuple[Alert, ...]:
-        return tuple(_alert(s) for s in self.states if s.phase is Phase.FIRING)
-
-    @property
-    def pending(self) -> tuple[AlertState, ...]:
-        return tuple(s for s in self.states if s.phase is Phase.PENDING)
-
-    @property
-    def exit_code(self) -> int:
-        """0 nothing firing, 1 a warning firing, 2 a critical firing."""
-        return max((a.severity.exit_code for a in self.firing), default=0)
-
-
-@dataclass(frozen=True)
 class Evaluation:
     book: AlertBook
     events: tuple[AlertEvent, ...] = ()
@@ -220,11 +92,9 @@ class Evaluation:
     rule_ids: frozenset[str] | None = None
 
     @property
-    def firing(self) -> tuple[Alert, ...]:
-        if self.rule_ids is None:
-            return self.book.firing
-        return tuple(_alert(s) for s in self.book.states
-                     if s.phase is Phase.FIRING and s.key.rule_id in self.rule_ids)
+    def firing(self) -> tuple[AlertState, ...]:
+        return tuple(s for s in self.book.firing
+                     if self.rule_ids is None or s.key.rule_id in self.rule_ids)
 
     @property
     def pending(self) -> tuple[AlertState, ...]:
@@ -276,10 +146,6 @@ def rule_identity(rule: Rule) -> str:
     }
     text = json.dumps(definition, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def is_own_group(group: str) -> bool:
-    return group.startswith(OWN_GROUP_PREFIXES)
 
 
 def names_own_groups(rule: Rule) -> bool:
@@ -465,114 +331,3 @@ def _event(kind: EventKind, state: AlertState, now: float, message: str) -> Aler
         severity=state.severity, value=state.value, threshold=state.threshold,
         message=message, at=now, since=state.since, rule_id=state.key.rule_id,
     )
-
-
-def _alert(state: AlertState) -> Alert:
-    return Alert(
-        rule=state.key.rule, group=state.key.group, topic=state.key.topic,
-        severity=state.severity, value=state.value, threshold=state.threshold,
-        message=state.message, since=state.since,
-        fired_at=state.fired_at if state.fired_at is not None else state.since,
-    )
-
-
-# ---------------------------------------------------------------------------- persistence
-
-_FORMAT = 2
-
-
-def book_to_dict(book: AlertBook) -> dict[str, Any]:
-    return {
-        "format": _FORMAT,
-        "evaluated_at": book.evaluated_at,
-        "alerts": [
-            {
-                "rule": s.key.rule, "group": s.key.group, "topic": s.key.topic,
-                "phase": s.phase.value, "severity": s.severity.value, "since": s.since,
-                "seen_at": s.seen_at, "fired_at": s.fired_at, "value": s.value,
-                "threshold": s.threshold, "message": s.message, "clear_since": s.clear_since,
-                "rule_id": s.key.rule_id, "source": s.source,
-            }
-            for s in book.states
-        ],
-    }
-
-
-def book_from_dict(data: Mapping[str, Any]) -> AlertBook:
-    """Raises ValueError/KeyError/TypeError on a malformed document."""
-    if data.get("format") != _FORMAT:
-        raise ValueError(f"unknown alert state format {data.get('format')!r}")
-    states = []
-    for item in data["alerts"]:
-        states.append(AlertState(
-            key=AlertKey(str(item["rule"]), str(item["group"]),
-                         None if item["topic"] is None else str(item["topic"]),
-                         str(item.get("rule_id") or "")),
-            phase=Phase(item["phase"]),
-            severity=Severity(item["severity"]),
-            since=float(item["since"]),
-            seen_at=float(item["seen_at"]),
-            fired_at=None if item["fired_at"] is None else float(item["fired_at"]),
-            value=item["value"],
-            threshold=item["threshold"],
-            message=str(item["message"]),
-            clear_since=None if item.get("clear_since") is None else float(item["clear_since"]),
-            source=None if item.get("source") is None else str(item["source"]),
-        ))
-    evaluated = data.get("evaluated_at")
-    return AlertBook(tuple(states), None if evaluated is None else float(evaluated))
-
-
-def store_name(cluster: str) -> str:
-    """A file name for one cluster's book: readable, and unique per cluster id."""
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", cluster)[:48].strip("._") or "cluster"
-    digest = hashlib.sha256(cluster.encode()).hexdigest()[:10]
-    return f"{readable}-{digest}.json"
-
-
-class AlertStore:
-    """The alert book on disk, so `watch --once` from cron remembers pending-since times.
-
-    One file per cluster (`alerts/<cluster id>-<hash>.json` under the state
-    directory): two clusters never share a book. Writes are atomic (temp file
-    + rename); an unreadable file is logged and treated as empty rather than
-    stopping the watch.
-    """
-
-    def __init__(self, path: str | Path | None = None, *, cluster: str | None = None) -> None:
-        if path is None:
-            name = store_name(cluster) if cluster else "alerts.json"
-            path = state_dir() / "alerts" / name
-        self.path = Path(path)
-        self._log = get_logger("alerts")
-
-    def load(self) -> AlertBook:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return AlertBook()
-        except OSError as exc:
-            self._log.warning("cannot read alert state %s: %s", self.path, exc)
-            return AlertBook()
-        try:
-            return book_from_dict(json.loads(text))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._log.warning("ignoring malformed alert state %s: %s", self.path, exc)
-            return AlertBook()
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold an exclusive lock for a load-evaluate-save, so two watchers do not double-notify."""
-        with exclusive(self.path):
-            yield
-
-    def save(self, book: AlertBook) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".alerts-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(book_to_dict(book), fh, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise

@@ -1,9 +1,11 @@
-"""Where alert notices and lag metrics go: webhooks and OpenTelemetry (OTLP/HTTP).
+"""Where alert notices and lag metrics go: webhooks, OpenTelemetry (OTLP/HTTP), Prometheus.
 
-Every sink has the same three calls and none of them blocks the caller on the
-network: `observe(snapshot)` (latest lag figures, for metrics), `notify(events)`
-(firing/resolved notices) and `close(timeout)` (deliver what is queued, within
-the timeout). Delivery failures go to `report`, one line each, and are never
+Every sink has the same four calls and none of them blocks the caller on the
+network: `observe(snapshot)` (latest lag figures, for metrics),
+`notify(events)` (firing/resolved notices), `observe_alerts(states)` (the
+book after the round, for alert labels) and `close(timeout)` (deliver what is
+queued, within the timeout). `collectors.alerts.loop.AlertLoop` makes the
+calls. Delivery failures go to `report`, one line each, and are never
 raised: a dead webhook must not stop `watch` or the TUI.
 """
 
@@ -14,9 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from collectors.alerts import AlertEvent
+from collectors.alerts.rules import SinkConfig, SinkType
+from collectors.alerts.state import AlertEvent, AlertState
+from collectors.errors import LagdeckError
 from collectors.logs import get_logger
-from collectors.rules import SinkConfig, SinkType
 from collectors.snapshots import LagSnapshot
 
 #: Receives one line per delivery problem (watch prints it to stderr, the TUI notifies).
@@ -37,6 +40,8 @@ class Sink(Protocol):
 
     def notify(self, events: Sequence[AlertEvent]) -> None: ...
 
+    def observe_alerts(self, states: Iterable[AlertState]) -> None: ...
+
     def close(self, timeout: float = 10.0) -> None: ...
 
 
@@ -46,7 +51,7 @@ def build_sinks(configs: Iterable[SinkConfig], report: Report = log_report, *,
     sinks: list[Sink] = []
     for config in configs:
         if config.type is SinkType.WEBHOOK:
-            from tracing.sinks.webhook import WebhookSink
+            from collectors.alerts.sinks.webhook import WebhookSink
 
             assert config.url is not None
             sinks.append(WebhookSink(config.url, timeout=config.timeout,
@@ -54,10 +59,38 @@ def build_sinks(configs: Iterable[SinkConfig], report: Report = log_report, *,
                                      report=report, expire_after=config.expire,
                                      retry_every=interval))
         else:
-            from tracing.sinks.otlp import OtlpSink
+            from collectors.alerts.sinks.otlp import OtlpSink
 
             sinks.append(OtlpSink(config.endpoint, timeout=config.timeout,
                                   headers=config.headers, interval=interval, report=report))
+    return sinks
+
+
+def start_sinks(configs: Iterable[SinkConfig], report: Report = log_report, *,
+                interval: float = 10.0, metrics: str | None = None,
+                close_timeout: float = 10.0) -> list[Sink]:
+    """Everything `watch` delivers to: first the notices left expired in any outbox are
+    swept (and reported), then one sink per config, then the Prometheus endpoint when
+    `metrics` (`[HOST:]PORT`) is given. If the endpoint cannot start, the sinks already
+    started are closed (within `close_timeout`) before the error is raised."""
+    from collectors.alerts.sinks.outbox import sweep_expired
+
+    expired = sweep_expired()
+    if expired:
+        report(f"{expired} expired notice(s) removed from the outbox undelivered "
+               "(details in the log)")
+    sinks = build_sinks(configs, report, interval=interval)
+    if metrics is not None:
+        from collectors.alerts.sinks.prometheus import PrometheusSink, parse_listen
+
+        host, port = parse_listen(metrics)
+        try:
+            prometheus = PrometheusSink(port, host)
+        except LagdeckError:
+            close_all(sinks, close_timeout, report)
+            raise
+        sinks.append(prometheus)
+        _log.info("watch: serving %s", prometheus.label)
     return sinks
 
 

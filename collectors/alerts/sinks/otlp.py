@@ -37,11 +37,11 @@ from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from collectors.alerts import AlertEvent, EventKind
+from collectors.alerts.rules import Severity, safe_url
+from collectors.alerts.sinks import Report, log_report
+from collectors.alerts.state import AlertEvent, AlertState, EventKind
 from collectors.logs import get_logger
-from collectors.rules import Severity, safe_url
 from collectors.snapshots import LagSnapshot
-from tracing.sinks import Report, log_report
 
 LAG_METRIC = "lagdeck.consumer.lag"
 LAG_SECONDS_METRIC = "lagdeck.consumer.lag_seconds"
@@ -181,6 +181,9 @@ class OtlpSink:
     def observe(self, snapshot: LagSnapshot) -> None:
         with self._lock:
             self._latest = snapshot
+
+    def observe_alerts(self, states: Iterable[AlertState]) -> None:
+        """Alert states are not exported over OTLP; notices are (`notify`)."""
 
     def notify(self, events: Sequence[AlertEvent]) -> None:
         for event in events:

@@ -5,7 +5,7 @@ deliver it and removed only once the sink accepted it, so a webhook that is
 down, a crash, a SIGTERM or a `watch --once` that ends mid-retry loses
 nothing: the next round, or the next run, sends what is left, with the times
 it was created with. Delivery is therefore at least once; every notice
-carries a stable `id` (`collectors.alerts.notice_id`) so a receiver can drop
+carries a stable `id` (`collectors.alerts.state.notice_id`) so a receiver can drop
 one it already has.
 
 Layout: `<state>/outbox/<sink key>/<created ns>-<id>.json`, where the sink
@@ -33,9 +33,9 @@ try:  # POSIX; elsewhere two watchers may both send an entry (receivers dedupe b
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
+from collectors.alerts.rules import DEFAULT_EXPIRE
 from collectors.logs import get_logger
 from collectors.paths import state_dir
-from collectors.rules import DEFAULT_EXPIRE
 
 _log = get_logger("sinks.outbox")
 
