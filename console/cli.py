@@ -17,7 +17,7 @@ from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.untrusted import one_line
-from console.commands import COMMANDS
+from console.commands import COMMANDS, load
 from console.context import Context
 from console.wording import for_cli
 
@@ -34,7 +34,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, *, every: bool = True) -> argparse.ArgumentParser:
+    """The parser; `every=False` registers only `command` in full, the others by name and
+    help (the command line imports only the module it runs: console/commands/__init__.py)."""
     parser = _Parser(
         prog=PROG,
         description="Operations console for Kafka event-driven systems: consumer lag, "
@@ -59,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="read lag from the snapshots `watch --publish` writes instead of "
                       f"polling the groups (default topic {SNAPSHOT_TOPIC})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS:
-        module.register(sub)
+    for name, text in COMMANDS.items():
+        if every or name == command:
+            load(name).register(sub)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -75,17 +80,17 @@ def _bare_optional(argv: Sequence[str], flag: str, value: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = _bare_optional(sys.argv[1:] if argv is None else argv, "--from-snapshots",
-                          SNAPSHOT_TOPIC, [m.__name__.rsplit(".", 1)[-1] for m in COMMANDS])
-    args = parser.parse_args(argv)
+                          SNAPSHOT_TOPIC, list(COMMANDS))
+    # which command? (the global options and `--help` parse the same with every command
+    # listed by name only); then the full parser of that one command
+    typed, _rest = build_parser(every=False).parse_known_args(argv)
+    args = build_parser(typed.command, every=False).parse_args(argv)
     ctx = Context(args)
     log = get_logger("cli")
     run = getattr(args, "run", None)
     if run is None:
-        from console.commands import tui
-
-        run = tui.run
+        run = load("tui").run
     try:
         return int(run(args, ctx) or 0)
     except LagdeckError as exc:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from collectors.errors import NotFoundError, UsageError
 from collectors.history import LagHistory
-from collectors.kafka import check_reachable
 from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
 from collectors.own_groups import REDRIVE_GROUP_PREFIX as GROUP_PREFIX
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
@@ -66,12 +65,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     options = ctx.settings.lag
     if ctx.snapshots_topic is not None:
         return _run_from_snapshots(args, ctx, ctx.snapshots_topic, options)
-    check_reachable(config.cluster, timeout=args.timeout)  # the timeout the user set
-
     history = LagHistory(retention_seconds=options.history_retention_seconds)
     try:
         with LagCollector(config.cluster, history, timeout=args.timeout,
                           lag_settings=options) as collector:
+            collector.check_reachable(args.timeout)  # the timeout the user set
             snapshot = collector.refresh(args.group)
             for _ in range(args.samples - 1):
                 time.sleep(args.interval)

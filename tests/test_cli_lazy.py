@@ -1,0 +1,80 @@
+"""The command line imports only the command it runs (console/commands/__init__.py).
+
+`lagdeck lag` must not pay for numpy (flows) or textual and rich (the TUI): each
+process is checked by the modules it ended with, never by a time. (Every command
+also parses every settings section at start-up, `console.settings`, which imports
+dlq, tracing and the alerting modules; `HEAVY` leaves those out.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from console.cli import build_parser
+from console.commands import COMMANDS, load
+
+HEAVY = ("numpy", "textual", "rich")
+
+_PROBE = """
+import json, sys
+from console.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+sys.stdout.flush()
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+sys.exit(code)
+"""
+
+
+def _modules(tmp_path: Path, *argv: str) -> tuple[int, str, set[str]]:
+    (tmp_path / "none.toml").write_text("")
+    env = {**os.environ, "LAGDECK_STATE_DIR": str(tmp_path),
+           "LAGDECK_CONFIG": str(tmp_path / "none.toml")}
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
+                          text=True, timeout=120, env=env)
+    marker = done.stderr.rindex("MODULES ")
+    modules = set(json.loads(done.stderr[marker + len("MODULES "):]))
+    return done.returncode, done.stdout, {m.split(".")[0] for m in modules}
+
+
+@pytest.mark.parametrize("argv", [("lag", "--help"), ("--help",)])
+def test_help_imports_no_heavy_package(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    code, out, roots = _modules(tmp_path, *argv)
+    assert code == 0 and "usage: lagdeck" in out
+    assert not roots & set(HEAVY), sorted(roots & set(HEAVY))
+
+
+def test_lag_run_imports_only_what_lag_needs(tmp_path: Path, bootstrap: str) -> None:
+    code, out, roots = _modules(tmp_path, "-b", bootstrap, "lag", "--json", "--samples", "1")
+    assert code == 0
+    assert "groups" in json.loads(out)
+    assert not roots & set(HEAVY), sorted(roots & set(HEAVY))
+    assert "kafka" in roots and "confluent_kafka" in roots  # what it does run on
+
+
+def test_flows_help_still_loads_its_module(tmp_path: Path) -> None:
+    code, out, roots = _modules(tmp_path, "flows", "--help")
+    assert code == 0 and "--since" in out and "numpy" in roots
+
+
+def test_listed_help_is_each_modules_own() -> None:
+    """`lagdeck --help` shows the table's lines: they must be the ones the modules register."""
+    full = build_parser()
+    sub = next(a for a in full._actions if a.dest == "command")
+    registered = {a.dest: a.help for a in sub._choices_actions}
+    assert registered == COMMANDS
+    assert build_parser(every=False).format_help() == full.format_help()
+
+
+def test_unknown_command_is_refused() -> None:
+    with pytest.raises(KeyError):
+        load("numpy")
+
