@@ -74,3 +74,12 @@ def test_the_tables_key_is_checked_against_every_screen():
     with pytest.raises(ConfigError, match=r"'space' is already bound to dlq\.select on the "
                                           r"Dead letters screen"):
         km.load_keymap(Settings(data={"keymap": {"table.open": "space"}}))
+
+
+def test_the_remap_the_help_shows_is_one_the_config_accepts() -> None:
+    # the help once suggested "dlq.redrive" = "ctrl+r", which the check refuses (refresh now)
+    from console.screens.help import REMAP_EXAMPLE
+
+    binding, key = REMAP_EXAMPLE
+    assert km.keymap_problems({binding: key}) == []
+    assert km.keymap_problems({binding: "ctrl+r"})  # the old example: refused

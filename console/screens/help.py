@@ -29,6 +29,9 @@ CONVENTIONS = (
 )
 
 MUTATING = {"group.replay", "dlq.redrive", "timeline.redrive"}
+#: the remap the help shows as an example; it must be one the config check accepts
+#: (ctrl+r was refused: it is "refresh now" on every screen)
+REMAP_EXAMPLE = ("dlq.redrive", "f2")
 
 
 def key_text(app, key: km.Key, keymap: dict[str, str]) -> str:
@@ -69,7 +72,8 @@ class HelpScreen(ModalScreen[None]):
         if read_only:
             outer.add_row(Text("\nREAD-ONLY mode: redrive and replay show their preview "
                                "but cannot be applied.", style="bold yellow"))
-        where = "the [keymap] section of the config file, e.g.  \"dlq.redrive\" = \"ctrl+r\""
+        binding, key = REMAP_EXAMPLE
+        where = f"the [keymap] section of the config file, e.g.  \"{binding}\" = \"{key}\""
         outer.add_row(Text(f"\nRemap any key by its id in {where}", style="dim"))
         outer.add_row(Text("esc closes this help", style="dim"))
         return outer
