@@ -413,7 +413,6 @@ def test_metrics_port_serves_every_group_for_prometheus(
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    from console.embedded import free_port
 
     prefix, topic = names("prom"), names("prom-orders")
     create_topics(bootstrap, topic, partitions=2)
@@ -423,12 +422,19 @@ def test_metrics_port_serves_every_group_for_prometheus(
     rules = tmp_path / "rules.toml"
     # the rule names one group; the exporter exports all six
     rules.write_text(f'[[rule]]\nname = "behind"\ngroup = "{prefix}-00"\nmax_lag = 4\n')
-    port = free_port()
     state = tmp_path / "watcher-state"
     state.mkdir()
+    # port 0: the system picks one and watch says which on stderr
     proc = Proc(["-b", bootstrap, "watch", "--rules", str(rules), "--group", f"^{prefix}-",
-                 "--metrics-port", f"127.0.0.1:{port}", "--interval", "1"], state)
+                 "--metrics-port", "127.0.0.1:0", "--interval", "1"], state)
     try:
+        def served() -> int | None:
+            for line in proc.err:
+                if line.startswith("lagdeck: serving metrics at http://127.0.0.1:"):
+                    return int(line.rsplit(":", 1)[1].split("/", 1)[0])
+            return None
+
+        port = wait_until(served, timeout=30, every=0.2, message="the chosen metrics port")
         def scrape() -> dict:
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text

@@ -39,7 +39,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors.alerts import rules as rulebook
 from collectors.alerts.evaluate import Evaluation
@@ -56,6 +56,9 @@ from collectors.untrusted import line_field as _s
 from console.argtypes import seconds
 from console.context import Context, print_json, to_jsonable
 from console.signals import Watchdog, hard_exit, stop_on_signals
+
+if TYPE_CHECKING:  # the sinks (httpx, OpenTelemetry) are imported only when watch runs
+    from collectors.alerts.sinks import Sink
 
 #: How long the sinks get to deliver what is queued when watch ends by itself (`--once`).
 CLOSE_TIMEOUT = 10.0
@@ -103,6 +106,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="with --publish: how long the others wait before taking over "
                        "the groups of a watcher that died (default 10)")
     p.set_defaults(run=run)
+
+
+def _say_chosen_port(metrics: str | None, sinks: Sequence[Sink]) -> None:
+    """With `--metrics-port 0` the system picks the port: say which on stderr (the log
+    alone is no place to look for where to point a scraper)."""
+    if metrics is None:
+        return
+    from collectors.alerts.sinks.prometheus import PrometheusSink, parse_listen
+
+    if parse_listen(metrics)[1] != 0:
+        return
+    for sink in sinks:
+        if isinstance(sink, PrometheusSink):
+            sys.stderr.write(f"lagdeck: serving metrics at http://{sink.host}:{sink.port}"
+                             "/metrics\n")
+            sys.stderr.flush()
 
 
 def report(line: str) -> None:
@@ -292,6 +311,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     reported: set[str] = set()
     sinks = start_sinks(ruleset.sinks, report, interval=args.interval,
                         metrics=args.metrics_port, close_timeout=CLOSE_TIMEOUT)
+    _say_chosen_port(args.metrics_port, sinks)
     history = LagHistory()
     collector = LagCollector(config.cluster, history, lag_settings=ctx.settings.lag)
     reader = None
