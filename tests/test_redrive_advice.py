@@ -103,10 +103,30 @@ def test_dry_run_counts_records_waiting_behind_a_stop(cluster, bootstrap, names,
             + spring_dead_letters(target, 199, start=1))
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.delete_topics([deleted], operation_timeout=10)[deleted].result(timeout=15)
-    assert main(["-b", bootstrap, "dlq", "redrive", dlq, "--dry-run", "--json"]) == 0
+    # a dry run ends as the run would: 1, because a record would fail
+    assert main(["-b", bootstrap, "dlq", "redrive", dlq, "--dry-run", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert (doc["selected"], doc["failed"], doc["behind"]) == (1, 1, 199)
-    assert main(["-b", bootstrap, "dlq", "redrive", dlq, "--dry-run"]) == 0
+    assert main(["-b", bootstrap, "dlq", "redrive", dlq, "--dry-run"]) == 1
     out = capsys.readouterr().out
     assert "would fail 1, stopping its partition there" in out
     assert "199 more wait behind that stop" in out
+
+
+def test_dry_run_of_a_topic_that_is_not_a_dead_letter_topic_fails_as_the_run_would(
+        cluster, bootstrap, names, capsys) -> None:
+    # plain events, no dead-letter headers: nothing says where they would go back to
+    topic = names("plain-orders")
+    create_topics(bootstrap, topic)
+    produce(bootstrap, topic, [(b"ord_1", b'{"orderId": "ord_1"}', []),
+                               (b"ord_2", b'{"orderId": "ord_2"}', [])])
+    assert main(["-b", bootstrap, "dlq", "redrive", topic, "--dry-run", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dry_run"] is True and doc["redriven"] == 0 and doc["failed"] >= 1
+    # with a target named, the same records would move: exit 0
+    target = names("plain-target")
+    create_topics(bootstrap, target)
+    assert main(["-b", bootstrap, "dlq", "redrive", topic, "--to", target, "--dry-run",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["failed"] == 0 and doc["selected"] == 2

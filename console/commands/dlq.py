@@ -391,7 +391,9 @@ def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
         else:
             _print_result(result)
         _registry_note(payloads)
-        return 0
+        # as the run would end: a dry run of records that would all fail (a topic that is
+        # not a dead-letter topic, a deleted target) must not pass a script's check
+        return 1 if result.failed else 0
     ensure_writable(cluster, f"redrive of {args.topic}")
     if not args.yes and not _confirm(redrive, args.json):
         sys.stderr.write("lagdeck: redrive not confirmed; nothing changed\n")
