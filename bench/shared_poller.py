@@ -22,7 +22,6 @@ since a console whose refresh overruns the interval makes fewer refreshes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -39,31 +38,19 @@ from collectors.history import LagHistory
 from collectors.lag import LagCollector
 from collectors.snapshot_topic import SnapshotPublisher, SnapshotReader
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-class Requests:
-    """Requests sent by a set of clients, from their latest statistics (cumulative)."""
+from lag_refresh import RequestCounter
 
-    def __init__(self) -> None:
-        self.latest: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
 
-    def __call__(self, raw: str) -> None:
-        stats = json.loads(raw)
-        with self.lock:
-            self.latest[stats["name"]] = stats
-
-    def overrides(self) -> dict[str, Any]:
-        return {"statistics.interval.ms": 200, "stats_cb": self}
+class Requests(RequestCounter):
+    """Requests sent by a set of clients, from their latest statistics (cumulative):
+    lag_refresh's counter, whose `by_type` puts what librdkafka does not itemise under
+    "other", so the total is every request sent."""
 
     def totals(self) -> tuple[int, Counter[str]]:
-        total, by_type = 0, Counter()
-        with self.lock:
-            for stats in self.latest.values():
-                for broker in stats.get("brokers", {}).values():
-                    total += broker.get("tx", 0)
-                    for kind, n in (broker.get("req") or {}).items():
-                        by_type[kind] += n
-        return total, by_type
+        by_type = self.by_type()
+        return sum(by_type.values()), by_type
 
 
 def setup(bootstrap: str, groups: int, topics: int, partitions: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -81,6 +82,21 @@ TABS = (
 )
 
 
+@runtime_checkable
+class Identity(Protocol):
+    """What the status bar shows of the app it runs in (`LagdeckApp` has it; any other
+    host app, e.g. a test harness, gets a bar without a label)."""
+
+    @property
+    def cluster_label(self) -> str: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+    @property
+    def keymap(self) -> dict[str, str]: ...
+
+
 class StatusBar(Static):
     """`lagdeck [1 Groups] 2 Dead letters … │ 127.0.0.1:9092 │ ● connected 14:03:22`.
 
@@ -116,14 +132,14 @@ class StatusBar(Static):
             self.refresh()
 
     def render(self) -> Text:
-        app = self.app
+        app = self.app if isinstance(self.app, Identity) else None
         head = Text()
         head.append("lagdeck ", style="bold")
-        if getattr(app, "read_only", False):  # first, so a narrow terminal never hides it
+        if app is not None and app.read_only:  # first, so a narrow terminal never hides it
             head.append(" READ-ONLY ", style="bold black on yellow")
             head.append(" ")
         state = connection_text(self.connection)
-        label = str(getattr(app, "cluster_label", ""))
+        label = app.cluster_label if app is not None else ""
         room = self.size.width - 2 if self.size.width else 10**6
         # narrower and narrower: other tabs' names go, then the cluster label is cut,
         # then the sub-screen title; the connection state always stays
@@ -149,7 +165,7 @@ class StatusBar(Static):
     def _tabs(self, compact: bool, titled: bool = True) -> Text:
         """The tab strip; compact: only the current tab keeps its name."""
         text = Text()
-        keymap = getattr(self.app, "keymap", {})
+        keymap = self.app.keymap if isinstance(self.app, Identity) else {}
         for mode, binding_id, label in TABS:
             key = keymap.get(binding_id, "12345"[[t[0] for t in TABS].index(mode)])
             current = mode == self.mode
