@@ -11,6 +11,8 @@ the same broker (the embedded Tansu broker unless `--bootstrap` is given).
 
 Requests are counted from librdkafka's own statistics (`stats_cb`, per broker
 `tx`: every request sent, whatever its type) over every client of each side,
+plus the batched reader's own count of what it sent through kafka-python
+(OffsetFetch, DescribeGroups, FindCoordinator: librdkafka never sees those),
 then scaled to one minute. Requests per refresh and per read are printed too,
 since a console whose refresh overruns the interval makes fewer refreshes
 (which flatters side A, never side B).
@@ -22,11 +24,13 @@ since a console whose refresh overruns the interval makes fewer refreshes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +45,27 @@ from collectors.snapshot_topic import SnapshotPublisher, SnapshotReader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lag_refresh import RequestCounter
+from tui_cpu import cpu_seconds
 
 
 class Requests(RequestCounter):
     """Requests sent by a set of clients, from their latest statistics (cumulative):
     lag_refresh's counter, whose `by_type` puts what librdkafka does not itemise under
-    "other", so the total is every request sent."""
+    "other", plus the requests the collectors' batched reader sent through kafka-python
+    (committed offsets, group descriptions, coordinators), which librdkafka never sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batched: Counter[str] = Counter()
+
+    def add_batched(self, requests: Mapping[str, int]) -> None:
+        with self.lock:
+            self.batched.update({f"{k} (kafka-python)": n for k, n in requests.items()})
 
     def totals(self) -> tuple[int, Counter[str]]:
         by_type = self.by_type()
+        with self.lock:
+            by_type.update(self.batched)
         return sum(by_type.values()), by_type
 
 
@@ -89,15 +105,28 @@ def every(interval: float, stop: threading.Event, work, done: list[float]) -> No
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
+#: CPU seconds per minute of one side: (the broker's process tree, this process = the clients)
+CPU: list[tuple[float, float]] = []
+
+
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def run_side(workers: list, interval: float, duration: float, counters: list[Requests],
-             pollers: list) -> tuple[list[float], float, list[list[float]]]:
+             pollers: list, broker_pid: int | None = None,
+             ) -> tuple[list[float], float, list[list[float]]]:
     """Run every worker on its own thread for `duration`; (requests/min per counter,
-    seconds, times)."""
+    seconds, times). The side's CPU per minute (broker, clients) goes to `CPU`: since
+    batched reads, one request can cost the broker a lot, so requests alone mislead."""
     stop = threading.Event()
     times: list[list[float]] = [[] for _ in workers]
     threads = [threading.Thread(target=every, args=(interval, stop, w, times[i]), daemon=True)
                for i, w in enumerate(workers)]
     bases = [c.totals()[0] for c in counters]
+    broker_base = cpu_seconds(broker_pid) if broker_pid else 0.0
+    own_base = own_cpu()
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -106,6 +135,8 @@ def run_side(workers: list, interval: float, duration: float, counters: list[Req
     for t in threads:
         t.join(120)
     elapsed = time.monotonic() - started
+    CPU.append(((cpu_seconds(broker_pid) - broker_base) * 60.0 / elapsed if broker_pid else 0.0,
+                (own_cpu() - own_base) * 60.0 / elapsed))
     deadline = time.monotonic() + 0.6  # one more statistics round
     while time.monotonic() < deadline:
         for poll in pollers:
@@ -134,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = EmbeddedBroker(log_dir=Path(tempfile.mkdtemp(prefix="lagdeck-bench-")))
         broker.start()
         bootstrap = broker.bootstrap
+    broker_pid = broker.pid if broker is not None else None
     cluster = ClusterConfig({"bootstrap.servers": bootstrap})
     try:
         t0 = time.perf_counter()
@@ -150,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                       for h in histories]
         try:
             (per_min_a,), elapsed_a, times_a = run_side(
-                [lambda c=c: c.refresh(regex) for c in collectors], args.interval,
-                args.duration, [direct], [c.poll for c in collectors])
+                [lambda c=c: (c.refresh(regex), direct.add_batched(c.batched_requests))
+                 for c in collectors], args.interval,
+                args.duration, [direct], [c.poll for c in collectors], broker_pid)
         finally:
             for c in collectors:
                 c.close()
@@ -170,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         def publish_round() -> None:
             started = time.monotonic()
             snapshot = watcher.refresh(regex)
+            shared.add_batched(watcher.batched_requests)
             publisher.publish(snapshot, owns=lambda g: True,
                               refresh_seconds=time.monotonic() - started)
 
@@ -182,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             (per_min_w, per_min_v), _, times_b = run_side(
                 [publish_round, *[r.read for r in readers]], args.interval, args.duration,
                 [shared, viewers], [watcher.poll, *[r.poll for r in readers],
-                         lambda t: publisher._producer.poll(t)])
+                         lambda t: publisher._producer.poll(t)], broker_pid)
             last = readers[0].read()
         finally:
             for r in readers:
@@ -210,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
           "each)")
     print(f"ratio: direct polling sends {per_min_a / max(per_min_b, 1):.1f}x the requests "
           "of shared snapshots")
+    (broker_a, clients_a), (broker_b, clients_b) = CPU
+    if broker_pid:
+        print(f"broker CPU: {broker_a:.2f} s/min direct, {broker_b:.2f} s/min shared "
+              f"({broker_a / max(broker_b, 1e-9):.1f}x); clients (this process): "
+              f"{clients_a:.2f} vs {clients_b:.2f} s/min")
     per_refresh = per_min_a * elapsed_a / 60.0 / max(refreshes_a, 1)
     if mean([x for t in times_a for x in t]) > args.interval:
         kept = args.consoles * 60.0 / args.interval * per_refresh
