@@ -69,7 +69,11 @@ CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
     part INTEGER NOT NULL, ts REAL NOT NULL, committed INTEGER, end_offset INTEGER,
     active INTEGER);
-CREATE INDEX IF NOT EXISTS samples_key ON samples (cluster, grp, topic, part, ts);
+-- the key index covers what a window needs (and `id`, the tie-break of equal times), so
+-- the first read walks the index alone; it replaced `samples_key` (cluster .. ts)
+DROP INDEX IF EXISTS samples_key;
+CREATE INDEX IF NOT EXISTS samples_window
+    ON samples (cluster, grp, topic, part, ts, id, committed, end_offset, active);
 CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
 CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,
@@ -403,7 +407,7 @@ class LagHistory:
     def _load(self, cluster: str, cache: _ClusterCache) -> None:
         """The cluster's newest `cache_samples` per key and `max_points` per partition.
 
-        Two reads of the key index in one read transaction (so they see the same
+        Two reads of the (covering) key index in one read transaction (so they see the same
         rows, and `last_sample_id` is the last of them): the keys with their row
         counts, then only the sample columns in the same order, cut into each key's
         run by its count. A ROW_NUMBER() window sorted every row twice more (0.54 s
@@ -412,18 +416,19 @@ class LagHistory:
         """
         keep = self.cache_samples
         as_bool = _AS_BOOL
+        new = tuple.__new__
         samples = cache.samples
         own = not self._db.in_transaction
         if own:
             self._db.execute("BEGIN")
         try:
             keys = self._db.execute(
-                "SELECT grp, topic, part, COUNT(*) FROM samples INDEXED BY samples_key "
+                "SELECT grp, topic, part, COUNT(*) FROM samples INDEXED BY samples_window "
                 "WHERE cluster = ? GROUP BY grp, topic, part ORDER BY grp, topic, part",
                 (cluster,),
             ).fetchall()
             rows = self._db.execute(
-                "SELECT ts, committed, end_offset, active FROM samples INDEXED BY samples_key "
+                "SELECT ts, committed, end_offset, active FROM samples INDEXED BY samples_window "
                 "WHERE cluster = ? ORDER BY grp, topic, part, ts, id",
                 (cluster,),
             ).fetchall()
@@ -443,8 +448,10 @@ class LagHistory:
         stop = 0
         for grp, topic, part, count in keys:
             start, stop = stop, stop + count
+            # `ts` is a REAL column (floats); tuple.__new__ skips the named tuple's
+            # Python-level __new__ (0.35 s instead of 0.54 s per 500,000 samples)
             samples[(grp, topic, int(part))] = [
-                Sample(ts, committed, end, as_bool[active])  # REAL column: floats
+                new(Sample, (ts, committed, end, as_bool[active]))
                 for ts, committed, end, active in rows[max(start, stop - keep):stop]]
         cache.last_sample_id = last_sample
         self._add_points(cache, points)
