@@ -261,8 +261,13 @@ class LagCollector:
         client_overrides: Mapping[str, Any] | None = None,
         connections: int = 4,
         offsets_via: str | None = None,
+        background_writes: bool = False,
     ) -> None:
+        """`background_writes`: a refresh's samples are written to the history in a
+        thread while statuses are judged (`LagHistory.record(background=True)`);
+        whoever owns the history closes it, which waits for the write."""
         self.cluster = cluster
+        self._background_writes = bool(background_writes)
         self.timeout = float(timeout)
         self.options = lag_settings or LagSettings.from_settings(settings)
         self._own_history = history is None
@@ -584,6 +589,14 @@ class LagCollector:
         windows = self.history.windows(
             self.key, [(s.group, s.topic, s.partition) for s in samples], LOOKBACK
         )
+        # samples and end offsets are stored now (with `background_writes`, SQLite inserts
+        # them on the other core while statuses are judged); record times and group
+        # totals, known only after, follow in a second, small write
+        self.history.record(
+            self.key, now, samples=samples,
+            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()],
+            background=self._background_writes,
+        )
         verdicts: dict[tuple[str, str, int], Verdict] = {}
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
         policy = opts.policy
@@ -632,13 +645,13 @@ class LagCollector:
                       in sorted(d.vanished.items())]
             groups.append(_group(d, parts, allowed))
 
-        points = [(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()]
-        points += [(t, p, timelag.record_point(actual, ts), "record")
-                   for (t, p, _asked), (actual, ts) in reads.items()]
+        points = [(t, p, timelag.record_point(actual, ts), "record")
+                  for (t, p, _asked), (actual, ts) in reads.items()]
         self.history.record(
-            self.key, now, samples=samples, points=points,
+            self.key, now, points=points,
             groups=[GroupTotal(g.group, g.total_lag, g.status.value) for g in groups
                     if g.error is None],
+            background=self._background_writes,
         )
         return LagSnapshot(taken_at=now, groups=tuple(groups), errors=view.errors,
                            groups_on_cluster=view.listed, offsets_via=view.offsets_via,

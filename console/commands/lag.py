@@ -95,9 +95,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.snapshots_topic is not None:
         return _run_from_snapshots(args, ctx, ctx.snapshots_topic, options)
     history = LagHistory(retention_seconds=options.history_retention_seconds)
-    try:
+    try:  # closed last: closing waits for the history's last write, done while this prints
         with LagCollector(config.cluster, history, timeout=args.timeout,
-                          lag_settings=options) as collector:
+                          lag_settings=options, background_writes=True) as collector:
             collector.check_reachable(args.timeout)  # the timeout the user set
             snapshot = collector.refresh(args.group)
             for _ in range(args.samples - 1):
@@ -106,8 +106,13 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             if not asked_samples:
                 snapshot = first_look(collector, snapshot, args.group, options.policy.min_samples,
                                       args.interval)
+        return _report(args, snapshot, options)
     finally:
         history.close()
+
+
+def _report(args: argparse.Namespace, snapshot: LagSnapshot, options: LagSettings) -> int:
+    """The snapshot on stdout (table or JSON), warnings on stderr."""
     hidden = 0
     if not args.all:
         shown = without_own_groups(snapshot)
