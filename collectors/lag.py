@@ -678,7 +678,9 @@ class LagCollector:
         if committed is None or verdict is None:
             return PartitionLag(topic, partition, None, end, None, None, timelag.UNKNOWN,
                                 Status.OK, status_reason="no committed offset")
-        lag = max(0, end - committed)
+        lag = end - committed
+        if lag < 0:
+            lag = 0
         if lag_s is None:
             lag_s = TimeLag(0.0, timelag.ZERO) if lag == 0 else TimeLag(None, timelag.UNKNOWN)
         return PartitionLag(topic, partition, committed, end, lag, lag_s.seconds, lag_s.method,

@@ -309,8 +309,12 @@ def evaluate_window(
     since = run[0].time
     stopped = None
     if all(s.active is False for s in run):
-        lags = [None if s.end is None else max(0, s.end - committed) for s in run]
-        if all(x is not None and x > allowed_lag for x in lags):
+        # every lag known and above allowed_lag; max(0, x) > a is x > a for a >= 0
+        if allowed_lag >= 0:
+            lagging = all(s.end is not None and s.end - committed > allowed_lag for s in run)
+        else:
+            lagging = all(s.end is not None for s in run)
+        if lagging:
             stopped = _stopped_verdict(ordered, held, policy.grace_seconds)
     if stopped is not None:
         return stopped
@@ -406,7 +410,8 @@ def allowed_lag_for(
 
 
 def _span(seconds: float) -> str:
-    seconds = max(0.0, seconds)
+    if seconds < 0:
+        seconds = 0.0
     if seconds < 120:
         return f"{seconds:.0f}s"
     if seconds < 7200:
