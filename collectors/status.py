@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from collectors.snapshots import Status
+from collectors.snapshots import SEVERITY, Status
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ def evaluate_group(statuses: Iterable[Status], error: str | None = None) -> Stat
     """Worst partition status; ERR when the group itself could not be read."""
     if error is not None:
         return Status.ERR
-    return max(statuses, key=lambda s: s.severity, default=Status.OK)
+    return max(statuses, key=SEVERITY.__getitem__, default=Status.OK)
 
 
 def allowed_lag_for(
