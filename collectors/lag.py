@@ -603,19 +603,19 @@ class LagCollector:
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
         policy = opts.policy
         for s in samples:
-            group, _topic, _partition, committed, end, active = s
+            group, _topic, _partition, committed, end_now, active = s
             if committed is None:
                 continue
             key = s[:3]
             allowed = allowed_by_group[group]
             window = windows.get(key)
             if not window or window[-1].time < now:
-                lag = None if end is None else max(0, end - committed)
+                lag = None if end_now is None else max(0, end_now - committed)
                 if lag is not None and lag <= allowed:
                     # caught up (within allowed_lag): judged from the current lag alone
                     verdicts[key] = partition_status([], [], lag, now, allowed_lag=allowed)
                     continue
-                window = [*(window or ()), Sample(now, committed, end, active)]
+                window = [*(window or ()), Sample(now, committed, end_now, active)]
             # the history's windows are in time order, and `now` is after them
             verdicts[key] = evaluate_window(window, policy=policy, allowed_lag=allowed)
 
