@@ -49,7 +49,7 @@ from collectors.durations import parse_duration
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
-from collectors.snapshots import GroupLag, LagSnapshot, Member, PartitionLag, Status
+from collectors.snapshots import SEVERITY, GroupLag, LagSnapshot, Member, PartitionLag, Status
 from collectors.status import (
     Sample,
     StatusPolicy,
@@ -261,8 +261,13 @@ class LagCollector:
         client_overrides: Mapping[str, Any] | None = None,
         connections: int = 4,
         offsets_via: str | None = None,
+        background_writes: bool = False,
     ) -> None:
+        """`background_writes`: a refresh's samples are written to the history in a
+        thread while statuses are judged (`LagHistory.record(background=True)`);
+        whoever owns the history closes it, which waits for the write."""
         self.cluster = cluster
+        self._background_writes = bool(background_writes)
         self.timeout = float(timeout)
         self.options = lag_settings or LagSettings.from_settings(settings)
         self._own_history = history is None
@@ -578,28 +583,39 @@ class LagCollector:
             )
             reader.start()
 
-        samples = [PartitionSample(d.group, tp[0], tp[1], committed, view.ends[tp], d.active)
-                   for d in view.groups for tp, committed in d.committed.items()
-                   if tp in view.ends]
-        windows = self.history.windows(
-            self.key, [(s.group, s.topic, s.partition) for s in samples], LOOKBACK
+        ends = view.ends
+        samples: list[PartitionSample] = []
+        for d in view.groups:
+            group, active = d.group, d.active
+            samples += [PartitionSample(group, tp[0], tp[1], committed, ends[tp], active)
+                        for tp, committed in d.committed.items() if tp in ends]
+        # a PartitionSample is a named tuple: its first three fields are the history's key
+        windows = self.history.windows(self.key, [s[:3] for s in samples], LOOKBACK)
+        # samples and end offsets are stored now (with `background_writes`, SQLite inserts
+        # them on the other core while statuses are judged); record times and group
+        # totals, known only after, follow in a second, small write
+        self.history.record(
+            self.key, now, samples=samples,
+            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()],
+            background=self._background_writes,
         )
         verdicts: dict[tuple[str, str, int], Verdict] = {}
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
         policy = opts.policy
         for s in samples:
-            if s.committed is None:
+            group, _topic, _partition, committed, end_now, active = s
+            if committed is None:
                 continue
-            key = (s.group, s.topic, s.partition)
-            allowed = allowed_by_group[s.group]
+            key = s[:3]
+            allowed = allowed_by_group[group]
             window = windows.get(key)
             if not window or window[-1].time < now:
-                lag = None if s.end is None else max(0, s.end - s.committed)
+                lag = None if end_now is None else max(0, end_now - committed)
                 if lag is not None and lag <= allowed:
                     # caught up (within allowed_lag): judged from the current lag alone
                     verdicts[key] = partition_status([], [], lag, now, allowed_lag=allowed)
                     continue
-                window = [*(window or ()), Sample(now, s.committed, s.end, s.active)]
+                window = [*(window or ()), Sample(now, committed, end_now, active)]
             # the history's windows are in time order, and `now` is after them
             verdicts[key] = evaluate_window(window, policy=policy, allowed_lag=allowed)
 
@@ -623,22 +639,25 @@ class LagCollector:
         )
 
         groups: list[GroupLag] = []
+        partition = self._partition
         for d in view.groups:
-            allowed = allowed_by_group[d.group]
-            parts = [self._partition(d, tp, view, lags.get((d.group, *tp)),
-                                     verdicts.get((d.group, *tp)))
-                     for tp in sorted(d.committed)]
+            group = d.group
+            allowed = allowed_by_group[group]
+            parts = []
+            for tp in sorted(d.committed):
+                key = (group, tp[0], tp[1])
+                parts.append(partition(d, tp, view, lags.get(key), verdicts.get(key)))
             parts += [_vanished_partition(tp, committed) for tp, committed
                       in sorted(d.vanished.items())]
             groups.append(_group(d, parts, allowed))
 
-        points = [(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()]
-        points += [(t, p, timelag.record_point(actual, ts), "record")
-                   for (t, p, _asked), (actual, ts) in reads.items()]
+        points = [(t, p, timelag.record_point(actual, ts), "record")
+                  for (t, p, _asked), (actual, ts) in reads.items()]
         self.history.record(
-            self.key, now, samples=samples, points=points,
+            self.key, now, points=points,
             groups=[GroupTotal(g.group, g.total_lag, g.status.value) for g in groups
                     if g.error is None],
+            background=self._background_writes,
         )
         return LagSnapshot(taken_at=now, groups=tuple(groups), errors=view.errors,
                            groups_on_cluster=view.listed, offsets_via=view.offsets_via,
@@ -665,7 +684,9 @@ class LagCollector:
         if committed is None or verdict is None:
             return PartitionLag(topic, partition, None, end, None, None, timelag.UNKNOWN,
                                 Status.OK, status_reason="no committed offset")
-        lag = max(0, end - committed)
+        lag = end - committed
+        if lag < 0:
+            lag = 0
         if lag_s is None:
             lag_s = TimeLag(0.0, timelag.ZERO) if lag == 0 else TimeLag(None, timelag.UNKNOWN)
         return PartitionLag(topic, partition, committed, end, lag, lag_s.seconds, lag_s.method,
@@ -896,21 +917,36 @@ def _vanished_partition(tp: TP, committed: int | None) -> PartitionLag:
 
 
 def _group(d: GroupData, parts: Iterable[PartitionLag], allowed: int) -> GroupLag:
+    """The group from its partitions, in one pass over them (10,000 groups, 100,000
+    partitions per refresh): status as `evaluate_group` folds it, the reason of the
+    worst partition (severity, then lag; the first of equals), total lag and the
+    largest lag in seconds, compared as `max` compares."""
     parts = tuple(parts)
-    status = evaluate_group((p.status for p in parts), d.error)
+    worst: PartitionLag | None = None
+    worst_key: tuple[int, int] = (-1, 0)
+    total = 0
+    max_seconds: float | None = None
+    for p in parts:
+        lag, seconds = p.lag, p.lag_seconds
+        key = (SEVERITY[p.status], lag or 0)
+        if worst is None or key > worst_key:
+            worst, worst_key = p, key
+        if lag is not None:
+            total += lag
+        if seconds is not None and (max_seconds is None or seconds > max_seconds):
+            max_seconds = seconds
+    status = evaluate_group((worst.status,) if worst is not None else (), d.error)
     reason: str | None
     if d.error is not None:
         reason = d.error
     else:
-        worst = max(parts, key=lambda p: (p.status.severity, p.lag or 0), default=None)
         reason = worst.status_reason if worst is not None else "no committed offsets"
-    seconds = [p.lag_seconds for p in parts if p.lag_seconds is not None]
     return GroupLag(
         group=d.group,
         state=d.state,
         status=status,
-        total_lag=sum(p.lag for p in parts if p.lag is not None),
-        max_lag_seconds=max(seconds) if seconds else None,
+        total_lag=total,
+        max_lag_seconds=max_seconds,
         partitions=parts,
         members=d.members,
         error=d.error,

@@ -61,12 +61,14 @@ class Context:
     def snapshots_topic(self) -> str | None:
         """The snapshot topic to read lag from (`--from-snapshots`, else the profile's
         `snapshots`), or None to poll the groups."""
+        typed = getattr(self.args, "from_snapshots", None)
+        config = self.config
+        if typed is None and config.cluster.profile is None:
+            return None  # no profile, no setting: the snapshot reader is not even imported
         from collectors.snapshot_topic import check_topic_name, snapshots_setting
 
-        typed = getattr(self.args, "from_snapshots", None)
         if typed is not None:
             return check_topic_name(typed)
-        config = self.config
         return snapshots_setting(config.settings.data, config.cluster.profile)
 
     @cached_property

@@ -2,7 +2,7 @@
 
 The features own their sections' meanings (`[lag]` in `collectors.lag`,
 `[outage]` in `collectors.liveness`, `[trace]` in `tracing.settings`,
-`[dlq]` in `dlq.discovery`, `[[rule]]` in `collectors.alerts.rules`, `[keymap]` in
+`[dlq]` in `dlq.options`, `[[rule]]` in `collectors.alerts.rules`, `[keymap]` in
 `console.keymap`). Read on first use, a bad `[dlq]` showed only when that
 screen opened and a bad `[trace]` silently fell back to the defaults; here
 each parser runs once while the config file is checked (a section check of
@@ -28,7 +28,7 @@ from collectors.config_schema import Problem, report, validate
 from collectors.errors import ConfigError
 from collectors.lag import LagSettings
 from collectors.liveness import OutageSettings
-from dlq.discovery import DiscoveryOptions
+from dlq.options import DiscoveryOptions
 from tracing.settings import TraceSettings
 from tracing.settings import from_settings as trace_from_settings
 

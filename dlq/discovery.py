@@ -5,7 +5,8 @@ catches the rest: the newest few records of every other topic are probed
 for dead-letter headers. Records that lagdeck itself redrove carry the old
 dead-letter headers too, so they do not make their (original) topic a DLQ.
 
-Configurable in the ``[dlq]`` table of the config file::
+Configurable in the ``[dlq]`` table of the config file (parsed by `dlq.options`, a light
+module, since every command parses it at start-up)::
 
     [dlq]
     patterns = ["*-dlt", "*.DLT", "*.dlq", "*-dlq", "dlq-*", "*.deadletter"]  # replaces
@@ -23,15 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from collectors.config import ClusterConfig, Settings
-from collectors.errors import ConfigError
 from collectors.kafka import DEFAULT_TIMEOUT, consumer
 from collectors.scan import READER_CONF, count_records, iter_bounded, to_record, watermarks
 from collectors.snapshots import Header, Record
 from collectors.topics import list_topics
 from dlq.browse import EXACT_COUNT_LIMIT
+from dlq.options import DEFAULT_PATTERNS, DiscoveryOptions
 from tracing.deadletter import REDRIVE_ID_HEADER, decode_envelope
-
-DEFAULT_PATTERNS = ("*-dlt", "*.DLT", "*.dlq", "*-dlq", "dlq-*", "*.deadletter")
 
 
 @dataclass(frozen=True)
@@ -60,29 +59,6 @@ class DlqTopicSummary:
     matched_by: str
     layouts: tuple[str, ...] = ()
     depth_exact: bool = True
-
-
-@dataclass(frozen=True)
-class DiscoveryOptions:
-    patterns: tuple[str, ...] = DEFAULT_PATTERNS
-    content_scan: bool = True
-    probe: int = 3
-    sample: int = 500
-    top: int = 5
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None) -> DiscoveryOptions:
-        section: Mapping = settings.section("dlq") if settings else {}
-        try:
-            patterns = tuple(str(p) for p in section.get("patterns", DEFAULT_PATTERNS))
-            patterns += tuple(str(p) for p in section.get("extra_patterns", ()))
-            return cls(patterns=patterns,
-                       content_scan=bool(section.get("content_scan", True)),
-                       probe=int(section.get("probe", 3)),
-                       sample=int(section.get("sample", 500)))
-        except (TypeError, ValueError) as exc:
-            where = settings.path if settings else "config"
-            raise ConfigError(f"{where}: invalid [dlq] section: {exc}") from None
 
 
 def matches_name(topic: str, patterns: Sequence[str] = DEFAULT_PATTERNS) -> bool:

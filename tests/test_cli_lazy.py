@@ -1,9 +1,11 @@
 """The command line imports only the command it runs (console/commands/__init__.py).
 
 `lagdeck lag` must not pay for numpy (flows) or textual and rich (the TUI): each
-process is checked by the modules it ended with, never by a time. (Every command
-also parses every settings section at start-up, `console.settings`, which imports
-dlq, tracing and the alerting modules; `HEAVY` leaves those out.)
+process is checked by the modules it ended with, never by a time. Every command
+also parses every settings section at start-up (`console.settings`): the section
+parsers live in light modules (`dlq.options`, `tracing.settings`,
+`collectors.alerts.rules`), so that brings in neither the DLQ reader nor the
+trace decoders with opentelemetry, nor the alert sinks (`NOT_FOR_LAG`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from console.cli import build_parser
 from console.commands import COMMANDS, load
 
 HEAVY = ("numpy", "textual", "rich")
+#: modules `lagdeck lag` has no use for, which parsing the settings once imported
+NOT_FOR_LAG = ("dlq.discovery", "dlq.browse", "tracing.frames", "tracing.headers",
+               "opentelemetry", "httpx", "collectors.alerts.sinks", "collectors.alerts.book",
+               "collectors.snapshot_topic")
 
 _PROBE = """
 import json, sys
@@ -34,7 +40,8 @@ sys.exit(code)
 """
 
 
-def _modules(tmp_path: Path, *argv: str) -> tuple[int, str, set[str]]:
+def _modules(tmp_path: Path, *argv: str, full: bool = False) -> tuple[int, str, set[str]]:
+    """Exit code, stdout and the top-level packages imported (every module with `full`)."""
     (tmp_path / "none.toml").write_text("")
     env = {**os.environ, "LAGDECK_STATE_DIR": str(tmp_path),
            "LAGDECK_CONFIG": str(tmp_path / "none.toml")}
@@ -42,7 +49,8 @@ def _modules(tmp_path: Path, *argv: str) -> tuple[int, str, set[str]]:
                           text=True, timeout=120, env=env)
     marker = done.stderr.rindex("MODULES ")
     modules = set(json.loads(done.stderr[marker + len("MODULES "):]))
-    return done.returncode, done.stdout, {m.split(".")[0] for m in modules}
+    return done.returncode, done.stdout, modules if full else {m.split(".")[0]
+                                                              for m in modules}
 
 
 @pytest.mark.parametrize("argv", [("lag", "--help"), ("--help",)])
@@ -53,10 +61,17 @@ def test_help_imports_no_heavy_package(tmp_path: Path, argv: tuple[str, ...]) ->
 
 
 def test_lag_run_imports_only_what_lag_needs(tmp_path: Path, bootstrap: str) -> None:
-    code, out, roots = _modules(tmp_path, "-b", bootstrap, "lag", "--json", "--samples", "1")
+    code, out, modules = _modules(tmp_path, "-b", bootstrap, "lag", "--json", "--samples", "1",
+                                  full=True)
     assert code == 0
     assert "groups" in json.loads(out)
+    roots = {m.split(".")[0] for m in modules}
     assert not roots & set(HEAVY), sorted(roots & set(HEAVY))
+    unwanted = sorted(m for m in modules if any(m == n or m.startswith(n + ".")
+                                                for n in NOT_FOR_LAG))
+    assert not unwanted, unwanted
+    # the settings were parsed all the same: their light parsers are what was imported
+    assert {"dlq.options", "tracing.settings", "collectors.alerts.rules"} <= modules
     assert "kafka" in roots and "confluent_kafka" in roots  # what it does run on
 
 
