@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             collector.check_reachable(args.timeout)  # the timeout the user set
             snapshot = collector.refresh(args.group)
             for _ in range(args.samples - 1):
+                gc.collect()  # GC is off for the run: `--samples 500` must not grow unbounded
                 time.sleep(args.interval)
                 snapshot = collector.refresh(args.group)
             if not asked_samples:
