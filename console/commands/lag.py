@@ -10,14 +10,14 @@ matches nothing, 2 for bad usage (an invalid regex, a bad `[lag]` section).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from collectors.errors import NotFoundError, UsageError
+from collectors.gcpause import gc_paused
 from collectors.history import LagHistory
 from collectors.lag import TOPIC_DELETED, LagCollector, LagSettings, compile_group_regex
 from collectors.own_groups import REDRIVE_GROUP_PREFIX as GROUP_PREFIX
@@ -54,30 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """One run; the cyclic GC is off for it (see `_one_shot`)."""
-    with _one_shot():
-        return _run(args, ctx)
-
-
-@contextlib.contextmanager
-def _one_shot() -> Iterator[None]:
-    """No cyclic GC while one `lagdeck lag` runs.
+    """One run, with the cyclic GC off (`collectors.gcpause`).
 
     A run builds about ten objects per group partition (the history's samples,
     the broker's answer, the snapshot: ~1.5 million at 10,000 groups) and keeps
     most of them to the end; every gen-2 pass walks them all again, for no
-    garbage (they hold no cycles). The collector pauses GC during evaluation;
-    the history's first read and the group read (both in threads) and the output
-    ran with it on (user CPU at 10,000 groups: 4.4-5.1 s with it, 3.5-4.1 s without).
-    Restored after (tests call
-    `run` in-process)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    garbage. The collector pauses GC during evaluation only; the history's first
+    read and the group read (threads) and the output ran with it on (user CPU at
+    10,000 groups: 4.4-5.1 s with it, 3.5-4.1 s without). Restored after (tests
+    call `run` in-process); `--samples N` collects once between samples."""
+    with gc_paused():
+        return _run(args, ctx)
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:

@@ -15,7 +15,6 @@ rendered, which keeps a 10,000-row refresh within a frame
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from collectors.gcpause import gc_paused
 from collectors.untrusted import one_line
 from console import keymap as km
 
@@ -140,13 +140,10 @@ class KeyedTable(DataTable):
         # The sync allocates thousands of small acyclic objects; letting the cyclic
         # collector walk the table's whole heap again and again in the middle of it
         # was the largest and most variable part of a 10k-row refresh.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         try:
-            return self._sync(rows)
+            with gc_paused():
+                return self._sync(rows)
         finally:
-            if gc_was_enabled:
-                gc.enable()
             if self._deferred:
                 self._deferred = None
                 self.refresh()
