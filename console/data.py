@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collectors.alerts.loop import AlertLoop
 from collectors.alerts.rules import RuleSet, from_settings
@@ -36,6 +37,9 @@ from dlq.select import parse_where, picked_selector
 from tracing.flows import FlowMap
 from tracing.frames import PayloadDecoder
 from tracing.timeline import Timeline
+
+if TYPE_CHECKING:  # imported on first use at run time (the scanner is heavy)
+    from tracing.search import Tracer
 
 _log = get_logger("tui.data")
 
@@ -322,7 +326,7 @@ class KafkaSource:
 
     # -- timeline --------------------------------------------------------
 
-    def _shared_tracer(self) -> Any:
+    def _shared_tracer(self) -> Tracer:
         """The one tracer of the timeline and the flows (call with `_trace_lock` held)."""
         from tracing.search import Tracer  # loaded on first use: the scanner is heavy
 
@@ -335,16 +339,9 @@ class KafkaSource:
     def timeline(self, query: str) -> Timeline:
         """The order's events; the tracer (clients, correlation index) is kept between
         lookups so following an order re-reads only what arrived since."""
-        with self._trace_lock:
-            try:
-                return self._shared_tracer().find(query, since_seconds=self.since_seconds,
-                                         stuck_after_seconds=self.stuck_after_seconds)
-            except LagdeckError:
-                raise
-            except BaseException:
-                tracer, self._tracer = self._tracer, None
-                tracer.close()
-                raise
+        with self._tracing() as tracer:
+            return tracer.find(query, since_seconds=self.since_seconds,
+                               stuck_after_seconds=self.stuck_after_seconds)
 
     # -- flows -----------------------------------------------------------
 
@@ -353,15 +350,23 @@ class KafkaSource:
         (one correlation index, one lock: a tracer is not thread-safe)."""
         from tracing.flowquery import flows_from_index
 
+        with self._tracing() as tracer:
+            return flows_from_index(tracer, since_seconds=self.flows_since_seconds,
+                                    stuck_after_seconds=self.stuck_after_seconds)
+
+    @contextmanager
+    def _tracing(self) -> Iterator[Tracer]:
+        """The shared tracer under its lock (a tracer is not thread-safe). An unexpected
+        failure drops it, so the next lookup starts with fresh clients; a domain error
+        (`LagdeckError`: not found, bad input) keeps it."""
         with self._trace_lock:
+            tracer = self._shared_tracer()
             try:
-                return flows_from_index(self._shared_tracer(),
-                                        since_seconds=self.flows_since_seconds,
-                                        stuck_after_seconds=self.stuck_after_seconds)
+                yield tracer
             except LagdeckError:
                 raise
             except BaseException:
-                tracer, self._tracer = self._tracer, None
+                self._tracer = None
                 tracer.close()
                 raise
 
