@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -78,6 +78,15 @@ class Settings:
     def section(self, name: str) -> Mapping[str, Any]:
         value = self.data.get(name, {})
         return value if isinstance(value, Mapping) else {}
+
+    def known_section(self, name: str, keys: Sequence[str]) -> tuple[Mapping[str, Any], str]:
+        """`[name]` and where it is (`FILE: [name]`, for messages), its keys checked
+        against `keys`: a feature's parser called without the file check (tests,
+        benches, a source built by hand) still refuses a typo."""
+        where = f"{self.path or 'config'}: [{name}]"
+        section = self.section(name)
+        check_known_keys(section, keys, where)
+        return section, where
 
     @property
     def rules(self) -> list[Mapping[str, Any]]:
@@ -337,3 +346,10 @@ def require_bootstrap(cluster: ClusterConfig) -> str:
             "or choose a profile with --profile"
         )
     return cluster.bootstrap_servers
+
+
+def check_known_keys(section: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    """ConfigError naming the first key of `section` not in `keys`, and the known ones."""
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")

@@ -124,13 +124,7 @@ class LagSettings:
     def from_settings(cls, settings: Settings | None) -> LagSettings:
         if settings is None:
             return cls()
-        section = settings.section("lag")
-        where = f"{settings.path or 'config'}: [lag]"
-        unknown = sorted(set(section) - set(cls.KEYS))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r} (known: {', '.join(cls.KEYS)})"
-            )
+        section, where = settings.known_section("lag", cls.KEYS)
 
         def integer(key: str, default: int, minimum: int, maximum: int = 10**9) -> int:
             value = section.get(key, default)

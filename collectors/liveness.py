@@ -79,12 +79,7 @@ class OutageSettings:
     def from_settings(cls, settings: Settings | None) -> OutageSettings:
         if settings is None:
             return cls()
-        section = settings.section("outage")
-        where = f"{settings.path or 'config'}: [outage]"
-        unknown = sorted(set(section) - set(cls.KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} "
-                              f"(known: {', '.join(cls.KEYS)})")
+        section, where = settings.known_section("outage", cls.KEYS)
         values: dict[str, float] = {}
         for key in cls.KEYS:
             if key not in section:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from collectors.config import Settings
+from collectors.config import Settings, check_known_keys
 from collectors.durations import duration_seconds
 from collectors.errors import ConfigError, InvalidValue, LagdeckError
 from collectors.logs import get_logger
@@ -141,9 +141,7 @@ def _section(raw: object, where: str) -> Mapping[str, Any]:
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(raw) - set(KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(KEYS)})")
+    check_known_keys(raw, KEYS, where)
     return raw
 
 
