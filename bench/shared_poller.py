@@ -34,9 +34,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-
 from collectors.config import ClusterConfig
 from collectors.history import LagHistory
 from collectors.lag import LagCollector
@@ -44,7 +41,7 @@ from collectors.snapshot_topic import SnapshotPublisher, SnapshotReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lag_refresh import RequestCounter
+from lag_refresh import RequestCounter, add_groups, create_world
 from tui_cpu import cpu_seconds
 
 
@@ -67,33 +64,6 @@ class Requests(RequestCounter):
         with self.lock:
             by_type.update(self.batched)
         return sum(by_type.values()), by_type
-
-
-def setup(bootstrap: str, groups: int, topics: int, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [f"shared-bench-{i:02d}" for i in range(topics)]
-    for f in admin.create_topics([NewTopic(t, partitions, 1) for t in names],
-                                 operation_timeout=30, request_timeout=30).values():
-        f.result(timeout=60)
-    producer = Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1,
-                         "linger.ms": 0})
-    for t in names:
-        for p in range(partitions):
-            for _ in range(20):
-                producer.produce(t, b"x" * 64, partition=p)
-    producer.flush(60)
-    pending = []
-    for i in range(groups):
-        tps = [TopicPartition(names[i % topics], p, i % 20) for p in range(partitions)]
-        pending += admin.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(f"shared-bench-group-{i:04d}", tps)],
-            request_timeout=30).values()
-        if len(pending) >= 300:
-            for f in pending:
-                f.result(timeout=60)
-            pending = []
-    for f in pending:
-        f.result(timeout=60)
 
 
 def every(interval: float, stop: threading.Event, work, done: list[float]) -> None:
@@ -169,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     cluster = ClusterConfig({"bootstrap.servers": bootstrap})
     try:
         t0 = time.perf_counter()
-        setup(bootstrap, args.groups, args.topics, args.partitions)
+        # lag_refresh's world: topics of 20 records a partition, groups committed on
+        # every partition of one topic at random offsets
+        add_groups(bootstrap, 0, args.groups,
+                   create_world(bootstrap, args.topics, args.partitions, 20),
+                   args.partitions, 20, seed=7)
         print(f"setup: {args.groups} groups x {args.partitions} partitions in "
               f"{time.perf_counter() - t0:.1f}s on {bootstrap}; {args.consoles} consoles, "
               f"refresh every {args.interval:g}s, {args.duration:g}s per side")
-        regex = "^shared-bench-group-"
+        regex = "^bench-group-"
 
         # side A: every console polls
         direct = Requests()
