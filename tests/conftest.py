@@ -18,6 +18,8 @@ import pytest
 
 from collectors.config import ClusterConfig
 from console.embedded import EmbeddedBroker
+from tests.registry_server import RegistryServer
+from tests.sr_fixtures import Writers
 
 #: Consumer settings that make group joins fast on Tansu (see docs/broker-notes.md).
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
@@ -120,3 +122,19 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, every: fl
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+# -- Schema Registry: one stand-in registry and confluent-kafka's real serializers per module
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[RegistryServer]:
+    with RegistryServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def writers(registry: RegistryServer) -> Iterator[Writers]:
+    w = Writers(registry.url)
+    yield w
+    w.close()

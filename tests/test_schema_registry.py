@@ -31,19 +31,6 @@ SPRING = [("kafka_dlt-original-topic", b"orders"),
           ("kafka_dlt-exception-message", b"boom")]
 
 
-@pytest.fixture(scope="module")
-def registry():
-    with RegistryServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def writers(registry):
-    w = Writers(registry.url)
-    yield w
-    w.close()
-
-
 # -- the test registry answers as Confluent documents -------------------------------------
 
 

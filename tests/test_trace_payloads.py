@@ -13,8 +13,7 @@ import pytest
 from collectors.registry import RegistryConfig
 from console.cli import main
 from tests.conftest import create_topics, kp_producer
-from tests.registry_server import RegistryServer
-from tests.sr_fixtures import Writers, order_placed
+from tests.sr_fixtures import order_placed
 from tracing.search import SHARED_ID_ORDERS, Tracer, find_timeline
 from tracing.settings import TraceSettings
 
@@ -25,19 +24,6 @@ TRACE_TWO = "5bf92f3577b34da6a3ce929d0e0e4736"
 
 def traceparent(trace: str, span: str = "b7ad6b7169203331") -> bytes:
     return f"00-{trace}-{span}-01".encode()
-
-
-@pytest.fixture(scope="module")
-def registry():
-    with RegistryServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def writers(registry):
-    w = Writers(registry.url)
-    yield w
-    w.close()
 
 
 @pytest.fixture
