@@ -18,6 +18,7 @@ import pytest
 
 from collectors.config import ClusterConfig
 from console.embedded import EmbeddedBroker
+from tests.faults.cluster import FaultyBroker
 from tests.registry_server import RegistryServer
 from tests.sr_fixtures import Writers
 
@@ -138,3 +139,19 @@ def writers(registry: RegistryServer) -> Iterator[Writers]:
     w = Writers(registry.url)
     yield w
     w.close()
+
+
+# -- fault injection: a broker that can be SIGKILLed and restarted, or reached through a proxy
+
+
+@pytest.fixture
+def killable(tmp_path: Path) -> Iterator[FaultyBroker]:
+    with FaultyBroker(tmp_path / "broker-logs") as broker:
+        yield broker
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> Iterator[FaultyBroker]:
+    """The broker behind `tests/faults/proxy.py` (blackhole, cut, delay)."""
+    with FaultyBroker(tmp_path / "broker-logs", proxy=True) as broker:
+        yield broker

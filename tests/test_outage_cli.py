@@ -15,7 +15,6 @@ import gc
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,6 @@ from tracing.settings import from_settings
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path / "logs", proxy=True) as broker:
-        yield broker
 
 
 def test_commands_fail_with_one_line_when_the_cluster_does_not_answer(

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,18 +35,6 @@ pytestmark = pytest.mark.integration
 N = 2400
 BATCH = 200
 RATE = 800
-
-
-@pytest.fixture
-def killable(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path / "logs") as broker:
-        yield broker
-
-
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path / "logs", proxy=True) as broker:
-        yield broker
 
 
 def write_dead_letters(cluster, dlq: str, target: str) -> None:

@@ -11,7 +11,6 @@ real local webhook.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,18 +34,6 @@ def rules_file(path: Path, *urls: str) -> Path:
 
 def unreachable_notices(hook: Receiver) -> list[str]:
     return [b["event"] for b in hook.received() if b["rule"] == RULE]
-
-
-@pytest.fixture
-def killable(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path / "broker-log") as broker:
-        yield broker
-
-
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[FaultyBroker]:
-    with FaultyBroker(tmp_path / "proxied-log", proxy=True) as broker:
-        yield broker
 
 
 def test_killed_broker_fires_once_per_outage_to_every_sink_and_resolves(
