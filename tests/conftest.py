@@ -13,14 +13,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from collectors.config import ClusterConfig
 from console.embedded import EmbeddedBroker
 from tests.faults.cluster import FaultyBroker
-from tests.registry_server import RegistryServer
-from tests.sr_fixtures import Writers
+
+if TYPE_CHECKING:
+    from tests.registry_server import RegistryServer
+    from tests.sr_fixtures import Writers
 
 #: Consumer settings that make group joins fast on Tansu (see docs/broker-notes.md).
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
@@ -130,12 +133,16 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, every: fl
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[RegistryServer]:
+    from tests.registry_server import RegistryServer  # serializers: imported when used
+
     with RegistryServer() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def writers(registry: RegistryServer) -> Iterator[Writers]:
+    from tests.sr_fixtures import Writers
+
     w = Writers(registry.url)
     yield w
     w.close()
