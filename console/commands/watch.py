@@ -111,14 +111,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _say_chosen_port(metrics: str | None, sinks: Sequence[Sink]) -> None:
     """With `--metrics-port 0` the system picks the port: say which on stderr (the log
     alone is no place to look for where to point a scraper)."""
-    if metrics is None:
+    if metrics is None:  # no Prometheus sink: do not import its exporter for nothing
         return
-    from collectors.alerts.sinks.prometheus import PrometheusSink, parse_listen
+    from collectors.alerts.sinks.prometheus import PrometheusSink
 
-    if parse_listen(metrics)[1] != 0:
-        return
     for sink in sinks:
-        if isinstance(sink, PrometheusSink):
+        if isinstance(sink, PrometheusSink) and sink.port_chosen:
             sys.stderr.write(f"lagdeck: serving metrics at http://{sink.host}:{sink.port}"
                              "/metrics\n")
             sys.stderr.flush()

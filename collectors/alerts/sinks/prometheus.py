@@ -73,6 +73,8 @@ class PrometheusSink:
                              f"{exc.strerror or exc}") from None
         self.host = host
         self.port = int(self._server.server_address[1])
+        #: port 0 asked the system for one: the operator must be told which
+        self.port_chosen = port == 0
         self.label = f"prometheus http://{host}:{self.port}/metrics"
         self._lock = threading.Lock()
         self._latest: LagSnapshot | None = None
