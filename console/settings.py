@@ -90,7 +90,22 @@ class SectionParser:
     def checks(self) -> dict[str, SectionCheck]:
         out: dict[str, SectionCheck] = {name: partial(self._parse, name) for name in _PARSERS}
         out["keymap"] = self._parse_keymap
+        out["schema_registry"] = self._check_registry
         return out
+
+    def _check_registry(self, section: Any) -> list[Problem]:
+        """`[schema_registry]`: checked here with the rest (a `timeout = "1h"` used to
+        show only when a command first decoded a payload); the client itself is built
+        by `collectors.registry.registry_config` when a command needs one."""
+        from collectors.registry import registry_config
+
+        if not isinstance(section, Mapping) or validate({"schema_registry": section}):
+            return []  # the schema reports names and types; meanings need them right
+        try:
+            registry_config(Settings(data={"schema_registry": section}))
+        except ConfigError as exc:
+            return [_problem("schema_registry", section, str(exc))]
+        return []
 
     def _parse(self, name: str, section: Any) -> list[Problem]:
         if not isinstance(section, Mapping) or validate({name: section}):

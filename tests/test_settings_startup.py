@@ -55,6 +55,23 @@ def test_a_command_reports_every_bad_section_at_start_up(tmp_path: Path, capsys)
     _expect_all_three(capsys.readouterr().err, path)
 
 
+@pytest.mark.parametrize(("value", "problem"), [
+    ('"1h"', "timeout: must be a number of seconds or a duration between 0 and 300s"),
+    ('"5 parsecs"', "timeout: expected a duration"),
+])
+def test_a_bad_schema_registry_section_is_reported_at_start_up(tmp_path: Path, capsys,
+                                                               value: str,
+                                                               problem: str) -> None:
+    # `lag` decodes no payload: the registry section used to be checked only by a
+    # command that built the client (trace, dlq show), after it had started
+    path = tmp_path / "config.toml"
+    path.write_text(f'[schema_registry]\nurl = "http://sr:8081"\ntimeout = {value}\n')
+    assert main(["--config", str(path), "-b", "127.0.0.1:1", "lag"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lagdeck: error: {path}:3: [schema_registry] {problem}"), err
+    assert err.count("\n") == 1, err
+
+
 def test_the_tui_reports_them_before_the_app_opens(tmp_path: Path, capsys,
                                                    monkeypatch) -> None:
     from console.app import LagdeckApp
