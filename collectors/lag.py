@@ -49,15 +49,22 @@ from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.gcpause import gc_paused
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
-from collectors.snapshots import SEVERITY, GroupLag, LagSnapshot, Member, PartitionLag, Status
+from collectors.snapshots import (
+    SEVERITY,
+    GroupLag,
+    LagSnapshot,
+    Member,
+    PartitionLag,
+    Status,
+    partition_lag,
+)
 from collectors.status import (
     Sample,
     StatusPolicy,
-    Verdict,
     allowed_lag_for,
+    evaluate_current,
     evaluate_group,
     evaluate_window,
-    partition_status,
 )
 from collectors.timelag import Point, ReadRequest, ReadRun, TimeLag
 
@@ -555,17 +562,44 @@ class LagCollector:
             return self._evaluate(view)
 
     def _evaluate(self, view: BrokerView) -> LagSnapshot:
+        """Three passes over the group partitions (100,000 at 10,000 groups), each doing
+        all its work at once: the samples (and the offsets groups are behind at), the
+        verdicts (while exact reads run in a thread), then the snapshot. Results go from
+        one pass to the next in lists in the same order, not in dicts keyed by tuples."""
         now = view.taken_at
         opts = self.options
+        ends = view.ends
         # partitions whose end offset went down were recreated: forget cached record times
-        for tp, end in view.ends.items():
+        for tp, end in ends.items():
             if tp in self._last_end and end < self._last_end[tp]:
                 for stale in [k for k in self._timestamps if k[:2] == tp]:
                     del self._timestamps[stale]
             self._last_end[tp] = end
 
+        # pass 1: a sample (and its history key) per group partition with a known end
+        # offset, in group order; and how many group partitions are behind at each
+        # (topic, partition, committed offset), what lag in seconds is worked out for
+        new = tuple.__new__
+        samples: list[PartitionSample] = []
+        keys: list[tuple[str, str, int]] = []
+        behind: dict[tuple[str, int, int], int] = {}
+        for d in view.groups:
+            group, active = d.group, d.active
+            for tp, committed in d.committed.items():
+                end = ends.get(tp)
+                if end is None and tp not in ends:
+                    continue
+                topic, partition = tp
+                # tuple.__new__ skips the named tuple's Python-level __new__
+                samples.append(new(PartitionSample,
+                                   (group, topic, partition, committed, end, active)))
+                keys.append((group, topic, partition))
+                if committed is not None and end is not None and end > committed:
+                    at = (topic, partition, committed)
+                    behind[at] = behind.get(at, 0) + 1
+
         # exact reads go to the broker in a thread while statuses are judged here
-        estimates, lagging, rounds = self._plan_time_lags(view)
+        times, rounds = self._plan_time_lags(view, behind)
         reads: dict[tuple[str, int, int], tuple[int, float]] = {}
         tried: set[tuple[str, int, int]] = set()
         reader = None
@@ -577,41 +611,36 @@ class LagCollector:
             )
             reader.start()
 
-        ends = view.ends
-        samples: list[PartitionSample] = []
-        for d in view.groups:
-            group, active = d.group, d.active
-            samples += [PartitionSample(group, tp[0], tp[1], committed, ends[tp], active)
-                        for tp, committed in d.committed.items() if tp in ends]
-        # a PartitionSample is a named tuple: its first three fields are the history's key
-        windows = self.history.windows(self.key, [s[:3] for s in samples], LOOKBACK)
+        windows = self.history.windows(self.key, keys, LOOKBACK)
         # samples and end offsets are stored now (with `background_writes`, SQLite inserts
         # them on the other core while statuses are judged); record times and group
         # totals, known only after, follow in a second, small write
         self.history.record(
             self.key, now, samples=samples,
-            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()],
+            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in ends.items()],
             background=self._background_writes,
         )
-        verdicts: dict[tuple[str, str, int], Verdict] = {}
+
+        # pass 2: the verdict of each sample, (status, reason), in the samples' order
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
         policy = opts.policy
-        for s in samples:
-            group, _topic, _partition, committed, end_now, active = s
-            if committed is None:
+        verdicts: list[tuple[Status, str] | None] = []
+        judged = verdicts.append
+        window_of = windows.get
+        for s, key in zip(samples, keys, strict=True):
+            committed, end = s[3], s[4]
+            if committed is None or end is None:
+                judged(None)  # the snapshot says why without a verdict
                 continue
-            key = s[:3]
-            allowed = allowed_by_group[group]
-            window = windows.get(key)
-            if not window or window[-1].time < now:
-                lag = None if end_now is None else max(0, end_now - committed)
-                if lag is not None and lag <= allowed:
-                    # caught up (within allowed_lag): judged from the current lag alone
-                    verdicts[key] = partition_status([], [], lag, now, allowed_lag=allowed)
-                    continue
-                window = [*(window or ()), Sample(now, committed, end_now, active)]
-            # the history's windows are in time order, and `now` is after them
-            verdicts[key] = evaluate_window(window, policy=policy, allowed_lag=allowed)
+            window = window_of(key)
+            if not window or window[-1][0] < now:
+                # the history's windows are in time order, and `now` is after them
+                judged(evaluate_current(window or (), now, committed, end, s[5],
+                                        policy=policy, allowed_lag=allowed_by_group[s[0]]))
+            else:  # the history already holds a sample this recent: judge its window
+                verdict = evaluate_window(window, policy=policy,
+                                          allowed_lag=allowed_by_group[s[0]])
+                judged((verdict.status, verdict.reason))
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
@@ -619,31 +648,59 @@ class LagCollector:
             self._unreadable = {k: t for k, t in self._unreadable.items()
                                 if now - t < UNREADABLE_RETRY}
             self._unreadable.update(dict.fromkeys(unresolved, now))
-        lags = dict(estimates)
-        if reads:
-            exact = {at: timelag.exact(ts, now) for at, (_offset, ts) in reads.items()}
-            for key, committed in lagging.items():
-                hit = exact.get((key[1], key[2], committed))
-                if hit is not None:
-                    lags[key] = hit
+        for at, (_offset, ts) in reads.items():
+            if at in times:
+                times[at] = timelag.exact(ts, now)
         self.last_stats.update(
-            lagging=len(lagging), exact_reads=len(reads),
-            exact=sum(1 for v in lags.values() if v.method == timelag.EXACT),
+            lagging=sum(behind.values()), exact_reads=len(reads),
+            exact=sum(n for at, n in behind.items() if times[at].method == timelag.EXACT),
             exact_planned=sum(len(run.offsets) for r in rounds for run in r),
         )
 
+        # pass 3: the snapshot, group by group, partitions in (topic, partition) order
         groups: list[GroupLag] = []
-        partition = self._partition
+        topics = view.topics
+        build = partition_lag
+        j = 0  # the next sample (and verdict): samples follow each group's `committed`
         for d in view.groups:
-            group = d.group
-            allowed = allowed_by_group[group]
-            parts = []
-            for tp in sorted(d.committed):
-                key = (group, tp[0], tp[1])
-                parts.append(partition(d, tp, view, lags.get(key), verdicts.get(key)))
-            parts += [_vanished_partition(tp, committed) for tp, committed
-                      in sorted(d.vanished.items())]
-            groups.append(_group(d, parts, allowed))
+            parts: list[PartitionLag] = []
+            errors = d.partition_errors
+            previous: TP | None = None
+            in_order = True
+            for tp, committed in d.committed.items():
+                if previous is not None and tp < previous:
+                    in_order = False
+                previous = tp
+                end = ends.get(tp)
+                verdict = None
+                if end is not None or tp in ends:
+                    verdict = verdicts[j]
+                    j += 1
+                topic, partition = tp
+                count = topics.get(topic)
+                if (end is None or count is None or partition >= count
+                        or (errors and errors.get(tp) is not None)):
+                    parts.append(_partition_error(d, tp, view))
+                elif committed is None or verdict is None:
+                    parts.append(build(topic, partition, None, end, None, None,
+                                       timelag.UNKNOWN, Status.OK, None,
+                                       "no committed offset"))
+                else:
+                    lag = end - committed
+                    if lag > 0:
+                        lag_s = times.get((topic, partition, committed))
+                        seconds, method = ((None, timelag.UNKNOWN) if lag_s is None
+                                           else (lag_s.seconds, lag_s.method))
+                    else:
+                        lag, seconds, method = 0, 0.0, timelag.ZERO
+                    parts.append(build(topic, partition, committed, end, lag, seconds,
+                                       method, verdict[0], None, verdict[1]))
+            if not in_order:
+                parts.sort(key=_partition_order)
+            if d.vanished:
+                parts += [_vanished_partition(tp, committed) for tp, committed
+                          in sorted(d.vanished.items())]
+            groups.append(_group(d, parts, allowed_by_group[d.group]))
 
         points = [(t, p, timelag.record_point(actual, ts), "record")
                   for (t, p, _asked), (actual, ts) in reads.items()]
@@ -657,83 +714,44 @@ class LagCollector:
                            groups_on_cluster=view.listed, offsets_via=view.offsets_via,
                            offsets_via_reason=view.offsets_via_reason)
 
-    @staticmethod
-    def _partition(d: GroupData, tp: TP, view: BrokerView, lag_s: TimeLag | None,
-                   verdict: Verdict | None) -> PartitionLag:
-        committed = d.committed[tp]
-        topic, partition = tp
-        end = view.ends.get(tp)
-        error: str | None = d.partition_errors.get(tp)
-        if error is None:
-            if topic not in view.topics:
-                error = TOPIC_DELETED
-            elif partition >= view.topics[topic]:
-                error = PARTITION_UNKNOWN
-            elif end is None:
-                error = f"end offset unknown: {view.end_errors.get(tp, 'no answer')}"
-        if error is not None or end is None:
-            error = error or "end offset unknown"
-            return PartitionLag(topic, partition, committed, end, None, None, timelag.UNKNOWN,
-                                Status.ERR, error=error, status_reason=error)
-        if committed is None or verdict is None:
-            return PartitionLag(topic, partition, None, end, None, None, timelag.UNKNOWN,
-                                Status.OK, status_reason="no committed offset")
-        lag = end - committed
-        if lag < 0:
-            lag = 0
-        if lag_s is None:
-            lag_s = TimeLag(0.0, timelag.ZERO) if lag == 0 else TimeLag(None, timelag.UNKNOWN)
-        return PartitionLag(topic, partition, committed, end, lag, lag_s.seconds, lag_s.method,
-                            verdict.status, status_reason=verdict.reason)
-
     # ---------------------------------------------------------- lag in seconds
 
     def _plan_time_lags(
-        self, view: BrokerView
-    ) -> tuple[dict[tuple, TimeLag], dict[tuple, int], list[list[ReadRun]]]:
-        """Estimates (or cached exact values) for every lagging group partition, and the
-        exact reads worth doing this refresh, in rounds."""
+        self, view: BrokerView, behind: Mapping[tuple[str, int, int], int]
+    ) -> tuple[dict[tuple[str, int, int], TimeLag], list[list[ReadRun]]]:
+        """Estimates (or cached exact values) for every (topic, partition, committed
+        offset) some group is behind at, and the exact reads worth doing this refresh,
+        in rounds. Groups at the same offset of a partition share the answer and the
+        read request (a request depends only on the partition and the offset)."""
+        if not behind:
+            return {}, []
         now = view.taken_at
-        lagging: dict[tuple[str, str, int], int] = {}
-        for d in view.groups:
-            for tp, committed in d.committed.items():
-                end = view.ends.get(tp)
-                if committed is not None and end is not None and end > committed:
-                    lagging[(d.group, *tp)] = committed
-        if not lagging:
-            return {}, {}, []
-        tps = {k[1:] for k in lagging}
+        tps = {at[:2] for at in behind}
         history = self.history.points(self.key, tps)
         tables = {tp: timelag.Table.of(timelag.build_table(history.get(tp, []), view.ends[tp],
                                                           now))
                   for tp in tps}
-        out: dict[tuple, TimeLag] = {}
-        # groups at the same offset of a partition share its answer and its read request
-        # (a request depends only on the partition and the offset: plan_reads keeps one)
-        by_offset: dict[tuple[str, int, int], TimeLag] = {}
+        out: dict[tuple[str, int, int], TimeLag] = {}
         requests: list[ReadRequest] = []
-        for key, committed in lagging.items():
-            at = (key[1], key[2], committed)
-            known = by_offset.get(at)
-            if known is not None:
-                out[key] = known
-                continue
-            tp = key[1:]
-            end = view.ends[tp]
-            cached = self._timestamps.get(at)
+        cache = self._timestamps
+        for at in behind:
+            topic, partition, committed = at
+            cached = cache.get(at)
             if cached is not None:
-                self._timestamps.move_to_end(at)
-                out[key] = by_offset[at] = timelag.exact(cached[1], now)
+                cache.move_to_end(at)
+                out[at] = timelag.exact(cached[1], now)
                 continue
+            tp = (topic, partition)
+            end = view.ends[tp]
             estimate = timelag.estimate_from_table(committed, end, tables[tp], now)
-            out[key] = by_offset[at] = estimate
+            out[at] = estimate
             failed_at = self._unreadable.get(at)
             if failed_at is not None and now - failed_at < UNREADABLE_RETRY:
                 continue
             blind = estimate.method in (timelag.EXTRAPOLATED, timelag.UNKNOWN)
-            requests.append(ReadRequest(tp[0], tp[1], committed, end - committed, blind))
+            requests.append(ReadRequest(topic, partition, committed, end - committed, blind))
         rounds = timelag.plan_reads(requests, self.options.exact_max_reads)
-        return out, lagging, rounds
+        return out, rounds
 
     def _read_timestamps(
         self, rounds: list[list[ReadRun]], budget: float,
@@ -895,6 +913,28 @@ def _vanished_partition(tp: TP, committed: int | None) -> PartitionLag:
     return PartitionLag(tp[0], tp[1], committed, None, None, None, timelag.UNKNOWN, Status.ERR,
                         error=TOPIC_DELETED,
                         status_reason=f"{TOPIC_DELETED}: the group had offsets on it")
+
+
+def _partition_order(p: PartitionLag) -> TP:
+    return (p.topic, p.partition)
+
+
+def _partition_error(d: GroupData, tp: TP, view: BrokerView) -> PartitionLag:
+    """A partition that cannot be judged: OffsetFetch said why, its topic or partition
+    is gone, or its end offset is unknown (ERR, with the reason)."""
+    topic, partition = tp
+    end = view.ends.get(tp)
+    error: str | None = d.partition_errors.get(tp)
+    if error is None:
+        if topic not in view.topics:
+            error = TOPIC_DELETED
+        elif partition >= view.topics[topic]:
+            error = PARTITION_UNKNOWN
+        elif end is None:
+            error = f"end offset unknown: {view.end_errors.get(tp, 'no answer')}"
+    error = error or "end offset unknown"
+    return PartitionLag(topic, partition, d.committed[tp], end, None, None, timelag.UNKNOWN,
+                        Status.ERR, error=error, status_reason=error)
 
 
 def _group(d: GroupData, parts: Iterable[PartitionLag], allowed: int) -> GroupLag:
