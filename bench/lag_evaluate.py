@@ -131,15 +131,20 @@ def build_view(args: argparse.Namespace, r: int) -> Any:
                 committed[tp] = None if p % 3 == 0 else base + r * 9
         if kind == "late":
             name = f"svc-new-{r}-{i:05d}"  # a group seen for the first time: not judged yet
+        vanished: dict[tuple[str, int], int | None] = {}
         if kind == "errors":
             committed[("gone-topic", 0)] = 17  # a deleted topic Kafka still has offsets on
             committed[(topic, args.partitions + 2)] = 4  # past the topic's partitions
             if i % 3 == 0:
                 error = "describe: timed out"
+            if i % 2 == 0:  # offsets the history knows on a topic deleted since
+                vanished = {("old-topic", 1): 5, ("old-topic", 0): None}
+        if kind == "no-commit" and i % 3 == 0:  # only offsets on deleted topics: a ghost
+            committed, vanished = {}, {("old-topic", 2): 9}
         if state == "STABLE" and i % 5 == 0:
             members = (Member(f"m-{i}", "svc", "/10.0.0.1", ((topic, 0),)),)
         groups.append(GroupData(name, state, members if state == "STABLE" else (),
-                                committed, partition_errors, error))
+                                committed, partition_errors, error, vanished))
     if args.scenario == "mixed" and args.topics > 1:
         # one partition whose end offset could not be read this round
         end_errors[("topic-001", 0)] = "NOT_LEADER_FOR_PARTITION"

@@ -56,6 +56,7 @@ from collectors.snapshots import (
     Member,
     PartitionLag,
     Status,
+    group_lag,
     partition_lag,
 )
 from collectors.status import (
@@ -66,7 +67,7 @@ from collectors.status import (
     evaluate_group,
     evaluate_window,
 )
-from collectors.timelag import Point, ReadRequest, ReadRun, TimeLag
+from collectors.timelag import Point, ReadRun, TimeLag
 
 _log = get_logger("lag")
 
@@ -657,16 +658,21 @@ class LagCollector:
             exact_planned=sum(len(run.offsets) for r in rounds for run in r),
         )
 
-        # pass 3: the snapshot, group by group, partitions in (topic, partition) order
+        # pass 3: the snapshot, group by group, partitions in (topic, partition) order;
+        # the group's figures are folded in as its partitions are built (as `_group`)
         groups: list[GroupLag] = []
         topics = view.topics
         build = partition_lag
+        severity = SEVERITY
         j = 0  # the next sample (and verdict): samples follow each group's `committed`
         for d in view.groups:
             parts: list[PartitionLag] = []
             errors = d.partition_errors
             previous: TP | None = None
             in_order = True
+            worst: PartitionLag | None = None
+            worst_severity, worst_lag, total = -1, 0, 0
+            max_seconds: float | None = None
             for tp, committed in d.committed.items():
                 if previous is not None and tp < previous:
                     in_order = False
@@ -680,11 +686,12 @@ class LagCollector:
                 count = topics.get(topic)
                 if (end is None or count is None or partition >= count
                         or (errors and errors.get(tp) is not None)):
-                    parts.append(_partition_error(d, tp, view))
+                    p = _partition_error(d, tp, view)
+                    status, lag, seconds = p.status, p.lag, p.lag_seconds
                 elif committed is None or verdict is None:
-                    parts.append(build(topic, partition, None, end, None, None,
-                                       timelag.UNKNOWN, Status.OK, None,
-                                       "no committed offset"))
+                    status, lag, seconds = Status.OK, None, None
+                    p = build(topic, partition, None, end, None, None, timelag.UNKNOWN, status,
+                              None, "no committed offset")
                 else:
                     lag = end - committed
                     if lag > 0:
@@ -693,14 +700,40 @@ class LagCollector:
                                            else (lag_s.seconds, lag_s.method))
                     else:
                         lag, seconds, method = 0, 0.0, timelag.ZERO
-                    parts.append(build(topic, partition, committed, end, lag, seconds,
-                                       method, verdict[0], None, verdict[1]))
-            if not in_order:
+                    status = verdict[0]
+                    p = build(topic, partition, committed, end, lag, seconds, method, status,
+                              None, verdict[1])
+                parts.append(p)
+                rank = severity[status]
+                if rank > worst_severity or (rank == worst_severity and (lag or 0) > worst_lag):
+                    worst, worst_severity, worst_lag = p, rank, lag or 0
+                if lag is not None:
+                    total += lag
+                if seconds is not None and (max_seconds is None or seconds > max_seconds):
+                    max_seconds = seconds
+            allowed = allowed_by_group[d.group]
+            if not in_order:  # the first of equals depends on the order: fold it again
                 parts.sort(key=_partition_order)
-            if d.vanished:
                 parts += [_vanished_partition(tp, committed) for tp, committed
                           in sorted(d.vanished.items())]
-            groups.append(_group(d, parts, allowed_by_group[d.group]))
+                groups.append(_group(d, parts, allowed))
+                continue
+            if d.vanished:
+                gone = [_vanished_partition(tp, committed) for tp, committed
+                        in sorted(d.vanished.items())]
+                # ERR with no lag: the first of them is the worst unless an ERR came before
+                if worst_severity < severity[Status.ERR]:
+                    worst = gone[0]
+                parts += gone
+            error = d.error
+            if error is not None:
+                status, reason = Status.ERR, error
+            elif worst is not None:
+                status, reason = worst.status, worst.status_reason
+            else:
+                status, reason = Status.OK, "no committed offsets"
+            groups.append(group_lag(d.group, d.state, status, total, max_seconds, tuple(parts),
+                                    d.members, error, reason, allowed))
 
         points = [(t, p, timelag.record_point(actual, ts), "record")
                   for (t, p, _asked), (actual, ts) in reads.items()]
@@ -732,7 +765,8 @@ class LagCollector:
                                                           now))
                   for tp in tps}
         out: dict[tuple[str, int, int], TimeLag] = {}
-        requests: list[ReadRequest] = []
+        # (topic, partition, offset, lag, blind) of each offset worth an exact read
+        candidates: list[tuple[str, int, int, int, bool]] = []
         cache = self._timestamps
         for at in behind:
             topic, partition, committed = at
@@ -749,8 +783,8 @@ class LagCollector:
             if failed_at is not None and now - failed_at < UNREADABLE_RETRY:
                 continue
             blind = estimate.method in (timelag.EXTRAPOLATED, timelag.UNKNOWN)
-            requests.append(ReadRequest(topic, partition, committed, end - committed, blind))
-        rounds = timelag.plan_reads(requests, self.options.exact_max_reads)
+            candidates.append((topic, partition, committed, end - committed, blind))
+        rounds = timelag.plan_distinct_reads(candidates, self.options.exact_max_reads)
         return out, rounds
 
     def _read_timestamps(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -325,24 +326,19 @@ def evaluate_current(
     held = 1  # the current sample
     since = now
     stop = active is False  # every sample of the run inactive and lagging so far
-    before: Sample | None = None  # the newest sample before the run
-    i = len(history) - 1
-    while i >= 0:
-        s = history[i]
-        c = s[1]
-        if c is not None:
-            if c != committed:
-                before = s
-                break
-            held += 1
-            since = s[0]
-            if stop:
-                e = s[2]
-                # every lag known and above allowed_lag; max(0, x) > a is x > a for a >= 0
-                if s[3] is not False or e is None or (allowed_lag >= 0
-                                                       and e - committed <= allowed_lag):
-                    stop = False
-        i -= 1
+    before: float | None = None  # the time of the newest sample before the run
+    # lagging above allowed_lag: max(0, x) > a is x > a for a >= 0 (else: any lag)
+    ceiling = committed + allowed_lag if allowed_lag >= 0 else -math.inf
+    for t, c, e, a in reversed(history):
+        if c is None:
+            continue
+        if c != committed:
+            before = t
+            break
+        held += 1
+        since = t
+        if stop and (a is not False or e is None or e <= ceiling):
+            stop = False
     known = held if before is None else held + 1  # samples with an offset, at least
     if known < policy.min_samples or window < policy.min_samples:
         have = min(window, 1 + sum(1 for s in history if s[1] is not None))
@@ -353,8 +349,7 @@ def evaluate_current(
     if stop:
         span = now - since
         if span > grace:
-            words, when = _stop_words(now, since, None if before is None else before[0],
-                                      grace)
+            words, when = _stop_words(now, since, before, grace)
             return Status.STOP, (f"no commit for {words} of sampling (offset {committed}) "
                                  f"while lag is {lag} and no member is active; {when}")
     return _burrow(history, now, committed, end, active, lag, now - since, window,
@@ -367,7 +362,7 @@ def _burrow(history: Sequence[Sample], now: float, committed: int, end: int,
     """`partition_status` over the newest `window` commits (`commits_from_samples`) of
     the samples, in one walk from the newest: every rule folded as the commits come."""
     ordered = [s for s in history if s[1] is not None]
-    ordered.append(Sample(now, committed, end, active))
+    ordered.append((now, committed, end, active))
     i = len(ordered) - 1
     count = 0  # commits collected
     visited = 0  # samples walked (the newest `window` of them give "recent" end offsets)
@@ -381,23 +376,22 @@ def _burrow(history: Sequence[Sample], now: float, committed: int, end: int,
     not_decreasing = True
     newer_lag: int | None = None  # the known lag of the nearest newer commit
     while i >= 0 and count < window:
-        s = ordered[i]
-        offset = s[1]
-        e = s[2]
+        t, offset, e, a = ordered[i]
         if visited < window:
             visited += 1
             if e is not None and (min_end is None or e < min_end):
                 min_end = e
-        if i == 0 or offset != ordered[i - 1][1] or s[3]:
+        # Burrow's commits from samples: a new offset, or the same one while members hold it
+        if i == 0 or a or offset != ordered[i - 1][1]:
             if count == 0:
-                newest, newest_time = offset, s[0]
+                newest, newest_time = offset, t
             else:
                 if newer < offset:
                     back = newer
                 if offset != newer:
                     stalled = False
             newer = oldest = offset
-            oldest_time = s[0]
+            oldest_time = t
             if e is not None:
                 commit_lag = e - offset if e > offset else 0
                 if commit_lag <= allowed_lag:
