@@ -583,12 +583,18 @@ class LagCollector:
         new = tuple.__new__
         samples: list[PartitionSample] = []
         keys: list[tuple[str, str, int]] = []
+        #: per sample: (topic, partition, committed) when the group is behind there
+        ats: list[tuple[str, int, int] | None] = []
+        #: per group: every partition of it has a sample (its end offset is known)
+        whole: list[bool] = []
         behind: dict[tuple[str, int, int], int] = {}
         for d in view.groups:
             group, active = d.group, d.active
+            complete = True
             for tp, committed in d.committed.items():
                 end = ends.get(tp)
                 if end is None and tp not in ends:
+                    complete = False
                     continue
                 topic, partition = tp
                 # tuple.__new__ skips the named tuple's Python-level __new__
@@ -598,6 +604,10 @@ class LagCollector:
                 if committed is not None and end is not None and end > committed:
                     at = (topic, partition, committed)
                     behind[at] = behind.get(at, 0) + 1
+                    ats.append(at)
+                else:
+                    ats.append(None)
+            whole.append(complete)
 
         # exact reads go to the broker in a thread while statuses are judged here
         times, rounds = self._plan_time_lags(view, behind)
@@ -636,8 +646,8 @@ class LagCollector:
             window = window_of(key)
             if not window or window[-1][0] < now:
                 # the history's windows are in time order, and `now` is after them
-                judged(evaluate_current(window or (), now, committed, end, s[5],
-                                        policy=policy, allowed_lag=allowed_by_group[s[0]]))
+                judged(evaluate_current(window or (), now, committed, end, s[5], policy,
+                                        allowed_by_group[s[0]]))
             else:  # the history already holds a sample this recent: judge its window
                 verdict = evaluate_window(window, policy=policy,
                                           allowed_lag=allowed_by_group[s[0]])
@@ -662,10 +672,12 @@ class LagCollector:
         # the group's figures are folded in as its partitions are built (as `_group`)
         groups: list[GroupLag] = []
         topics = view.topics
+        # partitions with an end offset whose topic or partition is unknown (usually none)
+        bad_ends = {tp for tp in ends if tp[0] not in topics or tp[1] >= topics[tp[0]]}
         build = partition_lag
         severity = SEVERITY
         j = 0  # the next sample (and verdict): samples follow each group's `committed`
-        for d in view.groups:
+        for d, complete in zip(view.groups, whole, strict=True):
             parts: list[PartitionLag] = []
             errors = d.partition_errors
             previous: TP | None = None
@@ -677,31 +689,32 @@ class LagCollector:
                 if previous is not None and tp < previous:
                     in_order = False
                 previous = tp
-                end = ends.get(tp)
-                verdict = None
-                if end is not None or tp in ends:
-                    verdict = verdicts[j]
+                if complete:
+                    end, verdict, at = samples[j][4], verdicts[j], ats[j]
                     j += 1
-                topic, partition = tp
-                count = topics.get(topic)
-                if (end is None or count is None or partition >= count
+                else:
+                    end, verdict, at = ends.get(tp), None, None
+                    if end is not None or tp in ends:
+                        verdict, at = verdicts[j], ats[j]
+                        j += 1
+                if (end is None or (bad_ends and tp in bad_ends)
                         or (errors and errors.get(tp) is not None)):
                     p = _partition_error(d, tp, view)
                     status, lag, seconds = p.status, p.lag, p.lag_seconds
                 elif committed is None or verdict is None:
                     status, lag, seconds = Status.OK, None, None
-                    p = build(topic, partition, None, end, None, None, timelag.UNKNOWN, status,
+                    p = build(tp[0], tp[1], None, end, None, None, timelag.UNKNOWN, status,
                               None, "no committed offset")
                 else:
                     lag = end - committed
                     if lag > 0:
-                        lag_s = times.get((topic, partition, committed))
+                        lag_s = None if at is None else times.get(at)
                         seconds, method = ((None, timelag.UNKNOWN) if lag_s is None
                                            else (lag_s.seconds, lag_s.method))
                     else:
                         lag, seconds, method = 0, 0.0, timelag.ZERO
                     status = verdict[0]
-                    p = build(topic, partition, committed, end, lag, seconds, method, status,
+                    p = build(tp[0], tp[1], committed, end, lag, seconds, method, status,
                               None, verdict[1])
                 parts.append(p)
                 rank = severity[status]

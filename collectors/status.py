@@ -295,7 +295,6 @@ def evaluate_current(
     committed: int,
     end: int,
     active: bool | None,
-    *,
     policy: StatusPolicy = StatusPolicy(),
     allowed_lag: int = 0,
 ) -> tuple[Status, str]:
@@ -340,11 +339,12 @@ def evaluate_current(
         if stop and (a is not False or e is None or e <= ceiling):
             stop = False
     known = held if before is None else held + 1  # samples with an offset, at least
-    if known < policy.min_samples or window < policy.min_samples:
+    needed = policy.min_samples
+    if known < needed or window < needed:
         have = min(window, 1 + sum(1 for s in history if s[1] is not None))
-        if have < policy.min_samples:
-            return Status.UNKNOWN, (f"lag {lag}; status needs {policy.min_samples} samples, "
-                                    f"have {have} (run again or use --samples)")
+        if have < needed:
+            return Status.UNKNOWN, (f"lag {lag}; status needs {needed} samples, have {have} "
+                                    "(run again or use --samples)")
     grace = policy.grace_seconds
     if stop:
         span = now - since
