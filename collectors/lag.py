@@ -570,6 +570,8 @@ class LagCollector:
         now = view.taken_at
         opts = self.options
         ends = view.ends
+        end: int | None
+        at: tuple[str, int, int] | None
         # partitions whose end offset went down were recreated: forget cached record times
         for tp, end in ends.items():
             if tp in self._last_end and end < self._last_end[tp]:
@@ -649,9 +651,9 @@ class LagCollector:
                 judged(evaluate_current(window or (), now, committed, end, s[5], policy,
                                         allowed_by_group[s[0]]))
             else:  # the history already holds a sample this recent: judge its window
-                verdict = evaluate_window(window, policy=policy,
-                                          allowed_lag=allowed_by_group[s[0]])
-                judged((verdict.status, verdict.reason))
+                held = evaluate_window(window, policy=policy,
+                                       allowed_lag=allowed_by_group[s[0]])
+                judged((held.status, held.reason))
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
@@ -739,6 +741,7 @@ class LagCollector:
                     worst = gone[0]
                 parts += gone
             error = d.error
+            reason: str | None
             if error is not None:
                 status, reason = Status.ERR, error
             elif worst is not None:

@@ -43,7 +43,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from collectors.snapshots import SEVERITY, Status
 
@@ -361,7 +361,9 @@ def _burrow(history: Sequence[Sample], now: float, committed: int, end: int,
             allowed_lag: int, grace: float) -> tuple[Status, str]:
     """`partition_status` over the newest `window` commits (`commits_from_samples`) of
     the samples, in one walk from the newest: every rule folded as the commits come."""
-    ordered = [s for s in history if s[1] is not None]
+    # the samples with a committed offset (so `int`), then the current one
+    ordered = cast("list[tuple[float, int, int | None, bool | None]]",
+                   [s for s in history if s[1] is not None])
     ordered.append((now, committed, end, active))
     i = len(ordered) - 1
     count = 0  # commits collected
