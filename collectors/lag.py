@@ -26,7 +26,7 @@ import contextlib
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -589,7 +589,6 @@ class LagCollector:
         ats: list[tuple[str, int, int] | None] = []
         #: per group: every partition of it has a sample (its end offset is known)
         whole: list[bool] = []
-        behind: dict[tuple[str, int, int], int] = {}
         for d in view.groups:
             group, active = d.group, d.active
             complete = True
@@ -604,12 +603,12 @@ class LagCollector:
                                    (group, topic, partition, committed, end, active)))
                 keys.append((group, topic, partition))
                 if committed is not None and end is not None and end > committed:
-                    at = (topic, partition, committed)
-                    behind[at] = behind.get(at, 0) + 1
-                    ats.append(at)
+                    ats.append((topic, partition, committed))
                 else:
                     ats.append(None)
             whole.append(complete)
+        # counted in C, keys in the order first seen
+        behind: Counter[tuple[str, int, int]] = Counter(filter(None, ats))
 
         # exact reads go to the broker in a thread while statuses are judged here
         times, rounds = self._plan_time_lags(view, behind)
@@ -711,8 +710,10 @@ class LagCollector:
                     lag = end - committed
                     if lag > 0:
                         lag_s = None if at is None else times.get(at)
-                        seconds, method = ((None, timelag.UNKNOWN) if lag_s is None
-                                           else (lag_s.seconds, lag_s.method))
+                        if lag_s is None:
+                            seconds, method = None, timelag.UNKNOWN
+                        else:
+                            seconds, method = lag_s.seconds, lag_s.method
                     else:
                         lag, seconds, method = 0, 0.0, timelag.ZERO
                     status = verdict[0]
