@@ -10,7 +10,14 @@ module (the only one that imports kafka-python) reads every group with:
 - one FindCoordinator v4 for the groups whose coordinator is not cached
   (the cache lives as long as the reader; a coordinator error drops it);
 - per coordinator, OffsetFetch v8 and DescribeGroups requests of at most
-  `chunk` groups each, all sent before any answer is awaited.
+  `chunk` groups each;
+- every step sent through one window (`_Window`): at most `WINDOW` requests
+  of ours in flight per connection, refilled as answers land. kafka-python
+  does not queue past `max_in_flight_requests_per_connection`: `send` on a
+  connection at its limit fails at once (`NodeNotReadyError: Node paused`),
+  and requests handed to a connection still being opened go out all at once
+  and can stall it until they time out. The window stays below the limit
+  with room for kafka-python's own requests (metadata) on the same connection.
 
 kafka-python's own `list_group_offsets` / `describe_groups` raise on the first
 group or partition error, so one unauthorized or moving group would fail the
@@ -34,8 +41,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +59,11 @@ TP = tuple[str, int]
 
 #: groups per OffsetFetch / DescribeGroups request: one request at 1,000 groups, ten at 10,000
 DEFAULT_CHUNK = 1000
+#: kafka-python's `max_in_flight_requests_per_connection` for the reader's connections
+MAX_IN_FLIGHT = 64
+#: requests of one step in flight per connection: below MAX_IN_FLIGHT, leaving room for
+#: kafka-python's own requests (metadata refreshes) on the same connection
+WINDOW = 32
 #: group-level errors after which the coordinator is looked up again and the group re-asked
 _MOVED = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
                     "COORDINATOR_LOAD_IN_PROGRESS"})
@@ -220,7 +233,7 @@ class BatchedGroupReader:
                 **self.settings,
                 request_timeout_ms=int(self.timeout * 1000),
                 bootstrap_timeout_ms=int(self.timeout * 1000),
-                max_in_flight_requests_per_connection=64,
+                max_in_flight_requests_per_connection=MAX_IN_FLIGHT,
                 client_id=self.settings.get("client_id", "lagdeck-lag-batched"),
             )
         except (KafkaError, OSError, ValueError, TypeError) as exc:
@@ -232,6 +245,12 @@ class BatchedGroupReader:
             admin.close()
             raise BatchedUnavailable(f"broker OffsetFetch versions unknown: {describe(exc)}") \
                 from None
+        manager = admin._manager
+        if not (callable(getattr(manager, "least_loaded_node", None))
+                and callable(getattr(getattr(manager, "_net", None), "sleep", None))):
+            admin.close()
+            raise BatchedUnavailable("this kafka-python lacks the connection manager calls "
+                                     "lagdeck uses (least_loaded_node, _net.sleep)")
         if version < 8:
             admin.close()
             raise BatchedUnavailable(f"broker speaks OffsetFetch up to v{version}; "
@@ -286,34 +305,29 @@ class BatchedGroupReader:
         cluster = manager.cluster
         errors: dict[str, str] = {}
         rows: list[tuple[str, Any]] = []
-        if manager.broker_version_data.api_version(FindCoordinatorRequest) >= 4:
-            futures = []
+        calls: list[_Call] = []
+
+        def failed(keys: list[str]) -> Callable[[str], None]:
+            return lambda text: errors.update(dict.fromkeys(keys, text))
+
+        if self._find_coordinator_version(manager) >= 4:
+            def batch(response: Any) -> None:
+                rows.extend((c.key, c) for c in response.coordinators)
+
             for part in _chunks(groups, self.chunk):
-                futures.append((part, manager.send(
+                calls.append(_Call(
+                    "FindCoordinator",
                     FindCoordinatorRequest(key_type=CoordinatorType.GROUP.value,
                                            coordinator_keys=part, min_version=4),
-                    request_timeout_ms=self._timeout_ms)))
-                self.requests["FindCoordinator"] += 1
-            for part, future in futures:
-                try:
-                    response = await future
-                except Exception as exc:
-                    errors.update(dict.fromkeys(part, describe(exc)))
-                    continue
-                rows += [(c.key, c) for c in response.coordinators]
-        else:  # before Kafka 3.0: one request per group, all in flight together
-            singles: list[tuple[str, Any]] = []
+                    None, batch, failed(part)))
+        else:  # before Kafka 3.0: one request per group, through the window
             for g in groups:
-                singles.append((g, manager.send(
+                calls.append(_Call(
+                    "FindCoordinator",
                     FindCoordinatorRequest(key=g, key_type=CoordinatorType.GROUP.value,
                                            max_version=3),
-                    request_timeout_ms=self._timeout_ms)))
-                self.requests["FindCoordinator"] += 1
-            for g, future in singles:
-                try:
-                    rows.append((g, await future))
-                except Exception as exc:
-                    errors[g] = describe(exc)
+                    None, lambda response, g=g: rows.append((g, response)), failed([g])))
+        await self._send(manager, calls)
         for key, row in rows:
             try:
                 self._coordinators[key] = cluster.add_coordinator(
@@ -325,46 +339,186 @@ class BatchedGroupReader:
                 errors[g] = "the broker did not answer for this group"
         return errors
 
+    @staticmethod
+    def _find_coordinator_version(manager: Any) -> int:
+        """The highest FindCoordinator version the broker speaks: v4+ resolves many keys."""
+        from kafka.protocol.metadata import FindCoordinatorRequest
+
+        return int(manager.broker_version_data.api_version(FindCoordinatorRequest))
+
     async def _ask(self, admin: Any, groups: list[str], state: dict[str, _Partial]) -> None:
-        """OffsetFetch v8 and DescribeGroups per coordinator, all sent before any is awaited."""
+        """OffsetFetch v8 and DescribeGroups per coordinator, through the window."""
         from kafka.protocol.admin import DescribeGroupsRequest
         from kafka.protocol.consumer import OffsetFetchRequest
 
-        manager = admin._manager
         by_node: dict[Any, list[str]] = defaultdict(list)
         for g in groups:
             by_node[self._coordinators[g]].append(g)
         group_spec = OffsetFetchRequest.OffsetFetchRequestGroup
-        pending: list[tuple[str, list[str], Any]] = []
+
+        def failed(step: str, part: list[str]) -> Callable[[str], None]:
+            def record(text: str) -> None:
+                for g in part:
+                    state[g].errors.append(f"{step}: {text}")
+            return record
+
+        calls: list[_Call] = []
         for node, members in by_node.items():
             for part in _chunks(members, self.chunk):
-                pending.append(("offsets", part, manager.send(
+                calls.append(_Call(
+                    "OffsetFetch",
                     OffsetFetchRequest(groups=[group_spec(group_id=g, topics=None)
                                                for g in part],
                                        require_stable=False, min_version=8, max_version=8),
-                    node_id=node, request_timeout_ms=self._timeout_ms)))
-                self.requests["OffsetFetch"] += 1
-                pending.append(("describe", part, manager.send(
+                    node, lambda response, part=part: _take_offsets(response, part, state),
+                    failed("committed offsets", part)))
+                calls.append(_Call(
+                    "DescribeGroups",
                     DescribeGroupsRequest(groups=part, include_authorized_operations=False),
-                    node_id=node, request_timeout_ms=self._timeout_ms)))
-                self.requests["DescribeGroups"] += 1
-        for kind, part, future in pending:
-            try:
-                response = await future
-            except Exception as exc:
-                text = describe(exc)
-                step = "committed offsets" if kind == "offsets" else "describe"
-                for g in part:
-                    state[g].errors.append(f"{step}: {text}")
-                continue
-            if kind == "offsets":
-                _take_offsets(response, part, state)
-            else:
-                _take_descriptions(response, part, state)
+                    node, lambda response, part=part: _take_descriptions(response, part, state),
+                    failed("describe", part)))
+        await self._send(admin._manager, calls)
+
+    async def _send(self, manager: Any, calls: list[_Call]) -> None:
+        """Every call answered or failed; counted in `self.requests` once each."""
+        await _Window(manager, self._timeout_ms, self.requests).run(calls)
 
     @property
     def _timeout_ms(self) -> int:
         return int(self.timeout * 1000)
+
+
+# ---------------------------------------------------------------- the window
+
+
+@dataclass(eq=False)
+class _Call:
+    """One request of a step, and where its answer or its failure goes."""
+
+    api: str
+    request: Any
+    #: the coordinator's node id; None: any broker (kafka-python's least loaded when sent)
+    node: Any
+    on_answer: Callable[[Any], None]
+    on_error: Callable[[str], None]
+    counted: bool = False
+    #: when a connection first refused it before it went out (NodeNotReadyError)
+    refused_since: float | None = None
+
+
+#: errors after which kafka-python has closed the connection: the node's other calls fail now
+_CONNECTION_LOST = ("KafkaConnectionError", "RequestTimedOutError")
+
+
+class _Window:
+    """Sends a step's calls, at most WINDOW in flight per connection, refilled as answers land.
+
+    Runs on kafka-python's IO thread, where its futures call back: the callbacks only
+    note what landed and wake `run`, which hands each answer to its call and sends the
+    next. A call the connection refuses before it goes out (NodeNotReadyError: paused at
+    its in-flight limit by other requests, throttled by a quota, in reconnect backoff)
+    waits for one of ours to land, or backs off, and is sent again until its timeout.
+    Once a request to a node fails because the connection went (lost, timed out), the
+    calls still queued for that node get that error at once rather than each waiting out
+    a timeout. No failure leaves `run` early: every call ends in on_answer or on_error.
+    """
+
+    def __init__(self, manager: Any, timeout_ms: int, counts: Counter[str]) -> None:
+        self.manager = manager
+        self.timeout = timeout_ms / 1000
+        self.timeout_ms = timeout_ms
+        self.counts = counts
+        self.in_flight: Counter[Any] = Counter()
+        self.landed: deque[tuple[_Call, Any, Any]] = deque()
+        self.gone: dict[Any, str] = {}
+        self._wake: Any = None
+
+    async def run(self, calls: Iterable[_Call]) -> None:
+        from kafka.future import Future
+
+        queue: deque[_Call] = deque(calls)
+        backoff = 0.05
+        while True:
+            queue = self._fill(queue)
+            while self.landed:
+                self._take(*self.landed.popleft(), queue)
+            if not queue and not self.in_flight.total():
+                return
+            if self.in_flight.total():  # wait for the next answer of ours
+                self._wake = Future()
+                if not self.landed:
+                    await self._wake
+                self._wake = None
+                backoff = 0.05
+            elif queue:  # every connection refused and nothing of ours is in flight
+                await self.manager._net.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    def _fill(self, queue: deque[_Call]) -> deque[_Call]:
+        """Send what the window allows; returns the calls left for later."""
+        from kafka.errors import NodeNotReadyError
+
+        later: deque[_Call] = deque()
+        while queue:
+            call = queue.popleft()
+            node = call.node if call.node is not None else self.manager.least_loaded_node()
+            if node in self.gone:
+                call.on_error(self.gone[node])
+                continue
+            if self.in_flight[node] >= WINDOW:
+                later.append(call)
+                continue
+            if not call.counted:
+                self.counts[call.api] += 1
+                call.counted = True
+            try:
+                future = self.manager.send(call.request, node_id=node,
+                                           request_timeout_ms=self.timeout_ms)
+            except Exception as exc:  # an unknown broker id, an authentication failure...
+                call.on_error(describe(exc))
+                continue
+            if future.is_done and isinstance(future.exception, NodeNotReadyError):
+                self._refused(call, future.exception, later)
+                continue
+            self.in_flight[node] += 1
+            future.add_callback(self._landed, call, node, future)
+            future.add_errback(self._landed, call, node, future)
+        return later
+
+    def _landed(self, call: _Call, node: Any, future: Any, _value: Any) -> None:
+        self.landed.append((call, node, future))
+        if self._wake is not None and not self._wake.is_done:
+            self._wake.success(None)
+
+    def _take(self, call: _Call, node: Any, future: Any, queue: deque[_Call]) -> None:
+        from kafka.errors import NodeNotReadyError
+
+        self.in_flight[node] -= 1
+        if not self.in_flight[node]:
+            del self.in_flight[node]
+        error = future.exception
+        if error is None:
+            try:
+                call.on_answer(future.value)
+            except Exception as exc:  # an answer we cannot read fails its own groups only
+                _log.warning("%s answer not understood: %s", call.api, describe(exc))
+                call.on_error(f"answer not understood: {describe(exc)}")
+        elif isinstance(error, NodeNotReadyError):
+            self._refused(call, error, queue)
+        else:
+            text = describe(error)
+            if type(error).__name__ in _CONNECTION_LOST:
+                self.gone.setdefault(node, text)
+            call.on_error(text)
+
+    def _refused(self, call: _Call, error: BaseException, later: deque[_Call]) -> None:
+        now = time.monotonic()
+        if call.refused_since is None:
+            call.refused_since = now
+        if now - call.refused_since >= self.timeout:
+            call.on_error(describe(error))
+        else:
+            later.append(call)
 
 
 # ---------------------------------------------------------------- answers
