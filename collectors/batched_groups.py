@@ -39,6 +39,7 @@ reports why.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -326,7 +327,7 @@ class BatchedGroupReader:
                     "FindCoordinator",
                     FindCoordinatorRequest(key=g, key_type=CoordinatorType.GROUP.value,
                                            max_version=3),
-                    None, lambda response, g=g: rows.append((g, response)), failed([g])))
+                    None, functools.partial(_keep_row, rows, g), failed([g])))
         await self._send(manager, calls)
         for key, row in rows:
             try:
@@ -370,12 +371,12 @@ class BatchedGroupReader:
                     OffsetFetchRequest(groups=[group_spec(group_id=g, topics=None)
                                                for g in part],
                                        require_stable=False, min_version=8, max_version=8),
-                    node, lambda response, part=part: _take_offsets(response, part, state),
+                    node, functools.partial(_take_offsets, asked=part, state=state),
                     failed("committed offsets", part)))
                 calls.append(_Call(
                     "DescribeGroups",
                     DescribeGroupsRequest(groups=part, include_authorized_operations=False),
-                    node, lambda response, part=part: _take_descriptions(response, part, state),
+                    node, functools.partial(_take_descriptions, asked=part, state=state),
                     failed("describe", part)))
         await self._send(admin._manager, calls)
 
@@ -570,6 +571,11 @@ def _answered(response: Any, asked: list[str], state: dict[str, _Partial],
     for g in asked:
         if g not in answered:
             state[g].errors.append(f"{step}: the broker did not answer for this group")
+
+
+def _keep_row(rows: list[tuple[str, Any]], group: str, response: Any) -> None:
+    """A pre-v4 FindCoordinator answer (one key) as the row of its group."""
+    rows.append((group, response))
 
 
 def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
