@@ -267,13 +267,18 @@ class BatchedGroupReader:
             wanted = list(dict.fromkeys(groups))
             if not wanted:
                 return BatchedRead({}, {})
+            refused = {g: problem for g in wanted if (problem := _unsendable(g))}
+            asked = [g for g in wanted if g not in refused]
             try:
-                reads = admin._manager.run(self._read_all, admin, wanted)
+                reads = admin._manager.run(self._read_all, admin, asked) if asked else {}
             except Exception as exc:  # the connection failed: every group says so
                 text = describe(exc)
                 _log.warning("batched group read failed: %s", text)
                 reads = {g: GroupRead(g, errors=(f"committed offsets: {text}",))
-                         for g in wanted}
+                         for g in asked}
+            reads.update({g: GroupRead(g, errors=(f"group id: {problem}",))
+                          for g, problem in refused.items()})
+            reads = {g: reads[g] for g in wanted}
             sent = Counter(self.requests)
             sent.subtract(before)
             return BatchedRead(reads, {k: v for k, v in sent.items() if v})
@@ -409,6 +414,9 @@ class _Call:
 
 #: errors after which kafka-python has closed the connection: the node's other calls fail now
 _CONNECTION_LOST = ("KafkaConnectionError", "RequestTimedOutError")
+#: how long past the request timeout a step waits with no answer before giving up
+_STALL_GRACE_MS = 1000
+_GIVEN_UP = object()
 
 
 class _Window:
@@ -421,7 +429,10 @@ class _Window:
     waits for one of ours to land, or backs off, and is sent again until its timeout.
     Once a request to a node fails because the connection went (lost, timed out), the
     calls still queued for that node get that error at once rather than each waiting out
-    a timeout. No failure leaves `run` early: every call ends in on_answer or on_error.
+    a timeout. If nothing lands for longer than the request timeout (a future kafka-python
+    never resolves, as when a request buffered for a connection being opened fails to
+    encode), the calls in flight are given up with that error. No failure leaves `run`
+    early, and `run` always ends: every call ends in on_answer or on_error.
     """
 
     def __init__(self, manager: Any, timeout_ms: int, counts: Counter[str]) -> None:
@@ -429,12 +440,15 @@ class _Window:
         self.timeout = timeout_ms / 1000
         self.timeout_ms = timeout_ms
         self.counts = counts
+        #: calls sent and not landed, with their node
+        self.sent: dict[_Call, Any] = {}
         self.in_flight: Counter[Any] = Counter()
-        self.landed: deque[tuple[_Call, Any, Any]] = deque()
+        self.landed: deque[tuple[_Call, Any]] = deque()
         self.gone: dict[Any, str] = {}
         self._wake: Any = None
 
     async def run(self, calls: Iterable[_Call]) -> None:
+        from kafka.errors import KafkaTimeoutError
         from kafka.future import Future
 
         queue: deque[_Call] = deque(calls)
@@ -443,13 +457,17 @@ class _Window:
             queue = self._fill(queue)
             while self.landed:
                 self._take(*self.landed.popleft(), queue)
-            if not queue and not self.in_flight.total():
+            if not queue and not self.sent:
                 return
-            if self.in_flight.total():  # wait for the next answer of ours
+            if self.sent:  # wait for the next answer of ours
                 self._wake = Future()
-                if not self.landed:
-                    await self._wake
-                self._wake = None
+                try:
+                    if not self.landed:
+                        await self.manager.wait_for(self._wake, self.timeout_ms + _STALL_GRACE_MS)
+                except KafkaTimeoutError:
+                    self._give_up()
+                finally:
+                    self._wake = None
                 backoff = 0.05
             elif queue:  # every connection refused and nothing of ours is in flight
                 await self.manager._net.sleep(backoff)
@@ -481,22 +499,24 @@ class _Window:
             if future.is_done and isinstance(future.exception, NodeNotReadyError):
                 self._refused(call, future.exception, later)
                 continue
+            self.sent[call] = node
             self.in_flight[node] += 1
-            future.add_callback(self._landed, call, node, future)
-            future.add_errback(self._landed, call, node, future)
+            future.add_callback(self._landed, call, future)
+            future.add_errback(self._landed, call, future)
         return later
 
-    def _landed(self, call: _Call, node: Any, future: Any, _value: Any) -> None:
-        self.landed.append((call, node, future))
+    def _landed(self, call: _Call, future: Any, _value: Any) -> None:
+        self.landed.append((call, future))
         if self._wake is not None and not self._wake.is_done:
             self._wake.success(None)
 
-    def _take(self, call: _Call, node: Any, future: Any, queue: deque[_Call]) -> None:
+    def _take(self, call: _Call, future: Any, queue: deque[_Call]) -> None:
         from kafka.errors import NodeNotReadyError
 
+        node = self.sent.pop(call, _GIVEN_UP)
+        if node is _GIVEN_UP:  # landed after it was given up: already failed
+            return
         self.in_flight[node] -= 1
-        if not self.in_flight[node]:
-            del self.in_flight[node]
         error = future.exception
         if error is None:
             try:
@@ -520,6 +540,15 @@ class _Window:
             call.on_error(describe(error))
         else:
             later.append(call)
+
+    def _give_up(self) -> None:
+        text = f"no answer within {self.timeout:g} s"
+        _log.warning("batched read: %d request(s) given up: %s", len(self.sent), text)
+        for call, node in self.sent.items():
+            self.gone.setdefault(node, text)
+            call.on_error(text)
+        self.sent.clear()
+        self.in_flight.clear()
 
 
 # ---------------------------------------------------------------- answers
@@ -648,6 +677,22 @@ def describe(exc: BaseException) -> str:
     if type(exc).__name__ not in text:
         text = f"{type(exc).__name__}: {text}" if str(exc) else text
     return scrub(" ".join(text.split()))
+
+
+def _unsendable(group: str) -> str | None:
+    """Why `group` cannot go in a request, or None.
+
+    Kafka strings are UTF-8 with a 16-bit length. kafka-python raises while encoding
+    such a name, and when the request was buffered for a connection still being
+    opened, the requests buffered after it are never sent: better not to ask.
+    """
+    try:
+        size = len(group.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not valid UTF-8; not asked"
+    if size > 32767:
+        return f"{size} bytes, longer than a Kafka string; not asked"
+    return None
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:

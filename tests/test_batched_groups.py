@@ -261,6 +261,25 @@ def test_a_coordinator_that_cannot_be_reached_fails_only_its_groups(
     assert {g: dict(read.groups[g].committed) for g in served} == {g: expected[g] for g in served}
 
 
+@integration
+def test_a_group_id_kafka_cannot_carry_fails_only_itself(cluster: ClusterConfig,
+                                                         world: dict[str, str]) -> None:
+    # a lone surrogate cannot be encoded as UTF-8: kafka-python raises while encoding it,
+    # and on a connection still being opened the requests buffered after it never go out
+    odd, huge = "odd-\udcff", "g" * 40_000
+    good = [world["lagging"], world["caught"], world["both"]]
+    with BatchedGroupReader(cluster, chunk=1) as reader:
+        read = reader.read([good[0], odd, good[1], huge, good[2]])
+    assert list(read.groups) == [good[0], odd, good[1], huge, good[2]]
+    assert read.groups[odd].errors == ("group id: not valid UTF-8; not asked",)
+    assert read.groups[huge].errors == (
+        "group id: 40000 bytes, longer than a Kafka string; not asked",)
+    assert {g: read.groups[g].errors for g in good} == dict.fromkeys(good, ())
+    a = world["a"]
+    assert dict(read.groups[world["lagging"]].committed) == {(a, 0): 1, (a, 1): 4, (a, 2): 0}
+    assert read.requests["OffsetFetch"] == 3
+
+
 # ---------------------------------------------------------------- settings mapping
 
 
