@@ -408,8 +408,6 @@ class _Call:
     on_answer: Callable[[Any], None]
     on_error: Callable[[str], None]
     counted: bool = False
-    #: when a connection first refused it before it went out (NodeNotReadyError)
-    refused_since: float | None = None
 
 
 #: errors after which kafka-python has closed the connection: the node's other calls fail now
@@ -424,15 +422,19 @@ class _Window:
 
     Runs on kafka-python's IO thread, where its futures call back: the callbacks only
     note what landed and wake `run`, which hands each answer to its call and sends the
-    next. A call the connection refuses before it goes out (NodeNotReadyError: paused at
+    next ones. Calls wait in one queue per coordinator, plus one for calls any broker
+    may answer (sent to kafka-python's least loaded node), so a refill costs only the
+    calls it sends, however long the queues.
+
+    A connection that refuses a call before it goes out (NodeNotReadyError: paused at
     its in-flight limit by other requests, throttled by a quota, in reconnect backoff)
-    waits for one of ours to land, or backs off, and is sent again until its timeout.
-    Once a request to a node fails because the connection went (lost, timed out), the
-    calls still queued for that node get that error at once rather than each waiting out
-    a timeout. If nothing lands for longer than the request timeout (a future kafka-python
-    never resolves, as when a request buffered for a connection being opened fails to
-    encode), the calls in flight are given up with that error. No failure leaves `run`
-    early, and `run` always ends: every call ends in on_answer or on_error.
+    is tried again after one of ours lands, or after a backoff, for up to the request
+    timeout. A node whose connection went (lost, timed out, refusing past the timeout)
+    fails the calls still queued for it at once, with that error, rather than each
+    waiting out a timeout. If nothing lands for longer than the request timeout (a
+    future kafka-python never resolves, as when a request buffered for a connection
+    being opened fails to encode), the calls in flight are given up. No failure leaves
+    `run` early, and `run` always ends: every call ends in on_answer or on_error.
     """
 
     def __init__(self, manager: Any, timeout_ms: int, counts: Counter[str]) -> None:
@@ -440,24 +442,31 @@ class _Window:
         self.timeout = timeout_ms / 1000
         self.timeout_ms = timeout_ms
         self.counts = counts
-        #: calls sent and not landed, with their node
+        #: calls not sent yet, by node (None: any broker)
+        self.queues: dict[Any, deque[_Call]] = defaultdict(deque)
+        #: calls sent and not landed, with the node they went to
         self.sent: dict[_Call, Any] = {}
         self.in_flight: Counter[Any] = Counter()
         self.landed: deque[tuple[_Call, Any]] = deque()
+        #: node -> why its connection is of no more use in this step
         self.gone: dict[Any, str] = {}
+        #: node -> when it first refused a call since it last took one
+        self.refusing: dict[Any, float] = {}
         self._wake: Any = None
 
     async def run(self, calls: Iterable[_Call]) -> None:
         from kafka.errors import KafkaTimeoutError
         from kafka.future import Future
 
-        queue: deque[_Call] = deque(calls)
+        for call in calls:
+            self.queues[call.node].append(call)
         backoff = 0.05
         while True:
-            queue = self._fill(queue)
+            self._fill()
             while self.landed:
-                self._take(*self.landed.popleft(), queue)
-            if not queue and not self.sent:
+                self._take(*self.landed.popleft())
+            waiting = any(self.queues.values())
+            if not waiting and not self.sent:
                 return
             if self.sent:  # wait for the next answer of ours
                 self._wake = Future()
@@ -469,48 +478,52 @@ class _Window:
                 finally:
                     self._wake = None
                 backoff = 0.05
-            elif queue:  # every connection refused and nothing of ours is in flight
+            elif waiting:  # every connection refused and nothing of ours is in flight
                 await self.manager._net.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
-    def _fill(self, queue: deque[_Call]) -> deque[_Call]:
-        """Send what the window allows; returns the calls left for later."""
+    def _fill(self) -> None:
+        """Send, per queue, what the window allows, until its connection is full or refuses."""
+        for node, queue in self.queues.items():
+            while queue:
+                target = node if node is not None else self.manager.least_loaded_node()
+                if target in self.gone:
+                    queue.popleft().on_error(self.gone[target])
+                    continue
+                if self.in_flight[target] >= WINDOW or not self._send(queue, target):
+                    break
+
+    def _send(self, queue: deque[_Call], node: Any) -> bool:
+        """Send the first call of `queue` to `node`; False if the connection refused it."""
         from kafka.errors import NodeNotReadyError
 
-        later: deque[_Call] = deque()
-        while queue:
-            call = queue.popleft()
-            node = call.node if call.node is not None else self.manager.least_loaded_node()
-            if node in self.gone:
-                call.on_error(self.gone[node])
-                continue
-            if self.in_flight[node] >= WINDOW:
-                later.append(call)
-                continue
-            if not call.counted:
-                self.counts[call.api] += 1
-                call.counted = True
-            try:
-                future = self.manager.send(call.request, node_id=node,
-                                           request_timeout_ms=self.timeout_ms)
-            except Exception as exc:  # an unknown broker id, an authentication failure...
-                call.on_error(describe(exc))
-                continue
-            if future.is_done and isinstance(future.exception, NodeNotReadyError):
-                self._refused(call, future.exception, later)
-                continue
-            self.sent[call] = node
-            self.in_flight[node] += 1
-            future.add_callback(self._landed, call, future)
-            future.add_errback(self._landed, call, future)
-        return later
+        call = queue.popleft()
+        if not call.counted:
+            self.counts[call.api] += 1
+            call.counted = True
+        try:
+            future = self.manager.send(call.request, node_id=node,
+                                       request_timeout_ms=self.timeout_ms)
+        except Exception as exc:  # an unknown broker id, an authentication failure...
+            call.on_error(describe(exc))
+            return True
+        if future.is_done and isinstance(future.exception, NodeNotReadyError):
+            queue.appendleft(call)
+            self._refused(node, future.exception)
+            return False
+        self.refusing.pop(node, None)
+        self.sent[call] = node
+        self.in_flight[node] += 1
+        future.add_callback(self._landed, call, future)
+        future.add_errback(self._landed, call, future)
+        return True
 
     def _landed(self, call: _Call, future: Any, _value: Any) -> None:
         self.landed.append((call, future))
         if self._wake is not None and not self._wake.is_done:
             self._wake.success(None)
 
-    def _take(self, call: _Call, future: Any, queue: deque[_Call]) -> None:
+    def _take(self, call: _Call, future: Any) -> None:
         from kafka.errors import NodeNotReadyError
 
         node = self.sent.pop(call, _GIVEN_UP)
@@ -524,22 +537,20 @@ class _Window:
             except Exception as exc:  # an answer we cannot read fails its own groups only
                 _log.warning("%s answer not understood: %s", call.api, describe(exc))
                 call.on_error(f"answer not understood: {describe(exc)}")
-        elif isinstance(error, NodeNotReadyError):
-            self._refused(call, error, queue)
+        elif isinstance(error, NodeNotReadyError):  # refused after all: send it again
+            self.queues[call.node].appendleft(call)
+            self._refused(node, error)
         else:
             text = describe(error)
             if type(error).__name__ in _CONNECTION_LOST:
                 self.gone.setdefault(node, text)
             call.on_error(text)
 
-    def _refused(self, call: _Call, error: BaseException, later: deque[_Call]) -> None:
+    def _refused(self, node: Any, error: BaseException) -> None:
         now = time.monotonic()
-        if call.refused_since is None:
-            call.refused_since = now
-        if now - call.refused_since >= self.timeout:
-            call.on_error(describe(error))
-        else:
-            later.append(call)
+        since = self.refusing.setdefault(node, now)
+        if now - since >= self.timeout:
+            self.gone.setdefault(node, describe(error))
 
     def _give_up(self) -> None:
         text = f"no answer within {self.timeout:g} s"
