@@ -8,7 +8,8 @@ DescribeGroups always took a list. kafka-python 3 speaks all three, so this
 module (the only one that imports kafka-python) reads every group with:
 
 - one FindCoordinator v4 for the groups whose coordinator is not cached
-  (the cache lives as long as the reader; a coordinator error drops it);
+  (the cache lives as long as the reader; a coordinator error, or a request
+  to the coordinator that failed, drops it);
 - per coordinator, OffsetFetch v8 and DescribeGroups requests of at most
   `chunk` groups each;
 - every step sent through one window (`_Window`): at most `WINDOW` requests
@@ -366,6 +367,9 @@ class BatchedGroupReader:
             def record(text: str) -> None:
                 for g in part:
                     state[g].errors.append(f"{step}: {text}")
+                    # the coordinator may have died and the group moved on: look it up
+                    # again next read rather than asking a dead node for ever
+                    self._coordinators.pop(g, None)
             return record
 
         calls: list[_Call] = []

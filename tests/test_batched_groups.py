@@ -250,6 +250,8 @@ def test_a_coordinator_that_cannot_be_reached_fails_only_its_groups(
     with FaultProxy(port, faults) as proxy, BatchedGroupReader(
             ClusterConfig({"bootstrap.servers": proxy.bootstrap}), timeout=5, chunk=1) as reader:
         read = reader.read(groups)
+        faults.elsewhere.clear()  # the stranded groups' coordinator is the broker again
+        again = reader.read(groups)
     assert len(stranded) * 2 > WINDOW  # more requests for the dead node than one window
     for g in stranded:
         errors = read.groups[g].errors
@@ -259,6 +261,10 @@ def test_a_coordinator_that_cannot_be_reached_fails_only_its_groups(
     served = [g for g in groups if g not in set(stranded)]
     assert {g: read.groups[g].errors for g in served if read.groups[g].errors} == {}
     assert {g: dict(read.groups[g].committed) for g in served} == {g: expected[g] for g in served}
+    # the next read looks the failed groups' coordinators up again, and finds them
+    assert again.requests["FindCoordinator"] == len(stranded)
+    assert {g: r.errors for g, r in again.groups.items() if r.errors} == {}
+    assert committed(again) == expected
 
 
 @integration
