@@ -437,8 +437,9 @@ class _Window:
     fails the calls still queued for it at once, with that error, rather than each
     waiting out a timeout. If nothing lands for longer than the request timeout (a
     future kafka-python never resolves, as when a request buffered for a connection
-    being opened fails to encode), the calls in flight are given up. No failure leaves
-    `run` early, and `run` always ends: every call ends in on_answer or on_error.
+    being opened fails to encode), the calls in flight are given up and their
+    connections closed. No failure leaves `run` early, and `run` always ends:
+    every call ends in on_answer or on_error.
     """
 
     def __init__(self, manager: Any, timeout_ms: int, counts: Counter[str]) -> None:
@@ -563,6 +564,12 @@ class _Window:
             self.gone.setdefault(node, text)
             call.on_error(text)
         self.sent.clear()
+        for node in self.in_flight:
+            # as kafka-python does after a request timeout: the next read reconnects
+            try:
+                self.manager.close(node)
+            except Exception as exc:  # closing must not fail the read
+                _log.warning("closing the connection to node %s: %s", node, describe(exc))
         self.in_flight.clear()
 
 
