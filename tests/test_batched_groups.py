@@ -288,6 +288,25 @@ def test_a_group_id_kafka_cannot_carry_fails_only_itself(cluster: ClusterConfig,
     assert read.requests["OffsetFetch"] == 3
 
 
+@integration
+@pytest.mark.timeout(60)
+def test_a_request_kafka_python_never_answers_cannot_hang_the_read(
+        cluster: ClusterConfig, world: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # let a name through that kafka-python cannot encode: buffered for the connection
+    # being opened, it makes kafka-python lose the requests buffered with it (their
+    # futures never resolve); the read must still end, with every group accounted for
+    import collectors.batched_groups as batched
+
+    monkeypatch.setattr(batched, "_unsendable", lambda group: None)
+    odd = "odd-\udcff"
+    asked = [world["lagging"], odd, world["caught"]]
+    with BatchedGroupReader(cluster, timeout=1, chunk=1) as reader:
+        read = reader.read(asked)
+    assert list(read.groups) == asked
+    assert read.groups[odd].errors
+    assert any("no answer within 1 s" in e for r in read.groups.values() for e in r.errors)
+
+
 # ---------------------------------------------------------------- settings mapping
 
 
