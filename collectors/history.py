@@ -474,8 +474,8 @@ class LagHistory:
         for cluster in clusters:
             used: set[int] = set()
             for (blob,) in self._db.execute(
-                    "SELECT key_ids FROM refreshes WHERE cluster = ? GROUP BY keyset",
-                    (cluster,)):
+                    "SELECT key_ids FROM refreshes WHERE id IN (SELECT MAX(id) FROM refreshes "
+                    "WHERE cluster = ? GROUP BY keyset)", (cluster,)):
                 used.update(fmt.unpack_ids(blob))
             unused = [row_id for (row_id,) in self._db.execute(
                 "SELECT id FROM sample_keys WHERE cluster = ?", (cluster,)) if row_id not in used]
