@@ -65,14 +65,16 @@ PointKey = tuple[str, int]  # topic, partition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- each group partition once per cluster; refreshes refer to it by id
+-- each group partition once per cluster; refreshes refer to it by id. AUTOINCREMENT:
+-- an id is never given again after its row was pruned, so a reader that follows new rows
+-- by id (`_follow`) never mistakes a new row for one it has seen
 CREATE TABLE IF NOT EXISTS sample_keys (
-    id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
     part INTEGER NOT NULL, UNIQUE (cluster, grp, topic, part));
 -- one row per refresh: packed columns in the order of `key_ids` (collectors.history_format);
 -- `keyset` names the key list, shared by the refreshes of the same groups
 CREATE TABLE IF NOT EXISTS refreshes (
-    id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, ts REAL NOT NULL, keyset TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, ts REAL NOT NULL, keyset TEXT NOT NULL,
     size INTEGER NOT NULL, key_ids BLOB NOT NULL, committed BLOB NOT NULL,
     end_offset BLOB NOT NULL, active BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS refreshes_key ON refreshes (cluster, ts);

@@ -111,10 +111,17 @@ def test_first_read_takes_each_keys_newest_samples_across_keysets(tmp_path: Path
 
 
 def test_pruning_drops_keys_no_refresh_refers_to(tmp_path: Path) -> None:
+    # times from now (not the module's T): `record` also prunes by the wall clock
+    T = time.time() - 900
     with LagHistory(tmp_path / "h.db", retention_seconds=1000) as h:
         h.record(C, T, samples=[PartitionSample("gone", "t", 0, 1, 2, True)])
+        h.prune(now=T + 1100)  # the retention cuts at T + 100: nothing is left
+        assert h.counts()["samples"] == 0
+        # a new key after the newest was pruned gets a new id (not the pruned one's: a
+        # reader following by id would never see it)
         h.record(C, T + 200, samples=[PartitionSample("kept", "t", 0, 1, 2, True)])
-        h.prune(now=T + 1100)  # the retention cuts at T + 100
+        h.record(C, T + 190, samples=[PartitionSample("gone", "t", 0, 0, 2, True)])
+        h.prune(now=T + 1195)  # the retention cuts at T + 195
         assert [k for (k,) in h._db.execute("SELECT grp FROM sample_keys")] == ["kept"]
         h.record(C, T + 210, samples=[PartitionSample("gone", "t", 0, 3, 4, True)])
         assert h.windows(C, [("gone", "t", 0)]) == {("gone", "t", 0): [Sample(T + 210, 3, 4,
