@@ -69,13 +69,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- an id is never given again after its row was pruned, so a reader that follows new rows
 -- by id (`_follow`) never mistakes a new row for one it has seen
 CREATE TABLE IF NOT EXISTS sample_keys (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
-    part INTEGER NOT NULL, UNIQUE (cluster, grp, topic, part));
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, grp TEXT NOT NULL,
+    topic TEXT NOT NULL, part INTEGER NOT NULL, UNIQUE (cluster, grp, topic, part));
 -- one row per refresh: packed columns in the order of `key_ids` (collectors.history_format);
 -- `keyset` names the key list, shared by the refreshes of the same groups
 CREATE TABLE IF NOT EXISTS refreshes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, ts REAL NOT NULL, keyset TEXT NOT NULL,
-    size INTEGER NOT NULL, key_ids BLOB NOT NULL, committed BLOB NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, ts REAL NOT NULL,
+    keyset TEXT NOT NULL, size INTEGER NOT NULL, key_ids BLOB NOT NULL, committed BLOB NOT NULL,
     end_offset BLOB NOT NULL, active BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS refreshes_key ON refreshes (cluster, ts);
 CREATE TABLE IF NOT EXISTS points (
