@@ -242,9 +242,8 @@ class LagHistory:
         """Store one refresh. `points` are (topic, partition, point, kind "end"|"record").
 
         Inside one write transaction: first the rows other processes wrote are
-        followed, then ours are inserted; the ids of our rows are contiguous
-        (nobody else can write meanwhile), so the cache takes them as they are
-        instead of reading them back.
+        followed, then ours are inserted (nobody else can write meanwhile), so the
+        cache takes our samples as they are instead of reading them back.
 
         `background`: queue the write for the store's writer thread and return at
         once, so the collector judges statuses meanwhile. Background writes are done one
@@ -352,15 +351,21 @@ class LagHistory:
         """Spell new keys once in `sample_keys` (inside the caller's write transaction).
 
         Many keys (a first refresh: 100,000) go in as one statement over a JSON array;
-        names JSON would not carry exactly (a NUL) take `executemany`.
+        names JSON would not carry exactly (a NUL) take `executemany`, as does an
+        SQLite without the JSON functions.
         """
         doc = _keys_json(keys)
-        if doc is not None:
-            self._db.execute(
-                "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
-                "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                "json_extract(value, '$[2]') FROM json_each(?)", (cluster, doc))
-        else:
+        try:
+            if doc is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
+                    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                    "json_extract(value, '$[2]') FROM json_each(?)", (cluster, doc))
+        except sqlite3.OperationalError as exc:  # an SQLite built without JSON functions
+            if "json" not in str(exc):
+                raise
+            doc = None
+        if doc is None:
             self._db.executemany(
                 "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
                 "VALUES (?, ?, ?, ?)", [(cluster, *k) for k in keys])
