@@ -8,9 +8,17 @@ DescribeGroups always took a list. kafka-python 3 speaks all three, so this
 module (the only one that imports kafka-python) reads every group with:
 
 - one FindCoordinator v4 for the groups whose coordinator is not cached
-  (the cache lives as long as the reader; a coordinator error drops it);
+  (the cache lives as long as the reader; a coordinator error, or a request
+  to the coordinator that failed, drops it);
 - per coordinator, OffsetFetch v8 and DescribeGroups requests of at most
-  `chunk` groups each, all sent before any answer is awaited.
+  `chunk` groups each;
+- every step sent through one window (`_Window`): at most `WINDOW` requests
+  of ours in flight per connection, refilled as answers land. kafka-python
+  does not queue past `max_in_flight_requests_per_connection`: `send` on a
+  connection at its limit fails at once (`NodeNotReadyError: Node paused`),
+  and requests handed to a connection still being opened go out all at once
+  and can stall it until they time out. The window stays below the limit
+  with room for kafka-python's own requests (metadata) on the same connection.
 
 kafka-python's own `list_group_offsets` / `describe_groups` raise on the first
 group or partition error, so one unauthorized or moving group would fail the
@@ -32,10 +40,12 @@ reports why.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +61,11 @@ TP = tuple[str, int]
 
 #: groups per OffsetFetch / DescribeGroups request: one request at 1,000 groups, ten at 10,000
 DEFAULT_CHUNK = 1000
+#: kafka-python's `max_in_flight_requests_per_connection` for the reader's connections
+MAX_IN_FLIGHT = 64
+#: requests of one step in flight per connection: below MAX_IN_FLIGHT, leaving room for
+#: kafka-python's own requests (metadata refreshes) on the same connection
+WINDOW = 32
 #: group-level errors after which the coordinator is looked up again and the group re-asked
 _MOVED = frozenset({"NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
                     "COORDINATOR_LOAD_IN_PROGRESS"})
@@ -220,7 +235,7 @@ class BatchedGroupReader:
                 **self.settings,
                 request_timeout_ms=int(self.timeout * 1000),
                 bootstrap_timeout_ms=int(self.timeout * 1000),
-                max_in_flight_requests_per_connection=64,
+                max_in_flight_requests_per_connection=MAX_IN_FLIGHT,
                 client_id=self.settings.get("client_id", "lagdeck-lag-batched"),
             )
         except (KafkaError, OSError, ValueError, TypeError) as exc:
@@ -232,6 +247,12 @@ class BatchedGroupReader:
             admin.close()
             raise BatchedUnavailable(f"broker OffsetFetch versions unknown: {describe(exc)}") \
                 from None
+        manager = admin._manager
+        if not (callable(getattr(manager, "least_loaded_node", None))
+                and callable(getattr(getattr(manager, "_net", None), "sleep", None))):
+            admin.close()
+            raise BatchedUnavailable("this kafka-python lacks the connection manager calls "
+                                     "lagdeck uses (least_loaded_node, _net.sleep)")
         if version < 8:
             admin.close()
             raise BatchedUnavailable(f"broker speaks OffsetFetch up to v{version}; "
@@ -247,13 +268,18 @@ class BatchedGroupReader:
             wanted = list(dict.fromkeys(groups))
             if not wanted:
                 return BatchedRead({}, {})
+            refused = {g: problem for g in wanted if (problem := _unsendable(g))}
+            asked = [g for g in wanted if g not in refused]
             try:
-                reads = admin._manager.run(self._read_all, admin, wanted)
+                reads = admin._manager.run(self._read_all, admin, asked) if asked else {}
             except Exception as exc:  # the connection failed: every group says so
                 text = describe(exc)
                 _log.warning("batched group read failed: %s", text)
                 reads = {g: GroupRead(g, errors=(f"committed offsets: {text}",))
-                         for g in wanted}
+                         for g in asked}
+            reads.update({g: GroupRead(g, errors=(f"group id: {problem}",))
+                          for g, problem in refused.items()})
+            reads = {g: reads[g] for g in wanted}
             sent = Counter(self.requests)
             sent.subtract(before)
             return BatchedRead(reads, {k: v for k, v in sent.items() if v})
@@ -286,34 +312,29 @@ class BatchedGroupReader:
         cluster = manager.cluster
         errors: dict[str, str] = {}
         rows: list[tuple[str, Any]] = []
-        if manager.broker_version_data.api_version(FindCoordinatorRequest) >= 4:
-            futures = []
+        calls: list[_Call] = []
+
+        def failed(keys: list[str]) -> Callable[[str], None]:
+            return lambda text: errors.update(dict.fromkeys(keys, text))
+
+        if self._find_coordinator_version(manager) >= 4:
+            def batch(response: Any) -> None:
+                rows.extend((c.key, c) for c in response.coordinators)
+
             for part in _chunks(groups, self.chunk):
-                futures.append((part, manager.send(
+                calls.append(_Call(
+                    "FindCoordinator",
                     FindCoordinatorRequest(key_type=CoordinatorType.GROUP.value,
                                            coordinator_keys=part, min_version=4),
-                    request_timeout_ms=self._timeout_ms)))
-                self.requests["FindCoordinator"] += 1
-            for part, future in futures:
-                try:
-                    response = await future
-                except Exception as exc:
-                    errors.update(dict.fromkeys(part, describe(exc)))
-                    continue
-                rows += [(c.key, c) for c in response.coordinators]
-        else:  # before Kafka 3.0: one request per group, all in flight together
-            singles: list[tuple[str, Any]] = []
+                    None, batch, failed(part)))
+        else:  # before Kafka 3.0: one request per group, through the window
             for g in groups:
-                singles.append((g, manager.send(
+                calls.append(_Call(
+                    "FindCoordinator",
                     FindCoordinatorRequest(key=g, key_type=CoordinatorType.GROUP.value,
                                            max_version=3),
-                    request_timeout_ms=self._timeout_ms)))
-                self.requests["FindCoordinator"] += 1
-            for g, future in singles:
-                try:
-                    rows.append((g, await future))
-                except Exception as exc:
-                    errors[g] = describe(exc)
+                    None, functools.partial(_keep_row, rows, g), failed([g])))
+        await self._send(manager, calls)
         for key, row in rows:
             try:
                 self._coordinators[key] = cluster.add_coordinator(
@@ -325,46 +346,231 @@ class BatchedGroupReader:
                 errors[g] = "the broker did not answer for this group"
         return errors
 
+    @staticmethod
+    def _find_coordinator_version(manager: Any) -> int:
+        """The highest FindCoordinator version the broker speaks: v4+ resolves many keys."""
+        from kafka.protocol.metadata import FindCoordinatorRequest
+
+        return int(manager.broker_version_data.api_version(FindCoordinatorRequest))
+
     async def _ask(self, admin: Any, groups: list[str], state: dict[str, _Partial]) -> None:
-        """OffsetFetch v8 and DescribeGroups per coordinator, all sent before any is awaited."""
+        """OffsetFetch v8 and DescribeGroups per coordinator, through the window."""
         from kafka.protocol.admin import DescribeGroupsRequest
         from kafka.protocol.consumer import OffsetFetchRequest
 
-        manager = admin._manager
         by_node: dict[Any, list[str]] = defaultdict(list)
         for g in groups:
             by_node[self._coordinators[g]].append(g)
         group_spec = OffsetFetchRequest.OffsetFetchRequestGroup
-        pending: list[tuple[str, list[str], Any]] = []
+
+        def failed(step: str, part: list[str]) -> Callable[[str], None]:
+            def record(text: str) -> None:
+                for g in part:
+                    state[g].errors.append(f"{step}: {text}")
+                    # the coordinator may have died and the group moved on: look it up
+                    # again next read rather than asking a dead node for ever
+                    self._coordinators.pop(g, None)
+            return record
+
+        calls: list[_Call] = []
         for node, members in by_node.items():
             for part in _chunks(members, self.chunk):
-                pending.append(("offsets", part, manager.send(
+                calls.append(_Call(
+                    "OffsetFetch",
                     OffsetFetchRequest(groups=[group_spec(group_id=g, topics=None)
                                                for g in part],
                                        require_stable=False, min_version=8, max_version=8),
-                    node_id=node, request_timeout_ms=self._timeout_ms)))
-                self.requests["OffsetFetch"] += 1
-                pending.append(("describe", part, manager.send(
+                    node, functools.partial(_take_offsets, asked=part, state=state),
+                    failed("committed offsets", part)))
+                calls.append(_Call(
+                    "DescribeGroups",
                     DescribeGroupsRequest(groups=part, include_authorized_operations=False),
-                    node_id=node, request_timeout_ms=self._timeout_ms)))
-                self.requests["DescribeGroups"] += 1
-        for kind, part, future in pending:
-            try:
-                response = await future
-            except Exception as exc:
-                text = describe(exc)
-                step = "committed offsets" if kind == "offsets" else "describe"
-                for g in part:
-                    state[g].errors.append(f"{step}: {text}")
-                continue
-            if kind == "offsets":
-                _take_offsets(response, part, state)
-            else:
-                _take_descriptions(response, part, state)
+                    node, functools.partial(_take_descriptions, asked=part, state=state),
+                    failed("describe", part)))
+        await self._send(admin._manager, calls)
+
+    async def _send(self, manager: Any, calls: list[_Call]) -> None:
+        """Every call answered or failed; counted in `self.requests` once each."""
+        await _Window(manager, self._timeout_ms, self.requests).run(calls)
 
     @property
     def _timeout_ms(self) -> int:
         return int(self.timeout * 1000)
+
+
+# ---------------------------------------------------------------- the window
+
+
+@dataclass(eq=False)
+class _Call:
+    """One request of a step, and where its answer or its failure goes."""
+
+    api: str
+    request: Any
+    #: the coordinator's node id; None: any broker (kafka-python's least loaded when sent)
+    node: Any
+    on_answer: Callable[[Any], None]
+    on_error: Callable[[str], None]
+    counted: bool = False
+
+
+#: errors after which kafka-python has closed the connection: the node's other calls fail now
+_CONNECTION_LOST = ("KafkaConnectionError", "RequestTimedOutError")
+#: how long past the request timeout a step waits with no answer before giving up
+_STALL_GRACE_MS = 1000
+_GIVEN_UP = object()
+
+
+class _Window:
+    """Sends a step's calls, at most WINDOW in flight per connection, refilled as answers land.
+
+    Runs on kafka-python's IO thread, where its futures call back: the callbacks only
+    note what landed and wake `run`, which hands each answer to its call and sends the
+    next ones. Calls wait in one queue per coordinator, plus one for calls any broker
+    may answer (sent to kafka-python's least loaded node), so a refill costs only the
+    calls it sends, however long the queues.
+
+    A connection that refuses a call before it goes out (NodeNotReadyError: paused at
+    its in-flight limit by other requests, throttled by a quota, in reconnect backoff)
+    is tried again after one of ours lands, or after a backoff, for up to the request
+    timeout. A node whose connection went (lost, timed out, refusing past the timeout)
+    fails the calls still queued for it at once, with that error, rather than each
+    waiting out a timeout. If nothing lands for longer than the request timeout (a
+    future kafka-python never resolves, as when a request buffered for a connection
+    being opened fails to encode), the calls in flight are given up and their
+    connections closed. No failure leaves `run` early, and `run` always ends:
+    every call ends in on_answer or on_error.
+    """
+
+    def __init__(self, manager: Any, timeout_ms: int, counts: Counter[str]) -> None:
+        self.manager = manager
+        self.timeout = timeout_ms / 1000
+        self.timeout_ms = timeout_ms
+        self.counts = counts
+        #: calls not sent yet, by node (None: any broker)
+        self.queues: dict[Any, deque[_Call]] = defaultdict(deque)
+        #: calls sent and not landed, with the node they went to
+        self.sent: dict[_Call, Any] = {}
+        self.in_flight: Counter[Any] = Counter()
+        self.landed: deque[tuple[_Call, Any]] = deque()
+        #: node -> why its connection is of no more use in this step
+        self.gone: dict[Any, str] = {}
+        #: node -> when it first refused a call since it last took one
+        self.refusing: dict[Any, float] = {}
+        self._wake: Any = None
+
+    async def run(self, calls: Iterable[_Call]) -> None:
+        from kafka.errors import KafkaTimeoutError
+        from kafka.future import Future
+
+        for call in calls:
+            self.queues[call.node].append(call)
+        backoff = 0.05
+        while True:
+            self._fill()
+            while self.landed:
+                self._take(*self.landed.popleft())
+            waiting = any(self.queues.values())
+            if not waiting and not self.sent:
+                return
+            if self.sent:  # wait for the next answer of ours
+                self._wake = Future()
+                try:
+                    if not self.landed:
+                        await self.manager.wait_for(self._wake, self.timeout_ms + _STALL_GRACE_MS)
+                except KafkaTimeoutError:
+                    self._give_up()
+                finally:
+                    self._wake = None
+                backoff = 0.05
+            elif waiting:  # every connection refused and nothing of ours is in flight
+                await self.manager._net.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    def _fill(self) -> None:
+        """Send, per queue, what the window allows, until its connection is full or refuses."""
+        for node, queue in self.queues.items():
+            while queue:
+                target = node if node is not None else self.manager.least_loaded_node()
+                if target in self.gone:
+                    queue.popleft().on_error(self.gone[target])
+                    continue
+                if self.in_flight[target] >= WINDOW or not self._send(queue, target):
+                    break
+
+    def _send(self, queue: deque[_Call], node: Any) -> bool:
+        """Send the first call of `queue` to `node`; False if the connection refused it."""
+        from kafka.errors import NodeNotReadyError
+
+        call = queue.popleft()
+        if not call.counted:
+            self.counts[call.api] += 1
+            call.counted = True
+        try:
+            future = self.manager.send(call.request, node_id=node,
+                                       request_timeout_ms=self.timeout_ms)
+        except Exception as exc:  # an unknown broker id, an authentication failure...
+            call.on_error(describe(exc))
+            return True
+        if future.is_done and isinstance(future.exception, NodeNotReadyError):
+            queue.appendleft(call)
+            self._refused(node, future.exception)
+            return False
+        self.refusing.pop(node, None)
+        self.sent[call] = node
+        self.in_flight[node] += 1
+        future.add_callback(self._landed, call, future)
+        future.add_errback(self._landed, call, future)
+        return True
+
+    def _landed(self, call: _Call, future: Any, _value: Any) -> None:
+        self.landed.append((call, future))
+        if self._wake is not None and not self._wake.is_done:
+            self._wake.success(None)
+
+    def _take(self, call: _Call, future: Any) -> None:
+        from kafka.errors import NodeNotReadyError
+
+        node = self.sent.pop(call, _GIVEN_UP)
+        if node is _GIVEN_UP:  # landed after it was given up: already failed
+            return
+        self.in_flight[node] -= 1
+        error = future.exception
+        if error is None:
+            try:
+                call.on_answer(future.value)
+            except Exception as exc:  # an answer we cannot read fails its own groups only
+                _log.warning("%s answer not understood: %s", call.api, describe(exc))
+                call.on_error(f"answer not understood: {describe(exc)}")
+        elif isinstance(error, NodeNotReadyError):  # refused after all: send it again
+            self.queues[call.node].appendleft(call)
+            self._refused(node, error)
+        else:
+            text = describe(error)
+            if type(error).__name__ in _CONNECTION_LOST:
+                self.gone.setdefault(node, text)
+            call.on_error(text)
+
+    def _refused(self, node: Any, error: BaseException) -> None:
+        now = time.monotonic()
+        since = self.refusing.setdefault(node, now)
+        if now - since >= self.timeout:
+            self.gone.setdefault(node, describe(error))
+
+    def _give_up(self) -> None:
+        text = f"no answer within {self.timeout:g} s"
+        _log.warning("batched read: %d request(s) given up: %s", len(self.sent), text)
+        for call, node in self.sent.items():
+            self.gone.setdefault(node, text)
+            call.on_error(text)
+        self.sent.clear()
+        for node in self.in_flight:
+            # as kafka-python does after a request timeout: the next read reconnects
+            try:
+                self.manager.close(node)
+            except Exception as exc:  # closing must not fail the read
+                _log.warning("closing the connection to node %s: %s", node, describe(exc))
+        self.in_flight.clear()
 
 
 # ---------------------------------------------------------------- answers
@@ -416,6 +622,11 @@ def _answered(response: Any, asked: list[str], state: dict[str, _Partial],
     for g in asked:
         if g not in answered:
             state[g].errors.append(f"{step}: the broker did not answer for this group")
+
+
+def _keep_row(rows: list[tuple[str, Any]], group: str, response: Any) -> None:
+    """A pre-v4 FindCoordinator answer (one key) as the row of its group."""
+    rows.append((group, response))
 
 
 def _take_offsets(response: Any, asked: list[str], state: dict[str, _Partial]) -> None:
@@ -488,6 +699,22 @@ def describe(exc: BaseException) -> str:
     if type(exc).__name__ not in text:
         text = f"{type(exc).__name__}: {text}" if str(exc) else text
     return scrub(" ".join(text.split()))
+
+
+def _unsendable(group: str) -> str | None:
+    """Why `group` cannot go in a request, or None.
+
+    Kafka strings are UTF-8 with a 16-bit length. kafka-python raises while encoding
+    such a name, and when the request was buffered for a connection still being
+    opened, the requests buffered after it are never sent: better not to ask.
+    """
+    try:
+        size = len(group.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not valid UTF-8; not asked"
+    if size > 32767:
+        return f"{size} bytes, longer than a Kafka string; not asked"
+    return None
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:

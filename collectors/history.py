@@ -3,9 +3,10 @@
 Three series, each keyed by cluster (the bootstrap servers), so profiles do
 not mix:
 
-- `samples`: per group partition and refresh, the committed offset, the end
-  offset and whether the group had live members. The status window
-  (`collectors.status`) is the last N of them.
+- `refreshes`: per refresh, every group partition's committed offset, end
+  offset and whether the group had live members, as one row of packed columns
+  (`collectors.history_format`; the keys are spelled once, in `sample_keys`).
+  The status window (`collectors.status`) of a partition is its last N samples.
 - `points`: per topic partition, end offsets over time (and, from exact
   reads, record times), the lookup table of `collectors.timelag`. Flat runs
   are stored as their first and last point, as kafka-lag-exporter does, so
@@ -14,12 +15,14 @@ not mix:
 
 Retention is bounded twice: rows older than `retention_seconds` go, and each
 key keeps at most `max_samples` samples / `max_points` points / `max_trend`
-group rows. Pruning runs from `record` at most every ten minutes, counted
+group rows (samples: refreshes of the same keys keep their newest
+`max_samples`). Pruning runs from `record` at most every ten minutes, counted
 across all processes sharing the file (so cron runs of `lagdeck lag` prune too).
 
 Reads come from an in-memory cache per cluster, loaded once and then brought
 up to date by row id, so rows written by another lagdeck process are seen on
-the next read and a refresh of 10,000 partitions costs no table scan.
+the next read and a refresh of 100,000 partitions costs no table scan. A file
+in the first format (a `samples` row per sample) is converted once when opened.
 The store is shared by a TUI worker thread and the main thread: one
 connection with `check_same_thread=False` behind a lock; WAL mode lets
 separate processes read while one writes.
@@ -28,7 +31,9 @@ separate processes read while one writes.
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 import contextlib
+import itertools
 import sqlite3
 import threading
 import time
@@ -36,10 +41,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
+from collectors import history_format as fmt
 from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.paths import state_dir
@@ -47,7 +53,7 @@ from collectors.status import Sample
 from collectors.timelag import Point
 
 FILENAME = "lag-history.sqlite3"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 #: pruning runs from `record` at most this often (seconds), across processes
 PRUNE_EVERY = 600.0
 
@@ -57,27 +63,21 @@ SampleKey = tuple[str, str, int]  # group, topic, partition
 PointKey = tuple[str, int]  # topic, partition
 
 
-class _AsBool(dict):
-    """The `active` column (NULL, 0, 1) as `Sample.active`: one dict lookup per row."""
-
-    def __missing__(self, key: object) -> bool:
-        return bool(key)
-
-
-_AS_BOOL = _AsBool({None: None, 0: False, 1: True})
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS samples (
-    id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
-    part INTEGER NOT NULL, ts REAL NOT NULL, committed INTEGER, end_offset INTEGER,
-    active INTEGER);
--- the key index covers what a window needs (and `id`, the tie-break of equal times), so
--- the first read walks the index alone; it replaced `samples_key` (cluster .. ts)
-DROP INDEX IF EXISTS samples_key;
-CREATE INDEX IF NOT EXISTS samples_window
-    ON samples (cluster, grp, topic, part, ts, id, committed, end_offset, active);
-CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
+-- each group partition once per cluster; refreshes refer to it by id. AUTOINCREMENT:
+-- an id is never given again after its row was pruned, so a reader that follows new rows
+-- by id (`_follow`) never mistakes a new row for one it has seen
+CREATE TABLE IF NOT EXISTS sample_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, grp TEXT NOT NULL,
+    topic TEXT NOT NULL, part INTEGER NOT NULL, UNIQUE (cluster, grp, topic, part));
+-- one row per refresh: packed columns in the order of `key_ids` (collectors.history_format);
+-- `keyset` names the key list, shared by the refreshes of the same groups
+CREATE TABLE IF NOT EXISTS refreshes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, ts REAL NOT NULL,
+    keyset TEXT NOT NULL, size INTEGER NOT NULL, key_ids BLOB NOT NULL, committed BLOB NOT NULL,
+    end_offset BLOB NOT NULL, active BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS refreshes_key ON refreshes (cluster, ts);
 CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,
     ts REAL NOT NULL, end_offset INTEGER NOT NULL, kind TEXT NOT NULL);
@@ -118,12 +118,16 @@ class _ClusterCache:
         self.samples: dict[SampleKey, list[Sample]] = defaultdict(list)
         #: per key: (row id, point); the row id lets a flat run's tail be moved in place
         self.points: dict[PointKey, list[tuple[int, Point]]] = defaultdict(list)
-        self.last_sample_id = 0
+        #: `sample_keys` of the cluster, both ways
+        self.key_ids: dict[SampleKey, int] = {}
+        self.keys: dict[int, SampleKey] = {}
+        self.last_key_id = 0
+        self.last_refresh_id = 0
         self.last_point_id = 0
-        #: (first row id, time, samples) this process wrote, taken into `samples` on the
-        #: next read (`_flush`): a one-shot `lagdeck lag` never reads them back, a TUI
-        #: does on its next poll
-        self.pending: list[tuple[int, float, list[PartitionSample]]] = []
+        #: (time, samples) this process wrote, taken into `samples` on the next read
+        #: (`_flush`): a one-shot `lagdeck lag` never reads them back, a TUI does on its
+        #: next poll
+        self.pending: list[tuple[float, list[PartitionSample]]] = []
 
 
 class LagHistory:
@@ -151,9 +155,11 @@ class LagHistory:
         self._caches: dict[str, _ClusterCache] = {}
         self._last_prune = 0.0  # this process; the file keeps `pruned_at` for all of them
         self._last_cluster: str | None = None
-        #: a `record(background=True)` in progress, and what it raised
-        self._writer: threading.Thread | None = None
-        self._writer_error: BaseException | None = None
+        #: `record(background=True)` writes, done in order by one thread (started on
+        #: the first), and the ones not yet waited for
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writes: list[concurrent.futures.Future[None]] = []
+        self._writes_lock = threading.Lock()  # not `_lock`: the writer holds that one
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=5.0,
                                        isolation_level=None)
@@ -163,10 +169,58 @@ class LagHistory:
                 self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
+            self._convert_first_format()
         except sqlite3.Error as exc:
             raise LagdeckError(f"cannot open the lag history {self.path}: {exc}") from None
+
+    def _convert_first_format(self) -> None:
+        """A file written before the packed format has a `samples` table, a row per
+        sample: the rows of each cluster's newest `cache_samples` refreshes become
+        refreshes (one per cluster and time) once, and the table goes. One write
+        transaction, so two processes never both convert; if it fails, the old rows stay
+        (and are tried again next time) and the history starts empty."""
+        if not self._has_table("samples"):
+            return
+        converted = 0
+        try:
+            with self._transaction():
+                if not self._has_table("samples"):  # another process converted meanwhile
+                    return
+                caches: dict[str, _ClusterCache] = {}
+                new = tuple.__new__
+                # the newest `cache_samples` refreshes of each cluster: what a window reads
+                # (a history of 100,000 partitions can hold 12 million old rows)
+                since = {cluster: self._db.execute(
+                    "SELECT MIN(ts) FROM (SELECT DISTINCT ts FROM samples WHERE cluster = ? "
+                    "ORDER BY ts DESC LIMIT ?)", (cluster, self.cache_samples)).fetchone()[0]
+                    for (cluster,) in self._db.execute("SELECT DISTINCT cluster FROM samples")}
+                rows = itertools.chain.from_iterable(self._db.execute(
+                    "SELECT cluster, ts, grp, topic, part, committed, end_offset, active "
+                    "FROM samples WHERE cluster = ? AND ts >= ? ORDER BY ts, id", (cluster, ts))
+                    for cluster, ts in since.items())
+                for (cluster, ts), run in itertools.groupby(rows, key=lambda r: r[:2]):
+                    cache = caches.get(cluster)
+                    if cache is None:
+                        cache = caches[cluster] = _ClusterCache()
+                        self._follow_keys(cluster, cache)
+                    # (grp, topic, part, committed, end, active 0/1/NULL): a PartitionSample
+                    # as the columns are packed (0 and 1 pack as False and True)
+                    samples = [new(PartitionSample, row[2:]) for row in run]
+                    self._insert_refresh(cluster, cache, float(ts), samples, None)
+                    converted += len(samples)
+                self._db.execute("DROP TABLE samples")
+        except sqlite3.Error as exc:
+            _log.warning("cannot convert the lag history %s to the packed format: %s",
+                         self.path, exc)
+            return
+        _log.info("lag history %s: %d samples converted to the packed format", self.path,
+                  converted)
+
+    def _has_table(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,)).fetchone() is not None
 
     @classmethod
     def in_memory(cls, **kwargs) -> LagHistory:
@@ -188,111 +242,147 @@ class LagHistory:
         """Store one refresh. `points` are (topic, partition, point, kind "end"|"record").
 
         Inside one write transaction: first the rows other processes wrote are
-        followed, then ours are inserted; the ids of our rows are contiguous
-        (nobody else can write meanwhile), so the cache takes them as they are
-        instead of reading them back.
+        followed, then ours are inserted (nobody else can write meanwhile), so the
+        cache takes our samples as they are instead of reading them back.
 
-        `background`: write in a thread and return at once. The samples go in as
-        one statement (`_insert_samples`), during which SQLite holds no GIL, so the
-        collector judges statuses on the other core meanwhile (10,000 groups: 0.5 s
-        of inserts). Every other method of the store (reads, the next `record`,
-        `close`) first waits for that write, so no reader ever sees the history
-        without it; the owner must `close` the store before the process exits.
+        `background`: queue the write for the store's writer thread and return at
+        once, so the collector judges statuses meanwhile. Background writes are done one
+        after another in the order they were asked; a second one queues behind the
+        first instead of waiting for it (the collector's small second write, group
+        totals, used to wait 0.2-0.4 s at 10,000 groups). Every read, a write made
+        in the caller's thread and `close` first wait for the queue, so no reader
+        ever sees the history without them; the owner must `close` the store
+        before the process exits.
         """
-        self.wait()
         samples = list(samples)
         if background:
-            # the JSON is built here: in the writer thread, this Python work and the
+            # the columns are packed here: in the writer thread, this Python work and the
             # caller's would take the GIL from each other
             args = (cluster, taken_at, samples, list(points), list(groups),
-                    _samples_json(samples))
-            self._writer = threading.Thread(target=self._write_caught, args=args,
-                                            name="lagdeck-history-write", daemon=True)
-            self._writer.start()
+                    _columns(samples))
+            with self._writes_lock:
+                if self._writer is None:
+                    self._writer = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="lagdeck-history-write")
+                self._writes.append(self._writer.submit(self._write, *args))
             return
+        self.wait()
         self._write(cluster, taken_at, samples, points, groups)
 
     def wait(self) -> None:
-        """Wait for a `record(background=True)` still writing; re-raise what it raised."""
-        writer = self._writer
-        if writer is None or writer is threading.current_thread():
-            return
-        writer.join()
-        self._writer = None
-        failed, self._writer_error = self._writer_error, None
+        """Wait for the queued background writes; re-raise the first failure (once)."""
+        if threading.current_thread().name.startswith("lagdeck-history-write"):
+            return  # the writer itself (its `_write` reads the cache)
+        with self._writes_lock:
+            writes, self._writes = self._writes, []
+        failed: BaseException | None = None
+        for write in writes:
+            error = write.exception()  # waits for it
+            if error is not None and failed is None:
+                failed = error
         if failed is not None:
             raise failed
 
-    def _write_caught(self, *args: Any) -> None:
-        try:
-            self._write(*args)
-        except BaseException as exc:  # handed to the next caller of `wait`
-            self._writer_error = exc
-
     def _write(self, cluster: str, taken_at: float, samples: list[PartitionSample],
                points: Iterable[tuple[str, int, Point, str]],
-               groups: Iterable[GroupTotal], doc: bytes | None = None) -> None:
+               groups: Iterable[GroupTotal],
+               columns: tuple[bytes, bytes, bytes] | None = None) -> None:
         with self._lock:
             cache = self._caches.get(cluster) or self._sync(cluster)
             try:
                 with self._transaction():
                     self._follow(cluster, cache)
-                    self._insert_samples(cluster, taken_at, samples, doc)
+                    refresh = self._insert_refresh(cluster, cache, taken_at, samples, columns)
                     added_points = self._write_points(cluster, cache, points)
                     self._db.executemany(
                         "INSERT INTO groups (cluster, grp, ts, total_lag, status) "
                         "VALUES (?, ?, ?, ?, ?)",
                         [(cluster, g.group, taken_at, g.total_lag, g.status) for g in groups],
                     )
-                    last_sample = self._max_id("samples")
                     last_point = self._max_id("points")
             except sqlite3.Error as exc:
                 _log.warning("cannot write lag history %s: %s", self.path, exc)
+                # keys added in the rolled-back transaction are gone: read them again
+                self._caches.pop(cluster, None)
                 return
-            if samples:  # rows built when next read (`_flush`): a one-shot run never does
-                cache.pending.append((last_sample - len(samples) + 1, taken_at, samples))
+            if refresh is not None:  # samples built when next read (`_flush`)
+                cache.pending.append((taken_at, samples))
+                cache.last_refresh_id = max(cache.last_refresh_id, refresh)
             first = last_point - len(added_points) + 1
             self._add_points(cache, [(first + i, topic, part, p.time, p.end)
                                      for i, (topic, part, p) in enumerate(added_points)])
-            cache.last_sample_id = max(cache.last_sample_id, last_sample)
             cache.last_point_id = max(cache.last_point_id, last_point)
             self._last_cluster = cluster
             self._maybe_prune(taken_at)
 
-    def _insert_samples(self, cluster: str, taken_at: float, samples: list[PartitionSample],
-                        doc: bytes | None = None) -> None:
-        """All samples of a refresh in one INSERT ... SELECT over a JSON array.
-
-        One statement runs inside one `sqlite3_step`, with the GIL released
-        throughout; `executemany` takes the GIL back for every row's parameters,
-        and a thread writing that way slowed the collector's main thread (and was
-        slowed by it) more than it gained. Values JSON cannot carry exactly (a
-        lone surrogate, an integer past 64 bits, a NUL in a name) take
-        `executemany`, as do SQLite builds without the JSON functions.
-        """
+    def _insert_refresh(self, cluster: str, cache: _ClusterCache, taken_at: float,
+                        samples: list[PartitionSample],
+                        columns: tuple[bytes, bytes, bytes] | None) -> int | None:
+        """The refresh as one row; its keys' ids first (new keys are added). Returns the
+        row id, None when there is nothing to store."""
         if not samples:
-            return
-        doc = doc or _samples_json(samples)
-        if doc is not None:
-            try:
-                self._db.execute(
-                    "INSERT INTO samples (cluster, grp, topic, part, ts, committed, "
-                    "end_offset, active) SELECT ?, json_extract(value, '$[0]'), "
-                    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), ?, "
-                    "json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
-                    "json_extract(value, '$[5]') FROM json_each(?)",
-                    (cluster, taken_at, doc),
-                )
-                return
-            except sqlite3.OperationalError as exc:  # no JSON functions in this SQLite
-                if "json" not in str(exc):
-                    raise
-        self._db.executemany(
-            "INSERT INTO samples (cluster, grp, topic, part, ts, committed, "
-            "end_offset, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(cluster, s.group, s.topic, s.partition, taken_at, s.committed, s.end,
-              None if s.active is None else int(s.active)) for s in samples],
+            return None
+        ids = cache.key_ids
+        keys = [s[:3] for s in samples]  # a PartitionSample starts with its key
+        new = [k for k in dict.fromkeys(keys) if k not in ids]
+        if new:
+            bad = {k for k in new if not _storable(k)}
+            if bad:  # a lone surrogate in a name: SQLite text cannot hold it
+                _log.warning("lag history: %d group partitions with names that cannot be "
+                             "stored are not recorded", len(bad))
+                samples = [s for s in samples if s[:3] not in bad]
+                keys = [s[:3] for s in samples]
+                new = [k for k in new if k not in bad]
+                columns = None
+                if not samples:
+                    return None
+            self._add_keys(cluster, cache, new)
+        key_ids = fmt.pack_ids([ids[k] for k in keys])
+        committed, end, active = columns or _columns(samples)
+        row = self._db.execute(
+            "INSERT INTO refreshes (cluster, ts, keyset, size, key_ids, committed, end_offset, "
+            "active) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (cluster, taken_at, fmt.keyset(key_ids), len(samples), key_ids, committed, end,
+             active),
         )
+        return row.lastrowid
+
+    def _add_keys(self, cluster: str, cache: _ClusterCache, keys: list[SampleKey]) -> None:
+        """Spell new keys once in `sample_keys` (inside the caller's write transaction).
+
+        Many keys (a first refresh: 100,000) go in as one statement over a JSON array;
+        names JSON would not carry exactly (a NUL) take `executemany`, as does an
+        SQLite without the JSON functions.
+        """
+        doc = _keys_json(keys)
+        try:
+            if doc is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
+                    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                    "json_extract(value, '$[2]') FROM json_each(?)", (cluster, doc))
+        except sqlite3.OperationalError as exc:  # an SQLite built without JSON functions
+            if "json" not in str(exc):
+                raise
+            doc = None
+        if doc is None:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
+                "VALUES (?, ?, ?, ?)", [(cluster, *k) for k in keys])
+        self._follow_keys(cluster, cache)
+        lost = [k for k in keys if k not in cache.key_ids]
+        if lost:  # cannot happen inside one write transaction
+            raise sqlite3.DatabaseError(f"{len(lost)} lag history keys were not stored")
+
+    def _follow_keys(self, cluster: str, cache: _ClusterCache) -> None:
+        rows = self._db.execute(
+            "SELECT id, grp, topic, part FROM sample_keys WHERE cluster = ? AND id > ?",
+            (cluster, cache.last_key_id)).fetchall()
+        keys = {row[0]: row[1:] for row in rows}  # (id, grp, topic, part): the key is a slice
+        cache.keys.update(keys)
+        cache.key_ids.update(zip(keys.values(), keys, strict=True))
+        if rows:
+            cache.last_key_id = max(cache.last_key_id, max(r[0] for r in rows))
 
     def _write_points(self, cluster: str, cache: _ClusterCache,
                       points: Iterable[tuple[str, int, Point, str]]
@@ -345,9 +435,14 @@ class LagHistory:
             self._last_prune = time.time()
             try:
                 with self._transaction():
-                    for table in ("samples", "points", "groups"):
+                    for table in ("refreshes", "points", "groups"):
                         self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
-                    self._cap("samples", ("cluster", "grp", "topic", "part"), self.max_samples)
+                    # refreshes of the same keys keep their newest `max_samples`
+                    self._db.execute(
+                        "DELETE FROM refreshes WHERE id IN (SELECT id FROM (SELECT id, "
+                        "ROW_NUMBER() OVER (PARTITION BY cluster, keyset ORDER BY ts DESC, "
+                        "id DESC) AS rn FROM refreshes) WHERE rn > ?)", (self.max_samples,))
+                    dropped = self._drop_unused_keys()
                     self._cap("points", ("cluster", "topic", "part"), self.max_points)
                     self._cap("groups", ("cluster", "grp"), self.max_trend)
                     self._db.execute(
@@ -357,7 +452,11 @@ class LagHistory:
             except sqlite3.Error as exc:
                 _log.warning("cannot prune lag history %s: %s", self.path, exc)
                 return
-            for cache in self._caches.values():
+            for cluster, cache in self._caches.items():
+                for row_id in dropped.get(cluster, ()):
+                    key = cache.keys.pop(row_id, None)
+                    if key is not None:
+                        del cache.key_ids[key]
                 self._flush(cache)
                 for key, rows in list(cache.samples.items()):
                     kept = [s for s in rows if s.time >= cutoff]
@@ -371,6 +470,27 @@ class LagHistory:
                         cache.points[tp] = kept_points[-self.max_points:]
                     else:
                         del cache.points[tp]
+
+    def _drop_unused_keys(self) -> dict[str, list[int]]:
+        """Delete the `sample_keys` no refresh refers to any more; returns their ids.
+
+        One key list is read per distinct keyset (refreshes of the same groups share
+        theirs), so this reads a few arrays, not every refresh."""
+        dropped: dict[str, list[int]] = {}
+        clusters = [c for (c,) in self._db.execute("SELECT DISTINCT cluster FROM sample_keys")]
+        for cluster in clusters:
+            used: set[int] = set()
+            for (blob,) in self._db.execute(
+                    "SELECT key_ids FROM refreshes WHERE id IN (SELECT MAX(id) FROM refreshes "
+                    "WHERE cluster = ? GROUP BY keyset)", (cluster,)):
+                used.update(fmt.unpack_ids(blob))
+            unused = [row_id for (row_id,) in self._db.execute(
+                "SELECT id FROM sample_keys WHERE cluster = ?", (cluster,)) if row_id not in used]
+            if unused:
+                self._db.executemany("DELETE FROM sample_keys WHERE id = ?",
+                                     [(i,) for i in unused])
+                dropped[cluster] = unused
+        return dropped
 
     def _cap(self, table: str, key: tuple[str, ...], limit: int) -> None:
         match = " AND ".join(f"{k} = ?" for k in key)
@@ -456,14 +576,20 @@ class LagHistory:
         """Rows per table (for tests and `lagdeck lag -v`)."""
         self.wait()
         with self._lock:
-            return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-                    for t in ("samples", "points", "groups")}
+            counts = {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                      for t in ("points", "groups")}
+            samples = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM refreshes")
+            return {"samples": int(samples.fetchone()[0]), **counts}
 
     def close(self) -> None:
         """Finish a background write, then close the file."""
         try:
             self.wait()
         finally:
+            with self._writes_lock:
+                writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.shutdown(wait=True)
             with self._lock, contextlib.suppress(sqlite3.Error):
                 self._db.close()
 
@@ -496,32 +622,36 @@ class LagHistory:
     def _load(self, cluster: str, cache: _ClusterCache) -> None:
         """The cluster's newest `cache_samples` per key and `max_points` per partition.
 
-        Two reads of the (covering) key index in one read transaction (so they see the same
-        rows, and `last_sample_id` is the last of them): the keys with their row
-        counts, then only the sample columns in the same order, cut into each key's
-        run by its count. A ROW_NUMBER() window sorted every row twice more (0.54 s
-        for 50,000 rows); returning the key's text with every row and finding the
-        runs in Python cost twice what this does (2.0 s against 0.9 s for 500,000).
+        In one read transaction: the keys, then which refreshes are needed (newest
+        first, a refresh is skipped once `cache_samples` newer ones of the same
+        keyset were taken: its keys have their samples already), then those rows'
+        columns. A history of 100,000 group partitions with five samples each
+        reads 5 rows of packed columns instead of 500,000 rows.
         """
         keep = self.cache_samples
-        as_bool = _AS_BOOL
-        new = tuple.__new__
-        samples = cache.samples
         own = not self._db.in_transaction
         if own:
             self._db.execute("BEGIN")
         try:
-            keys = self._db.execute(
-                "SELECT grp, topic, part, COUNT(*) FROM samples INDEXED BY samples_window "
-                "WHERE cluster = ? GROUP BY grp, topic, part ORDER BY grp, topic, part",
-                (cluster,),
-            ).fetchall()
-            rows = self._db.execute(
-                "SELECT ts, committed, end_offset, active FROM samples INDEXED BY samples_window "
-                "WHERE cluster = ? ORDER BY grp, topic, part, ts, id",
-                (cluster,),
-            ).fetchall()
-            last_sample = self._max_id("samples")
+            self._follow_keys(cluster, cache)
+            taken: dict[str, int] = defaultdict(int)
+            wanted: list[int] = []
+            last_refresh = 0
+            keysets: set[str] = set()
+            for row_id, keyset in self._db.execute(
+                    "SELECT id, keyset FROM refreshes WHERE cluster = ? "
+                    "ORDER BY ts DESC, id DESC", (cluster,)):
+                keysets.add(keyset)
+                last_refresh = max(last_refresh, row_id)
+                taken[keyset] += 1
+                if taken[keyset] <= keep:
+                    wanted.append(row_id)
+            rows: list[tuple] = []
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                rows += self._db.execute(
+                    "SELECT id, ts, key_ids, committed, end_offset, active FROM refreshes "
+                    f"WHERE id IN ({', '.join('?' * len(part))})", part).fetchall()
             points = self._db.execute(
                 "SELECT id, topic, part, ts, end_offset FROM (SELECT *, ROW_NUMBER() OVER "
                 "(PARTITION BY topic, part ORDER BY ts DESC, id DESC) AS rn FROM points "
@@ -532,40 +662,59 @@ class LagHistory:
         finally:
             if own:
                 self._db.execute("COMMIT")
-        if sum(k[3] for k in keys) != len(rows):  # one read transaction: cannot happen
-            raise sqlite3.DatabaseError("lag history changed while it was read")
-        stop = 0
-        for grp, topic, part, count in keys:
-            start, stop = stop, stop + count
-            # `ts` is a REAL column (floats); tuple.__new__ skips the named tuple's
-            # Python-level __new__ (0.35 s instead of 0.54 s per 500,000 samples)
-            samples[(grp, topic, int(part))] = [
-                new(Sample, (ts, committed, end, as_bool[active]))
-                for ts, committed, end, active in rows[max(start, stop - keep):stop]]
-        cache.last_sample_id = last_sample
+        rows.sort(key=lambda r: (r[1], r[0]))
+        keys = cache.keys
+        samples = cache.samples
+        if len(keysets) == 1 and rows:
+            # the usual case, refreshes of the same groups: each key's series is one
+            # column across the rows (zip: no Python code per sample)
+            ids = fmt.unpack_ids(rows[0][2])
+            columns = [fmt.samples(ts, committed, end, active)
+                       for _id, ts, _k, committed, end, active in rows]
+            for key_id, series in zip(ids, map(list, zip(*columns, strict=False)),
+                                      strict=False):
+                key = keys.get(key_id)
+                if key is not None:
+                    samples[key] = series
+        else:
+            by_id: dict[int, list[Sample]] = defaultdict(list)
+            for _id, ts, key_ids, committed, end, active in rows:
+                for key_id, sample in zip(fmt.unpack_ids(key_ids),
+                                          fmt.samples(ts, committed, end, active),
+                                          strict=False):
+                    by_id[key_id].append(sample)
+            for key_id, series in by_id.items():
+                key = keys.get(key_id)
+                if key is not None:
+                    samples[key] = series[-keep:]
+        cache.last_refresh_id = last_refresh
         self._add_points(cache, points)
         cache.last_point_id = last_point
 
     def _flush(self, cache: _ClusterCache) -> None:
         if cache.pending:
             pending, cache.pending = cache.pending, []
-            for first, taken_at, samples in pending:
+            for taken_at, samples in pending:
                 self._add_samples(cache, [
-                    (first + i, s.group, s.topic, s.partition, taken_at, s.committed, s.end,
-                     None if s.active is None else int(s.active))
-                    for i, s in enumerate(samples)])
+                    (s[:3], Sample(taken_at, s.committed, s.end, s.active)) for s in samples])
 
     def _follow(self, cluster: str, cache: _ClusterCache) -> None:
+        """Take in what other processes wrote since the last read (rows past the last id)."""
         self._flush(cache)
+        self._follow_keys(cluster, cache)
         rows = self._db.execute(
-            # `+cluster`: walk the row ids past the last one seen, not the whole key index
-            "SELECT id, grp, topic, part, ts, committed, end_offset, active FROM samples "
+            # `+cluster`: walk the row ids past the last one seen, not the cluster index
+            "SELECT id, ts, key_ids, committed, end_offset, active FROM refreshes "
             "WHERE id > ? AND +cluster = ? ORDER BY id",
-            (cache.last_sample_id, cluster),
+            (cache.last_refresh_id, cluster),
         ).fetchall()
-        if rows:
-            self._add_samples(cache, rows)
-            cache.last_sample_id = max(r[0] for r in rows)
+        keys = cache.keys
+        for row_id, ts, key_ids, committed, end, active in rows:
+            self._add_samples(cache, [
+                (keys[k], sample) for k, sample in zip(
+                    fmt.unpack_ids(key_ids), fmt.samples(ts, committed, end, active),
+                    strict=False) if k in keys])
+            cache.last_refresh_id = max(cache.last_refresh_id, row_id)
         rows = self._db.execute(
             "SELECT id, topic, part, ts, end_offset FROM points WHERE id > ? AND +cluster = ? "
             "ORDER BY id",
@@ -579,10 +728,10 @@ class LagHistory:
         row = self._db.execute(f"SELECT MAX(id) FROM {table}").fetchone()
         return int(row[0] or 0)
 
-    def _add_samples(self, cache: _ClusterCache, rows: Sequence[tuple]) -> None:
-        for _id, grp, topic, part, ts, committed, end, active in rows:
-            series = cache.samples[(grp, topic, int(part))]
-            sample = Sample(float(ts), committed, end, _AS_BOOL[active])
+    def _add_samples(self, cache: _ClusterCache,
+                     samples: Iterable[tuple[SampleKey, Sample]]) -> None:
+        for key, sample in samples:
+            series = cache.samples[key]
             if not series or series[-1].time <= sample.time:
                 series.append(sample)
             else:
@@ -602,15 +751,30 @@ class LagHistory:
                 del series[: len(series) - self.max_points]
 
 
-def _samples_json(samples: list[PartitionSample]) -> bytes | None:
-    """The samples as a JSON array for `_insert_samples`, or None when JSON would not
-    carry them exactly (a lone surrogate, an integer past 64 bits, a NUL in a name)."""
+def _columns(samples: list[PartitionSample]) -> tuple[bytes, bytes, bytes]:
+    """committed, end_offset and active of a refresh, packed (`collectors.history_format`)."""
+    return (fmt.pack_offsets([s[3] for s in samples]),  # committed, end, active
+            fmt.pack_offsets([s[4] for s in samples]),
+            fmt.pack_active([s[5] for s in samples]))
+
+
+def _keys_json(keys: list[SampleKey]) -> bytes | None:
+    """New keys as a JSON array for `_add_keys`, or None when JSON would not carry them
+    exactly (a NUL in a name: SQLite's JSON functions stop at it)."""
     try:
-        doc = orjson.dumps([(s.group, s.topic, s.partition, s.committed, s.end, s.active)
-                            for s in samples])
+        doc = orjson.dumps(keys)
     except (TypeError, orjson.JSONEncodeError):
         return None
     return None if b"\\u0000" in doc else doc
+
+
+def _storable(key: SampleKey) -> bool:
+    try:
+        key[0].encode("utf-8")
+        key[1].encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Transaction:

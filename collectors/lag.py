@@ -306,6 +306,7 @@ class LagCollector:
         self.batched_requests: dict[str, int] = {}
         self._groups_read = 0
         self._batched_retry_at: float | None = None
+        self._opener: threading.Thread | None = None
         self._closed = False
         #: only groups this accepts are read (a watcher's share, `collectors.watch_group`)
         self.group_filter: Callable[[str], bool] | None = None
@@ -345,6 +346,7 @@ class LagCollector:
         same one-line failure, without starting (and destroying) a client of its own
         before the refresh (~50 ms), and the refresh finds the connection made."""
         bootstrap = require_bootstrap(self.cluster)
+        self._open_batched_soon()  # kafka-python's import and connection overlap this wait
         try:
             self._admin_pool()[0].list_topics(timeout=timeout)
         except KafkaException as exc:
@@ -401,12 +403,7 @@ class LagCollector:
         pool = self._admin_pool()
         admin = pool[0]
         t = self.timeout
-        # the batched reader connects (and imports kafka-python, ~0.15 s) while librdkafka lists
-        opener = None
-        if self._batched is None and self._batched_reason is None:
-            opener = threading.Thread(target=self._batched_reader, name="lagdeck-batched-open",
-                                      daemon=True)
-            opener.start()
+        opener = self._open_batched_soon()
         try:
             listing_future = admin.list_consumer_groups(request_timeout=t)
             metadata = admin.list_topics(timeout=t)
@@ -426,6 +423,7 @@ class LagCollector:
                   and (self.group_filter is None or self.group_filter(g))]
         if opener is not None:
             opener.join()
+            self._opener = None
         # the history's first read (Python work: ~0.3 s at 10,000 partitions) overlaps the
         # group read, which waits on the broker; started earlier, it took the GIL from
         # the opener thread (kafka-python's import and connection), which is on the path
@@ -467,6 +465,15 @@ class LagCollector:
             end_errors=end_errors, listed=len(listed), errors=tuple(errors),
             offsets_via=self.offsets_via, offsets_via_reason=self.offsets_via_reason,
         )
+
+    def _open_batched_soon(self) -> threading.Thread | None:
+        """Open the batched reader in a thread (kafka-python's import and connection,
+        ~0.15 s) while librdkafka connects and lists; the thread, until joined."""
+        if self._opener is None and self._batched is None and self._batched_reason is None:
+            self._opener = threading.Thread(target=self._batched_reader,
+                                            name="lagdeck-batched-open", daemon=True)
+            self._opener.start()
+        return self._opener
 
     def _batched_reader(self) -> BatchedGroupReader | None:
         """The batched reader, opened once; None (with the reason kept) when it cannot serve.

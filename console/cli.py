@@ -17,6 +17,7 @@ from collectors.errors import LagdeckError
 from collectors.logs import get_logger
 from collectors.redact import scrub
 from collectors.untrusted import one_line
+from console import fastexit
 from console.commands import COMMANDS, load
 from console.context import Context
 from console.wording import for_cli
@@ -113,7 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    fastexit.enable()
+    code = main()
+    fastexit.leave(code)  # when the command kept its objects: no teardown
+    sys.exit(code)
 
 
 if __name__ == "__main__":

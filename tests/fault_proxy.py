@@ -40,6 +40,9 @@ class Faults:
     seen_once: set[str] = field(default_factory=set)
     #: OffsetFetch requests seen, with how many groups each carried
     offset_fetches: list[int] = field(default_factory=list)
+    #: groups whose coordinator (batched FindCoordinator) is said to be another node:
+    #: group -> (node id, port), e.g. a port where nothing listens
+    elsewhere: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class FaultProxy:
@@ -59,6 +62,8 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
         with contextlib.suppress(OSError):
             self.server.close()
         for s in self._sockets:
@@ -126,6 +131,8 @@ class FaultProxy:
             broker.port = self.port
         for row in getattr(response, "coordinators", None) or ():
             row.port = self.port
+            if row.key in self.faults.elsewhere:
+                row.node_id, row.port = self.faults.elsewhere[row.key]
         if getattr(response, "port", None):
             response.port = self.port
 

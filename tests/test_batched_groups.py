@@ -9,10 +9,19 @@ is tested as a plain function.
 from __future__ import annotations
 
 import json
+import re
+import socket
 
 import pytest
 
-from collectors.batched_groups import BatchedUnavailable, client_settings
+from collectors.batched_groups import (
+    MAX_IN_FLIGHT,
+    WINDOW,
+    BatchedGroupReader,
+    BatchedRead,
+    BatchedUnavailable,
+    client_settings,
+)
 from collectors.config import ClusterConfig
 from collectors.history import LagHistory
 from collectors.lag import LagCollector
@@ -149,6 +158,153 @@ def test_fallback_for_a_setting_kafka_python_cannot_express(capsys, cluster: Clu
     doc = json.loads(out)
     assert (doc["offsets_via"], doc["offsets_via_reason"]) == (
         "per-group", "broker.address.family is not mapped to kafka-python")
+
+
+# ---------------------------------------------------------------- more requests than fit in flight
+
+#: groups of the in-flight tests: with chunk=1 a step sends 2 requests per group, far more
+#: than kafka-python's 64 in flight per connection
+MANY = 150
+
+
+@pytest.fixture
+def many(bootstrap: str, names) -> dict:
+    """MANY groups on one two-partition topic, each with its own committed offsets,
+    committed by kafka-python's admin client (an independent client, one request each)."""
+    from kafka import KafkaAdminClient
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    topic, base = names("inflight"), names("inflight-g")
+    create_topics(bootstrap, topic, partitions=2)
+    produce(bootstrap, topic, {0: 9, 1: 7})
+    groups = [f"{base}-{i:03d}" for i in range(MANY)]
+    expected = {g: {(topic, 0): i % 10, (topic, 1): (3 * i) % 8} for i, g in enumerate(groups)}
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        for g, offsets in expected.items():
+            answer = admin.alter_group_offsets(
+                g, {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                    for (t, p), o in offsets.items()})
+            assert all(e.errno == 0 for e in answer.values()), answer
+    finally:
+        admin.close()
+    return {"topic": topic, "groups": groups, "expected": expected,
+            "regex": f"^{re.escape(base)}-"}
+
+
+def committed(read: BatchedRead) -> dict[str, dict]:
+    return {g: dict(r.committed) for g, r in read.groups.items()}
+
+
+def per_group_committed(cluster: ClusterConfig, regex: str) -> dict[str, dict]:
+    with LagCollector(cluster, LagHistory.in_memory(), offsets_via="per-group") as collector:
+        snapshot = collector.refresh(regex)
+    assert snapshot.offsets_via == "per-group"
+    return {g.group: {(p.topic, p.partition): p.committed_offset for p in g.partitions}
+            for g in snapshot.groups}
+
+
+@integration
+def test_more_requests_than_fit_in_flight_all_come_back_right(cluster: ClusterConfig,
+                                                              many: dict) -> None:
+    groups, expected = many["groups"], many["expected"]
+    # the premise: each step has more requests than kafka-python lets a connection hold
+    assert 2 * MANY > MAX_IN_FLIGHT > WINDOW
+    with BatchedGroupReader(cluster, chunk=1) as reader:
+        first = reader.read(groups)  # coordinators looked up: a new connection to the coordinator
+        second = reader.read(groups)  # coordinators cached: the connection is open and ready
+    for read in (first, second):
+        assert {g: r.errors for g, r in read.groups.items() if r.errors} == {}
+        assert committed(read) == expected
+        assert {g: r.state for g, r in read.groups.items()} == dict.fromkeys(groups, "EMPTY")
+        # one OffsetFetch and one DescribeGroups per group: the step is far past the window
+        assert (read.requests["OffsetFetch"], read.requests["DescribeGroups"]) == (MANY, MANY)
+    assert first.requests["FindCoordinator"] == MANY  # chunk=1: one key per request too
+    assert "FindCoordinator" not in second.requests
+    assert per_group_committed(cluster, many["regex"]) == expected
+
+
+@integration
+def test_pre_v4_find_coordinator_sends_one_request_per_group_through_the_window(
+        cluster: ClusterConfig, many: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only the choice of path is forced: the broker answers the FindCoordinator v3
+    # requests (one key each) and everything after, as a pre-Kafka-3.0 broker would
+    monkeypatch.setattr(BatchedGroupReader, "_find_coordinator_version",
+                        staticmethod(lambda manager: 3))
+    with BatchedGroupReader(cluster) as reader:
+        read = reader.read(many["groups"])
+    assert {g: r.errors for g, r in read.groups.items() if r.errors} == {}
+    assert committed(read) == many["expected"]
+    assert dict(read.requests) == {"FindCoordinator": MANY, "OffsetFetch": 1, "DescribeGroups": 1}
+
+
+@integration
+def test_a_coordinator_that_cannot_be_reached_fails_only_its_groups(
+        broker, cluster: ClusterConfig, many: dict) -> None:
+    groups, expected = many["groups"], many["expected"]
+    # a third of the groups is said to live on a node where nothing listens
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+    stranded = groups[::3]
+    assert 2 * len(stranded) > WINDOW  # the premise: more requests for it than one window
+    faults = Faults(elsewhere=dict.fromkeys(stranded, (4242, dead_port)))
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    with FaultProxy(port, faults) as proxy, BatchedGroupReader(
+            ClusterConfig({"bootstrap.servers": proxy.bootstrap}), timeout=5, chunk=1) as reader:
+        read = reader.read(groups)
+        faults.elsewhere.clear()  # the stranded groups' coordinator is the broker again
+        again = reader.read(groups)
+    for g in stranded:
+        errors = read.groups[g].errors
+        assert errors and all(e.startswith(("committed offsets: ", "describe: ")) for e in errors)
+        assert "KafkaConnectionError" in " ".join(errors), errors
+        assert read.groups[g].committed == {}
+    served = [g for g in groups if g not in set(stranded)]
+    assert {g: read.groups[g].errors for g in served if read.groups[g].errors} == {}
+    assert {g: dict(read.groups[g].committed) for g in served} == {g: expected[g] for g in served}
+    # the next read looks the failed groups' coordinators up again, and finds them
+    assert again.requests["FindCoordinator"] == len(stranded)
+    assert {g: r.errors for g, r in again.groups.items() if r.errors} == {}
+    assert committed(again) == expected
+
+
+@integration
+def test_a_group_id_kafka_cannot_carry_fails_only_itself(cluster: ClusterConfig,
+                                                         world: dict[str, str]) -> None:
+    # a lone surrogate cannot be encoded as UTF-8: kafka-python raises while encoding it,
+    # and on a connection still being opened the requests buffered after it never go out
+    odd, huge = "odd-\udcff", "g" * 40_000
+    good = [world["lagging"], world["caught"], world["both"]]
+    with BatchedGroupReader(cluster, chunk=1) as reader:
+        read = reader.read([good[0], odd, good[1], huge, good[2]])
+    assert list(read.groups) == [good[0], odd, good[1], huge, good[2]]
+    assert read.groups[odd].errors == ("group id: not valid UTF-8; not asked",)
+    assert read.groups[huge].errors == (
+        "group id: 40000 bytes, longer than a Kafka string; not asked",)
+    assert {g: read.groups[g].errors for g in good} == dict.fromkeys(good, ())
+    a = world["a"]
+    assert dict(read.groups[world["lagging"]].committed) == {(a, 0): 1, (a, 1): 4, (a, 2): 0}
+    assert read.requests["OffsetFetch"] == 3
+
+
+@integration
+@pytest.mark.timeout(60)
+def test_a_request_kafka_python_never_answers_cannot_hang_the_read(
+        cluster: ClusterConfig, world: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # let a name through that kafka-python cannot encode: buffered for the connection
+    # being opened, it makes kafka-python lose the requests buffered with it (their
+    # futures never resolve); the read must still end, with every group accounted for
+    import collectors.batched_groups as batched
+
+    monkeypatch.setattr(batched, "_unsendable", lambda group: None)
+    odd = "odd-\udcff"
+    asked = [world["lagging"], odd, world["caught"]]
+    with BatchedGroupReader(cluster, timeout=1, chunk=1) as reader:
+        read = reader.read(asked)
+    assert list(read.groups) == asked
+    assert read.groups[odd].errors
+    assert any("no answer within 1 s" in e for r in read.groups.values() for e in r.errors)
 
 
 # ---------------------------------------------------------------- settings mapping

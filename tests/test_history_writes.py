@@ -1,65 +1,135 @@
-"""How the lag history writes: one JSON statement or `executemany`, in a thread or not,
-and the first read of a file another process wrote. No broker."""
+"""How the lag history stores refreshes: packed columns round trip exactly, in a thread or
+not, a file of the first format is converted, and the first read of a file another process
+wrote. No broker."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from collectors.history import LagHistory, PartitionSample, _samples_json
+from collectors import history_format as fmt
+from collectors.history import LagHistory, PartitionSample
 from collectors.status import Sample
 from collectors.timelag import Point
 
 C = "127.0.0.1:9092"
-T = float(int(time.time()) - 3600)
+#: recent (`record` prunes by the wall clock) but old enough for the tests' retention
+T = float(int(time.time()) - 900)
 
-#: names and values a cluster may hand over: unicode, quotes, control characters,
-#: unknown offsets and membership, the largest 64-bit offset
+#: names and values a cluster may hand over: unicode, quotes, control characters, a NUL
+#: (the keys then take `executemany`), unknown offsets and membership, 64-bit extremes
 AWKWARD = [
     PartitionSample("g-ü\u202e\"'\\", "t\tx", 0, 5, 9, True),
     PartitionSample("g\x1b[31m", "t", 1, None, 9, None),
     PartitionSample("g", "t", 2, 2**63 - 1, None, False),
     PartitionSample("𝕘", "t", 3, 0, 0, True),
-]
-#: values JSON cannot carry exactly: these go through `executemany`
-NOT_JSON = [
+    PartitionSample("g", "t", 4, -1, -(2**63) + 1, True),
     PartitionSample("nul \x00 inside", "t", 0, 1, 2, False),
     PartitionSample("nul", "t\x00", 0, 1, 2, None),
 ]
 
 
-def _rows(path: Path) -> list[tuple]:
-    with LagHistory(path) as h:
-        return h._db.execute(
-            "SELECT cluster, grp, topic, part, ts, committed, end_offset, active, "
-            "typeof(committed), typeof(active) FROM samples ORDER BY id").fetchall()
-
-
-def _plain(path: Path, samples: list[PartitionSample]) -> None:
-    """The reference: one `executemany` row per sample."""
-    with LagHistory(path) as h:
-        h._db.executemany(
-            "INSERT INTO samples (cluster, grp, topic, part, ts, committed, end_offset, "
-            "active) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(C, s.group, s.topic, s.partition, T, s.committed, s.end,
-              None if s.active is None else int(s.active)) for s in samples])
+def _as_read(samples: list[PartitionSample], at: float) -> dict:
+    return {s[:3]: [Sample(at, s.committed, s.end, s.active)] for s in samples}
 
 
 @pytest.mark.parametrize("background", [False, True])
-def test_json_insert_stores_what_executemany_stores(tmp_path: Path, background: bool) -> None:
-    assert _samples_json(AWKWARD) is not None  # these do take the JSON statement
-    assert all(_samples_json([s]) is None for s in NOT_JSON)
-    # (SQLite stores no lone surrogate either way: `executemany` refuses it as it did)
-    assert _samples_json([PartitionSample("\udc80", "t", 0, 1, 2, True)]) is None
-    samples = AWKWARD + NOT_JSON
-    _plain(tmp_path / "ref.db", samples)
+def test_awkward_samples_read_back_exactly(tmp_path: Path, background: bool) -> None:
+    """What one process stores, another reads back unchanged (each key its own window)."""
     with LagHistory(tmp_path / "h.db") as h:
-        h.record(C, T, samples=AWKWARD, background=background)
-        h.record(C, T, samples=NOT_JSON[:1], background=background)
-        h.record(C, T, samples=NOT_JSON[1:], background=background)
-    assert _rows(tmp_path / "h.db") == _rows(tmp_path / "ref.db")
+        h.record(C, T, samples=AWKWARD[:5], background=background)
+        h.record(C, T + 1, samples=AWKWARD[5:], background=background)
+    with LagHistory(tmp_path / "h.db") as other:
+        keys = [s[:3] for s in AWKWARD]
+        assert other.windows(C, keys) == {**_as_read(AWKWARD[:5], T),
+                                          **_as_read(AWKWARD[5:], T + 1)}
+        assert other.counts()["samples"] == len(AWKWARD)
+
+
+def test_a_name_sqlite_cannot_hold_is_left_out_not_fatal(tmp_path: Path) -> None:
+    """A lone surrogate (a name that was not UTF-8) cannot be SQLite text: that partition
+    is not recorded, the others of the refresh are."""
+    good = PartitionSample("g", "t", 0, 1, 2, True)
+    with LagHistory(tmp_path / "h.db") as h:
+        h.record(C, T, samples=[PartitionSample("\udc80", "t", 0, 1, 2, True), good])
+    with LagHistory(tmp_path / "h.db") as other:
+        assert other.windows(C, [("\udc80", "t", 0), good[:3]]) == _as_read([good], T)
+
+
+def test_offsets_outside_64_bits_are_stored_as_unknown() -> None:
+    """No Kafka offset is: a broker's garbage must not fail the refresh's write."""
+    packed = fmt.pack_offsets([1, 2**64, None, -(2**70)])
+    assert list(fmt.unpack_offsets(packed)) == [1, None, None, None]
+
+
+def test_a_first_format_file_is_converted_once(tmp_path: Path) -> None:
+    """A history written row per sample (before the packed format) keeps its samples."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE samples (id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, grp TEXT NOT "
+        "NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, ts REAL NOT NULL, committed "
+        "INTEGER, end_offset INTEGER, active INTEGER);"
+        "CREATE INDEX samples_window ON samples (cluster, grp, topic, part, ts, id, "
+        "committed, end_offset, active);")
+    rows = [(C, T + i, "g", "t", p, i, 10 + i, i % 2) for i in range(3) for p in range(2)]
+    rows += [(C, T + 5, "g", "t", 0, None, 20, None), ("other:1", T, "h", "u", 0, 1, 2, 1)]
+    db.executemany("INSERT INTO samples (cluster, ts, grp, topic, part, committed, "
+                   "end_offset, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    with LagHistory(path) as h:
+        assert h.counts()["samples"] == len(rows)
+        win = h.windows(C, [("g", "t", 0), ("g", "t", 1)])
+        assert win[("g", "t", 0)] == [Sample(T, 0, 10, False), Sample(T + 1, 1, 11, True),
+                                      Sample(T + 2, 2, 12, False), Sample(T + 5, None, 20, None)]
+        assert win[("g", "t", 1)][-1] == Sample(T + 2, 2, 12, False)
+        assert h.windows("other:1", [("h", "u", 0)]) == {("h", "u", 0): [Sample(T, 1, 2, True)]}
+        tables = {n for (n,) in h._db.execute("SELECT name FROM sqlite_master")}
+        assert "samples" not in tables and "samples_window" not in tables
+    with LagHistory(path) as again:  # nothing converted twice
+        assert again.counts()["samples"] == len(rows)
+
+
+def test_first_read_takes_each_keys_newest_samples_across_keysets(tmp_path: Path) -> None:
+    """Refreshes of different groups (a fleet's shares, `--group`): the first read skips
+    a refresh only once its keyset has `cache_samples` newer ones; every key still gets
+    its own newest samples."""
+    path = tmp_path / "h.db"
+    with LagHistory(path) as h:
+        for i in range(10):
+            h.record(C, T + 2 * i, samples=[PartitionSample("a", "t", 0, i, 50, True)])
+            h.record(C, T + 2 * i + 1, samples=[PartitionSample("a", "t", 0, 100 + i, 150, True),
+                                                PartitionSample("b", "t", 0, i, 50, False)])
+    with LagHistory(path, cache_samples=4) as h:
+        win = h.windows(C, [("a", "t", 0), ("b", "t", 0)], 10)
+    assert [s.committed for s in win[("a", "t", 0)]] == [8, 108, 9, 109]
+    assert [s.committed for s in win[("b", "t", 0)]] == [6, 7, 8, 9]
+
+
+def test_pruning_drops_keys_no_refresh_refers_to(tmp_path: Path) -> None:
+    # times from now (not the module's T): `record` also prunes by the wall clock
+    T = time.time() - 900
+    with LagHistory(tmp_path / "h.db", retention_seconds=1000) as h:
+        h.record(C, T, samples=[PartitionSample("gone", "t", 0, 1, 2, True)])
+        h.prune(now=T + 1100)  # the retention cuts at T + 100: nothing is left
+        assert h.counts()["samples"] == 0
+        # a new key after the newest was pruned gets a new id (not the pruned one's: a
+        # reader following by id would never see it)
+        h.record(C, T + 200, samples=[PartitionSample("kept", "t", 0, 1, 2, True)])
+        h.record(C, T + 190, samples=[PartitionSample("gone", "t", 0, 0, 2, True)])
+        h.prune(now=T + 1195)  # the retention cuts at T + 195
+        assert [k for (k,) in h._db.execute("SELECT grp FROM sample_keys")] == ["kept"]
+        h.record(C, T + 210, samples=[PartitionSample("gone", "t", 0, 3, 4, True)])
+        assert h.windows(C, [("gone", "t", 0)]) == {("gone", "t", 0): [Sample(T + 210, 3, 4,
+                                                                              True)]}
+    with LagHistory(tmp_path / "h.db") as other:
+        assert other.last_seen(C, T + 150) == {
+            ("kept", "t", 0): Sample(T + 200, 1, 2, True),
+            ("gone", "t", 0): Sample(T + 210, 3, 4, True)}
 
 
 def test_background_write_is_seen_by_every_reader(tmp_path: Path) -> None:

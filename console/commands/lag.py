@@ -25,6 +25,7 @@ from collectors.own_groups import REDRIVE_GROUP_PREFIX as GROUP_PREFIX
 from collectors.snapshots import GroupLag, LagSnapshot, PartitionLag
 from collectors.timelag import EXACT, ZERO
 from collectors.untrusted import line_field as _s
+from console import fastexit
 from console.argtypes import seconds
 from console.context import Context, print_json
 
@@ -97,9 +98,12 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             if not asked_samples:
                 snapshot = first_look(collector, snapshot, args.group, options.policy.min_samples,
                                       args.interval)
-        return _report(args, snapshot, options)
+        code = _report(args, snapshot, options)
     finally:
         history.close()
+    # freed at exit, not now: the process has nothing left to do (`console.fastexit`)
+    fastexit.keep(snapshot, collector, history)
+    return code
 
 
 def _report(args: argparse.Namespace, snapshot: LagSnapshot, options: LagSettings) -> int:
