@@ -26,7 +26,7 @@ import contextlib
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,17 +49,25 @@ from collectors.errors import BrokerUnavailable, ConfigError, UsageError
 from collectors.gcpause import gc_paused
 from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.logs import get_logger
-from collectors.snapshots import SEVERITY, GroupLag, LagSnapshot, Member, PartitionLag, Status
+from collectors.snapshots import (
+    SEVERITY,
+    GroupLag,
+    LagSnapshot,
+    Member,
+    PartitionLag,
+    Status,
+    group_lag,
+    partition_lag,
+)
 from collectors.status import (
     Sample,
     StatusPolicy,
-    Verdict,
     allowed_lag_for,
+    evaluate_current,
     evaluate_group,
     evaluate_window,
-    partition_status,
 )
-from collectors.timelag import Point, ReadRequest, ReadRun, TimeLag
+from collectors.timelag import Point, ReadRun, TimeLag
 
 _log = get_logger("lag")
 
@@ -562,17 +570,55 @@ class LagCollector:
             return self._evaluate(view)
 
     def _evaluate(self, view: BrokerView) -> LagSnapshot:
+        """Three passes over the group partitions (100,000 at 10,000 groups), each doing
+        all its work at once: the samples (and the offsets groups are behind at), the
+        verdicts (while exact reads run in a thread), then the snapshot. Results go from
+        one pass to the next in lists in the same order, not in dicts keyed by tuples."""
         now = view.taken_at
         opts = self.options
+        ends = view.ends
+        end: int | None
+        at: tuple[str, int, int] | None
         # partitions whose end offset went down were recreated: forget cached record times
-        for tp, end in view.ends.items():
+        for tp, end in ends.items():
             if tp in self._last_end and end < self._last_end[tp]:
                 for stale in [k for k in self._timestamps if k[:2] == tp]:
                     del self._timestamps[stale]
             self._last_end[tp] = end
 
+        # pass 1: a sample (and its history key) per group partition with a known end
+        # offset, in group order; and how many group partitions are behind at each
+        # (topic, partition, committed offset), what lag in seconds is worked out for
+        new = tuple.__new__
+        samples: list[PartitionSample] = []
+        keys: list[tuple[str, str, int]] = []
+        #: per sample: (topic, partition, committed) when the group is behind there
+        ats: list[tuple[str, int, int] | None] = []
+        #: per group: every partition of it has a sample (its end offset is known)
+        whole: list[bool] = []
+        for d in view.groups:
+            group, active = d.group, d.active
+            complete = True
+            for tp, committed in d.committed.items():
+                end = ends.get(tp)
+                if end is None and tp not in ends:
+                    complete = False
+                    continue
+                topic, partition = tp
+                # tuple.__new__ skips the named tuple's Python-level __new__
+                samples.append(new(PartitionSample,
+                                   (group, topic, partition, committed, end, active)))
+                keys.append((group, topic, partition))
+                if committed is not None and end is not None and end > committed:
+                    ats.append((topic, partition, committed))
+                else:
+                    ats.append(None)
+            whole.append(complete)
+        # counted in C, keys in the order first seen
+        behind: Counter[tuple[str, int, int]] = Counter(filter(None, ats))
+
         # exact reads go to the broker in a thread while statuses are judged here
-        estimates, lagging, rounds = self._plan_time_lags(view)
+        times, rounds = self._plan_time_lags(view, behind)
         reads: dict[tuple[str, int, int], tuple[int, float]] = {}
         tried: set[tuple[str, int, int]] = set()
         reader = None
@@ -584,41 +630,36 @@ class LagCollector:
             )
             reader.start()
 
-        ends = view.ends
-        samples: list[PartitionSample] = []
-        for d in view.groups:
-            group, active = d.group, d.active
-            samples += [PartitionSample(group, tp[0], tp[1], committed, ends[tp], active)
-                        for tp, committed in d.committed.items() if tp in ends]
-        # a PartitionSample is a named tuple: its first three fields are the history's key
-        windows = self.history.windows(self.key, [s[:3] for s in samples], LOOKBACK)
+        windows = self.history.windows(self.key, keys, LOOKBACK)
         # samples and end offsets are stored now (with `background_writes`, SQLite inserts
         # them on the other core while statuses are judged); record times and group
         # totals, known only after, follow in a second, small write
         self.history.record(
             self.key, now, samples=samples,
-            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in view.ends.items()],
+            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in ends.items()],
             background=self._background_writes,
         )
-        verdicts: dict[tuple[str, str, int], Verdict] = {}
+
+        # pass 2: the verdict of each sample, (status, reason), in the samples' order
         allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
         policy = opts.policy
-        for s in samples:
-            group, _topic, _partition, committed, end_now, active = s
-            if committed is None:
+        verdicts: list[tuple[Status, str] | None] = []
+        judged = verdicts.append
+        window_of = windows.get
+        for s, key in zip(samples, keys, strict=True):
+            committed, end = s[3], s[4]
+            if committed is None or end is None:
+                judged(None)  # the snapshot says why without a verdict
                 continue
-            key = s[:3]
-            allowed = allowed_by_group[group]
-            window = windows.get(key)
-            if not window or window[-1].time < now:
-                lag = None if end_now is None else max(0, end_now - committed)
-                if lag is not None and lag <= allowed:
-                    # caught up (within allowed_lag): judged from the current lag alone
-                    verdicts[key] = partition_status([], [], lag, now, allowed_lag=allowed)
-                    continue
-                window = [*(window or ()), Sample(now, committed, end_now, active)]
-            # the history's windows are in time order, and `now` is after them
-            verdicts[key] = evaluate_window(window, policy=policy, allowed_lag=allowed)
+            window = window_of(key)
+            if not window or window[-1][0] < now:
+                # the history's windows are in time order, and `now` is after them
+                judged(evaluate_current(window or (), now, committed, end, s[5], policy,
+                                        allowed_by_group[s[0]]))
+            else:  # the history already holds a sample this recent: judge its window
+                held = evaluate_window(window, policy=policy,
+                                       allowed_lag=allowed_by_group[s[0]])
+                judged((held.status, held.reason))
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
@@ -626,31 +667,97 @@ class LagCollector:
             self._unreadable = {k: t for k, t in self._unreadable.items()
                                 if now - t < UNREADABLE_RETRY}
             self._unreadable.update(dict.fromkeys(unresolved, now))
-        lags = dict(estimates)
-        if reads:
-            exact = {at: timelag.exact(ts, now) for at, (_offset, ts) in reads.items()}
-            for key, committed in lagging.items():
-                hit = exact.get((key[1], key[2], committed))
-                if hit is not None:
-                    lags[key] = hit
+        for at, (_offset, ts) in reads.items():
+            if at in times:
+                times[at] = timelag.exact(ts, now)
         self.last_stats.update(
-            lagging=len(lagging), exact_reads=len(reads),
-            exact=sum(1 for v in lags.values() if v.method == timelag.EXACT),
+            lagging=sum(behind.values()), exact_reads=len(reads),
+            exact=sum(n for at, n in behind.items() if times[at].method == timelag.EXACT),
             exact_planned=sum(len(run.offsets) for r in rounds for run in r),
         )
 
+        # pass 3: the snapshot, group by group, partitions in (topic, partition) order;
+        # the group's figures are folded in as its partitions are built (as `_group`)
         groups: list[GroupLag] = []
-        partition = self._partition
-        for d in view.groups:
-            group = d.group
-            allowed = allowed_by_group[group]
-            parts = []
-            for tp in sorted(d.committed):
-                key = (group, tp[0], tp[1])
-                parts.append(partition(d, tp, view, lags.get(key), verdicts.get(key)))
-            parts += [_vanished_partition(tp, committed) for tp, committed
-                      in sorted(d.vanished.items())]
-            groups.append(_group(d, parts, allowed))
+        topics = view.topics
+        # partitions with an end offset whose topic or partition is unknown (usually none)
+        bad_ends = {tp for tp in ends if tp[0] not in topics or tp[1] >= topics[tp[0]]}
+        build = partition_lag
+        severity = SEVERITY
+        j = 0  # the next sample (and verdict): samples follow each group's `committed`
+        for d, complete in zip(view.groups, whole, strict=True):
+            parts: list[PartitionLag] = []
+            errors = d.partition_errors
+            previous: TP | None = None
+            in_order = True
+            worst: PartitionLag | None = None
+            worst_severity, worst_lag, total = -1, 0, 0
+            max_seconds: float | None = None
+            for tp, committed in d.committed.items():
+                if previous is not None and tp < previous:
+                    in_order = False
+                previous = tp
+                if complete:
+                    end, verdict, at = samples[j][4], verdicts[j], ats[j]
+                    j += 1
+                else:
+                    end, verdict, at = ends.get(tp), None, None
+                    if end is not None or tp in ends:
+                        verdict, at = verdicts[j], ats[j]
+                        j += 1
+                if (end is None or (bad_ends and tp in bad_ends)
+                        or (errors and errors.get(tp) is not None)):
+                    p = _partition_error(d, tp, view)
+                    status, lag, seconds = p.status, p.lag, p.lag_seconds
+                elif committed is None or verdict is None:
+                    status, lag, seconds = Status.OK, None, None
+                    p = build(tp[0], tp[1], None, end, None, None, timelag.UNKNOWN, status,
+                              None, "no committed offset")
+                else:
+                    lag = end - committed
+                    if lag > 0:
+                        lag_s = None if at is None else times.get(at)
+                        if lag_s is None:
+                            seconds, method = None, timelag.UNKNOWN
+                        else:
+                            seconds, method = lag_s.seconds, lag_s.method
+                    else:
+                        lag, seconds, method = 0, 0.0, timelag.ZERO
+                    status = verdict[0]
+                    p = build(tp[0], tp[1], committed, end, lag, seconds, method, status,
+                              None, verdict[1])
+                parts.append(p)
+                rank = severity[status]
+                if rank > worst_severity or (rank == worst_severity and (lag or 0) > worst_lag):
+                    worst, worst_severity, worst_lag = p, rank, lag or 0
+                if lag is not None:
+                    total += lag
+                if seconds is not None and (max_seconds is None or seconds > max_seconds):
+                    max_seconds = seconds
+            allowed = allowed_by_group[d.group]
+            if not in_order:  # the first of equals depends on the order: fold it again
+                parts.sort(key=_partition_order)
+                parts += [_vanished_partition(tp, committed) for tp, committed
+                          in sorted(d.vanished.items())]
+                groups.append(_group(d, parts, allowed))
+                continue
+            if d.vanished:
+                gone = [_vanished_partition(tp, committed) for tp, committed
+                        in sorted(d.vanished.items())]
+                # ERR with no lag: the first of them is the worst unless an ERR came before
+                if worst_severity < severity[Status.ERR]:
+                    worst = gone[0]
+                parts += gone
+            error = d.error
+            reason: str | None
+            if error is not None:
+                status, reason = Status.ERR, error
+            elif worst is not None:
+                status, reason = worst.status, worst.status_reason
+            else:
+                status, reason = Status.OK, "no committed offsets"
+            groups.append(group_lag(d.group, d.state, status, total, max_seconds, tuple(parts),
+                                    d.members, error, reason, allowed))
 
         points = [(t, p, timelag.record_point(actual, ts), "record")
                   for (t, p, _asked), (actual, ts) in reads.items()]
@@ -664,83 +771,45 @@ class LagCollector:
                            groups_on_cluster=view.listed, offsets_via=view.offsets_via,
                            offsets_via_reason=view.offsets_via_reason)
 
-    @staticmethod
-    def _partition(d: GroupData, tp: TP, view: BrokerView, lag_s: TimeLag | None,
-                   verdict: Verdict | None) -> PartitionLag:
-        committed = d.committed[tp]
-        topic, partition = tp
-        end = view.ends.get(tp)
-        error: str | None = d.partition_errors.get(tp)
-        if error is None:
-            if topic not in view.topics:
-                error = TOPIC_DELETED
-            elif partition >= view.topics[topic]:
-                error = PARTITION_UNKNOWN
-            elif end is None:
-                error = f"end offset unknown: {view.end_errors.get(tp, 'no answer')}"
-        if error is not None or end is None:
-            error = error or "end offset unknown"
-            return PartitionLag(topic, partition, committed, end, None, None, timelag.UNKNOWN,
-                                Status.ERR, error=error, status_reason=error)
-        if committed is None or verdict is None:
-            return PartitionLag(topic, partition, None, end, None, None, timelag.UNKNOWN,
-                                Status.OK, status_reason="no committed offset")
-        lag = end - committed
-        if lag < 0:
-            lag = 0
-        if lag_s is None:
-            lag_s = TimeLag(0.0, timelag.ZERO) if lag == 0 else TimeLag(None, timelag.UNKNOWN)
-        return PartitionLag(topic, partition, committed, end, lag, lag_s.seconds, lag_s.method,
-                            verdict.status, status_reason=verdict.reason)
-
     # ---------------------------------------------------------- lag in seconds
 
     def _plan_time_lags(
-        self, view: BrokerView
-    ) -> tuple[dict[tuple, TimeLag], dict[tuple, int], list[list[ReadRun]]]:
-        """Estimates (or cached exact values) for every lagging group partition, and the
-        exact reads worth doing this refresh, in rounds."""
+        self, view: BrokerView, behind: Mapping[tuple[str, int, int], int]
+    ) -> tuple[dict[tuple[str, int, int], TimeLag], list[list[ReadRun]]]:
+        """Estimates (or cached exact values) for every (topic, partition, committed
+        offset) some group is behind at, and the exact reads worth doing this refresh,
+        in rounds. Groups at the same offset of a partition share the answer and the
+        read request (a request depends only on the partition and the offset)."""
+        if not behind:
+            return {}, []
         now = view.taken_at
-        lagging: dict[tuple[str, str, int], int] = {}
-        for d in view.groups:
-            for tp, committed in d.committed.items():
-                end = view.ends.get(tp)
-                if committed is not None and end is not None and end > committed:
-                    lagging[(d.group, *tp)] = committed
-        if not lagging:
-            return {}, {}, []
-        tps = {k[1:] for k in lagging}
+        tps = {at[:2] for at in behind}
         history = self.history.points(self.key, tps)
         tables = {tp: timelag.Table.of(timelag.build_table(history.get(tp, []), view.ends[tp],
                                                           now))
                   for tp in tps}
-        out: dict[tuple, TimeLag] = {}
-        # groups at the same offset of a partition share its answer and its read request
-        # (a request depends only on the partition and the offset: plan_reads keeps one)
-        by_offset: dict[tuple[str, int, int], TimeLag] = {}
-        requests: list[ReadRequest] = []
-        for key, committed in lagging.items():
-            at = (key[1], key[2], committed)
-            known = by_offset.get(at)
-            if known is not None:
-                out[key] = known
-                continue
-            tp = key[1:]
-            end = view.ends[tp]
-            cached = self._timestamps.get(at)
+        out: dict[tuple[str, int, int], TimeLag] = {}
+        # (topic, partition, offset, lag, blind) of each offset worth an exact read
+        candidates: list[tuple[str, int, int, int, bool]] = []
+        cache = self._timestamps
+        for at in behind:
+            topic, partition, committed = at
+            cached = cache.get(at)
             if cached is not None:
-                self._timestamps.move_to_end(at)
-                out[key] = by_offset[at] = timelag.exact(cached[1], now)
+                cache.move_to_end(at)
+                out[at] = timelag.exact(cached[1], now)
                 continue
+            tp = (topic, partition)
+            end = view.ends[tp]
             estimate = timelag.estimate_from_table(committed, end, tables[tp], now)
-            out[key] = by_offset[at] = estimate
+            out[at] = estimate
             failed_at = self._unreadable.get(at)
             if failed_at is not None and now - failed_at < UNREADABLE_RETRY:
                 continue
             blind = estimate.method in (timelag.EXTRAPOLATED, timelag.UNKNOWN)
-            requests.append(ReadRequest(tp[0], tp[1], committed, end - committed, blind))
-        rounds = timelag.plan_reads(requests, self.options.exact_max_reads)
-        return out, lagging, rounds
+            candidates.append((topic, partition, committed, end - committed, blind))
+        rounds = timelag.plan_distinct_reads(candidates, self.options.exact_max_reads)
+        return out, rounds
 
     def _read_timestamps(
         self, rounds: list[list[ReadRun]], budget: float,
@@ -902,6 +971,28 @@ def _vanished_partition(tp: TP, committed: int | None) -> PartitionLag:
     return PartitionLag(tp[0], tp[1], committed, None, None, None, timelag.UNKNOWN, Status.ERR,
                         error=TOPIC_DELETED,
                         status_reason=f"{TOPIC_DELETED}: the group had offsets on it")
+
+
+def _partition_order(p: PartitionLag) -> TP:
+    return (p.topic, p.partition)
+
+
+def _partition_error(d: GroupData, tp: TP, view: BrokerView) -> PartitionLag:
+    """A partition that cannot be judged: OffsetFetch said why, its topic or partition
+    is gone, or its end offset is unknown (ERR, with the reason)."""
+    topic, partition = tp
+    end = view.ends.get(tp)
+    error: str | None = d.partition_errors.get(tp)
+    if error is None:
+        if topic not in view.topics:
+            error = TOPIC_DELETED
+        elif partition >= view.topics[topic]:
+            error = PARTITION_UNKNOWN
+        elif end is None:
+            error = f"end offset unknown: {view.end_errors.get(tp, 'no answer')}"
+    error = error or "end offset unknown"
+    return PartitionLag(topic, partition, d.committed[tp], end, None, None, timelag.UNKNOWN,
+                        Status.ERR, error=error, status_reason=error)
 
 
 def _group(d: GroupData, parts: Iterable[PartitionLag], allowed: int) -> GroupLag:

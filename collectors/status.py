@@ -37,11 +37,13 @@ operator must see, as in Burrow.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from collectors.snapshots import SEVERITY, Status
 
@@ -271,12 +273,8 @@ def evaluate_window(
 ) -> Verdict:
     """`evaluate_partition` for samples already in time order, with less work per call.
 
-    The collector judges every lagging partition of every refresh (10,000 at
-    1,000 groups) over windows that come out of the history sorted. Same rules,
-    same verdicts and reasons (tests/test_status_fast.py checks it against
-    `evaluate_partition` on generated windows); what it skips: sorting twice,
-    recomputing each sample's lag, and building commits for samples older than
-    the `window` newest commits, or at all when the STOP-from-samples rule decides.
+    Same rules, same verdicts and reasons (tests/test_status_fast.py checks it against
+    `evaluate_partition` on generated windows); the work is `evaluate_current`'s.
     """
     if not samples:
         return Verdict(Status.OK, "no samples")
@@ -286,54 +284,166 @@ def evaluate_window(
         return Verdict(Status.OK, "no committed offset")
     if current.end is None:
         return Verdict(Status.ERR, "end offset unknown")
-    lag = current.end - committed
+    status, reason = evaluate_current(samples[:-1], current.time, committed, current.end,
+                                      current.active, policy=policy, allowed_lag=allowed_lag)
+    return Verdict(status, reason)
+
+
+def evaluate_current(
+    history: Sequence[Sample],
+    now: float,
+    committed: int,
+    end: int,
+    active: bool | None,
+    policy: StatusPolicy = StatusPolicy(),
+    allowed_lag: int = 0,
+) -> tuple[Status, str]:
+    """`evaluate_window([*history, Sample(now, committed, end, active)])`, as (status, reason).
+
+    The collector judges every partition of every refresh (100,000 at 10,000 groups)
+    against the window the history holds plus the sample taken now; this does it
+    without building that window, a `Verdict` or Burrow's `Commit`s:
+
+    - one walk back from the newest sample finds the run at the current offset (how
+      long it is held) and whether the STOP-from-samples evidence holds over it;
+    - only when that rule does not decide, one more walk collects the newest
+      `window` commits and every Burrow rule over them at once.
+
+    `history` is in time order; `committed` and `end` are known (the collector gives
+    unknown ones their own verdicts before this).
+    """
+    lag = end - committed
     if lag < 0:
         lag = 0
     if lag <= allowed_lag:
-        return partition_status([], [], lag, current.time, allowed_lag=allowed_lag)
-    ordered = [s for s in samples if s.committed is not None]
-    window = max(1, policy.window)
-    recent = ordered[-window:]
-    if len(recent) < policy.min_samples:
-        return Verdict(
-            Status.UNKNOWN,
-            f"lag {lag}; status needs {policy.min_samples} samples, have {len(recent)} "
-            "(run again or use --samples)",
-        )
-    # the run of samples at the current offset (STOP from samples, and how long it is held)
-    n = len(ordered)
-    held = 1
-    while held < n and ordered[n - 1 - held].committed == committed:
+        if lag == 0:
+            return Status.OK, "caught up"
+        return Status.OK, f"lag {lag} within allowed_lag {allowed_lag}"
+    window = policy.window if policy.window > 1 else 1
+    # the run of samples at the current offset (samples with no committed offset are
+    # skipped, as `evaluate_partition` drops them), newest first
+    held = 1  # the current sample
+    since = now
+    stop = active is False  # every sample of the run inactive and lagging so far
+    before: float | None = None  # the time of the newest sample before the run
+    # lagging above allowed_lag: max(0, x) > a is x > a for a >= 0 (else: any lag)
+    ceiling = committed + allowed_lag if allowed_lag >= 0 else -math.inf
+    for t, c, e, a in reversed(history):
+        if c is None:
+            continue
+        if c != committed:
+            before = t
+            break
         held += 1
-    run = ordered[n - held:]
-    since = run[0].time
-    stopped = None
-    if all(s.active is False for s in run):
-        # every lag known and above allowed_lag; max(0, x) > a is x > a for a >= 0
-        if allowed_lag >= 0:
-            lagging = all(s.end is not None and s.end - committed > allowed_lag for s in run)
-        else:
-            lagging = all(s.end is not None for s in run)
-        if lagging:
-            stopped = _stopped_verdict(ordered, held, policy.grace_seconds)
-    if stopped is not None:
-        return stopped
-    # Burrow's commits, newest first until `window` of them, then put back in order
-    commits: list[Commit] = []
-    i = n - 1
-    while i >= 0 and len(commits) < window:
-        s = ordered[i]
-        offset = s.committed  # never None in `ordered`; the check is for the type checker
-        if offset is not None and (i == 0 or offset != ordered[i - 1].committed or s.active):
-            commits.append(Commit(offset, s.time, s.lag))
+        since = t
+        if stop and (a is not False or e is None or e <= ceiling):
+            stop = False
+    known = held if before is None else held + 1  # samples with an offset, at least
+    needed = policy.min_samples
+    if known < needed or window < needed:
+        have = min(window, 1 + sum(1 for s in history if s[1] is not None))
+        if have < needed:
+            return Status.UNKNOWN, (f"lag {lag}; status needs {needed} samples, have {have} "
+                                    "(run again or use --samples)")
+    grace = policy.grace_seconds
+    if stop:
+        span = now - since
+        if span > grace:
+            words, when = _stop_words(now, since, before, grace)
+            return Status.STOP, (f"no commit for {words} of sampling (offset {committed}) "
+                                 f"while lag is {lag} and no member is active; {when}")
+    return _burrow(history, now, committed, end, active, lag, now - since, window,
+                   allowed_lag, grace)
+
+
+def _burrow(history: Sequence[Sample], now: float, committed: int, end: int,
+            active: bool | None, lag: int, held_seconds: float, window: int,
+            allowed_lag: int, grace: float) -> tuple[Status, str]:
+    """`partition_status` over the newest `window` commits (`commits_from_samples`) of
+    the samples, in one walk from the newest: every rule folded as the commits come."""
+    # the samples with a committed offset (so `int`), then the current one
+    ordered = cast("list[tuple[float, int, int | None, bool | None]]",
+                   [s for s in history if s[1] is not None])
+    ordered.append((now, committed, end, active))
+    i = len(ordered) - 1
+    count = 0  # commits collected
+    visited = 0  # samples walked (the newest `window` of them give "recent" end offsets)
+    min_end: int | None = None
+    newest = oldest = committed  # offsets of the newest and the oldest commit so far
+    newest_time = oldest_time = now
+    newer = committed  # offset of the commit after (newer than) the one being looked at
+    back: int | None = None  # the first offset (in time order) that went back
+    nonzero = True  # Burrow's lag_always_nonzero
+    stalled = True  # every commit at the same offset
+    not_decreasing = True
+    newer_lag: int | None = None  # the known lag of the nearest newer commit
+    while i >= 0 and count < window:
+        t, offset, e, a = ordered[i]
+        if visited < window:
+            visited += 1
+            if e is not None and (min_end is None or e < min_end):
+                min_end = e
+        # Burrow's commits from samples: a new offset, or the same one while members hold it
+        if i == 0 or a or offset != ordered[i - 1][1]:
+            if count == 0:
+                newest, newest_time = offset, t
+            else:
+                if newer < offset:
+                    back = newer
+                if offset != newer:
+                    stalled = False
+            newer = oldest = offset
+            oldest_time = t
+            if e is not None:
+                commit_lag = e - offset if e > offset else 0
+                if commit_lag <= allowed_lag:
+                    nonzero = False
+                if newer_lag is not None and commit_lag > newer_lag:
+                    not_decreasing = False
+                newer_lag = commit_lag
+            count += 1
         i -= 1
-    commits.reverse()
-    ends = [s.end for s in recent if s.end is not None]
-    return partition_status(
-        commits, ends, lag, current.time,
-        allowed_lag=allowed_lag, grace_seconds=policy.grace_seconds,
-        held_seconds=current.time - since,
-    )
+    silence = now - newest_time
+    if (
+        silence > newest_time - oldest_time
+        and silence >= grace
+        and not (min_end is not None and min_end - newest <= allowed_lag)
+    ):
+        return Status.STOP, (f"no commit for {_span(silence)} (offset {newest}) while lag is "
+                             f"{lag}")
+    if back is not None:
+        return Status.REWIND, f"committed offset went back to {back}"
+    if nonzero and count >= 2:
+        span = newest_time - oldest_time
+        held = max(span, held_seconds)
+        if stalled and held >= grace:
+            return Status.STALL, (f"consumer holds offset {newest} for {_span(held)} with lag "
+                                  f"{lag}")
+        if not_decreasing:
+            return Status.WARN, f"lag not decreasing over {count} commits (now {lag})"
+    if not nonzero:
+        return Status.OK, f"lag {lag}; caught up earlier in the window"
+    if silence > 0 and newest == oldest:
+        return Status.UNKNOWN, (f"lag {lag}; no commit for {_span(silence)} "
+                                f"(judged after {_span(grace)})")
+    return Status.OK, f"lag {lag}; consumer progressing"
+
+
+@functools.lru_cache(maxsize=1024)
+def _stop_words(now: float, first: float, before: float | None,
+                grace_seconds: float) -> tuple[str, str]:
+    """How long a STOP run is held, and what is known of when its commit was made.
+
+    Cached: the collector samples every partition at the same times, so thousands
+    of stopped partitions share these words."""
+    span = now - first
+    if before is None:
+        when = "commit time unknown (already committed at the oldest sample lagdeck has)"
+    elif first - before > grace_seconds:
+        when = f"commit time unknown (committed during a {_span(first - before)} gap in sampling)"
+    else:
+        when = f"committed between {_span(span)} and {_span(now - before)} ago"
+    return _span(span), when
 
 
 def _stopped_verdict(ordered: Sequence[Sample], held: int,
@@ -342,20 +452,14 @@ def _stopped_verdict(ordered: Sequence[Sample], held: int,
     current offset, none active, all lagging) is known."""
     current = ordered[-1]
     first = ordered[-held]
-    span = current.time - first.time
-    if span <= grace_seconds:
+    if current.time - first.time <= grace_seconds:
         return None
     before = ordered[-held - 1] if held < len(ordered) else None
-    if before is None:
-        when = "commit time unknown (already committed at the oldest sample lagdeck has)"
-    elif first.time - before.time > grace_seconds:
-        when = (f"commit time unknown (committed during a {_span(first.time - before.time)} "
-                "gap in sampling)")
-    else:
-        when = f"committed between {_span(span)} and {_span(current.time - before.time)} ago"
+    words, when = _stop_words(current.time, first.time,
+                              None if before is None else before.time, grace_seconds)
     return Verdict(
         Status.STOP,
-        f"no commit for {_span(span)} of sampling (offset {current.committed}) while lag is "
+        f"no commit for {words} of sampling (offset {current.committed}) while lag is "
         f"{current.lag} and no member is active; {when}",
     )
 

@@ -29,6 +29,7 @@ What this does that kafka-lag-exporter does not:
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -225,6 +226,24 @@ def plan_reads(requests: Iterable[ReadRequest], limit: int,
                 rounds.append([])
             rounds[k].append(ReadRun(topic, partition, tuple(run)))
     return rounds
+
+
+def plan_distinct_reads(requests: Iterable[tuple[str, int, int, int, bool]], limit: int,
+                        scan_limit: int = 1000) -> list[list[ReadRun]]:
+    """`plan_reads` for requests already distinct by (topic, partition, offset), given
+    as (topic, partition, offset, lag, blind) tuples.
+
+    A refresh of 10,000 groups asks about up to 100,000 offsets for 1,000 reads: only
+    the first `limit` in `plan_reads`' order (a total order: the offsets are
+    distinct) become `ReadRequest`s, picked by one pass over plain tuples.
+    """
+    keyed = [(not blind, -lag, topic, partition, offset)
+             for topic, partition, offset, lag, blind in requests]
+    if len(keyed) > limit:
+        keyed = heapq.nsmallest(max(0, limit), keyed)
+    return plan_reads([ReadRequest(topic, partition, offset, -negative_lag, not sighted)
+                       for sighted, negative_lag, topic, partition, offset in keyed],
+                      limit, scan_limit)
 
 
 def _clean_seconds(value: float) -> float:

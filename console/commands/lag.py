@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import operator
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from collectors.untrusted import line_field as _s
 from console import fastexit
 from console.argtypes import seconds
 from console.context import Context, print_json
+
+_error = operator.attrgetter("error")
 
 #: above this many groups `--json` is printed on one line (indenting costs ~0.5 s at 1,000)
 COMPACT_JSON_GROUPS = 100
@@ -208,7 +211,11 @@ def warnings(snapshot: LagSnapshot) -> list[str]:
     """One line per group and deleted topic, and per snapshot error."""
     out = [_s(e) for e in snapshot.errors]
     for g in snapshot.groups:
-        deleted = sorted({p.topic for p in g.partitions if p.error == TOPIC_DELETED})
+        # looked for in C first: 100,000 partitions at 10,000 groups, almost never there
+        if TOPIC_DELETED not in map(_error, g.partitions):
+            deleted = []
+        else:
+            deleted = sorted({p.topic for p in g.partitions if p.error == TOPIC_DELETED})
         for topic in deleted:
             out.append(f"group {_s(repr(g.group))} has offsets on topic {_s(repr(topic))}, "
                        "which no longer "
