@@ -291,14 +291,18 @@ class LagHistory:
             cache = self._caches.get(cluster) or self._sync(cluster)
             try:
                 with self._transaction():
-                    self._follow(cluster, cache)
+                    # others' rows only: ours stay pending until something reads (a
+                    # one-shot `lagdeck lag` never does)
+                    self._follow(cluster, cache, flush=False)
                     refresh = self._insert_refresh(cluster, cache, taken_at, samples, columns)
                     added_points = self._write_points(cluster, cache, points)
-                    self._db.executemany(
-                        "INSERT INTO groups (cluster, grp, ts, total_lag, status) "
+                    self._rows(
+                        "INSERT INTO groups (cluster, ts, grp, total_lag, status) SELECT ?, ?, "
+                        "value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                        "INSERT INTO groups (cluster, ts, grp, total_lag, status) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        [(cluster, g.group, taken_at, g.total_lag, g.status) for g in groups],
-                    )
+                        (cluster, taken_at),
+                        [(g.group, g.total_lag, g.status) for g in groups])
                     last_point = self._max_id("points")
             except sqlite3.Error as exc:
                 _log.warning("cannot write lag history %s: %s", self.path, exc)
@@ -350,44 +354,40 @@ class LagHistory:
     def _add_keys(self, cluster: str, cache: _ClusterCache, keys: list[SampleKey]) -> None:
         """Spell new keys once in `sample_keys` (inside the caller's write transaction).
 
-        Many keys (a first refresh: 100,000) go in as one statement over a JSON array;
-        names JSON would not carry exactly (a NUL) take `executemany`, as does an
-        SQLite without the JSON functions.
+        Many keys (a first refresh: 100,000) go in as one statement (`_rows`).
         """
-        doc = _keys_json(keys)
-        try:
-            if doc is not None:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
-                    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                    "json_extract(value, '$[2]') FROM json_each(?)", (cluster, doc))
-        except sqlite3.OperationalError as exc:  # an SQLite built without JSON functions
-            if "json" not in str(exc):
-                raise
-            doc = None
-        if doc is None:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
-                "VALUES (?, ?, ?, ?)", [(cluster, *k) for k in keys])
+        self._rows("INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
+                   "SELECT ?, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                   "INSERT OR IGNORE INTO sample_keys (cluster, grp, topic, part) "
+                   "VALUES (?, ?, ?, ?)", (cluster,), keys)
         self._follow_keys(cluster, cache)
         lost = [k for k in keys if k not in cache.key_ids]
         if lost:  # cannot happen inside one write transaction
             raise sqlite3.DatabaseError(f"{len(lost)} lag history keys were not stored")
 
     def _follow_keys(self, cluster: str, cache: _ClusterCache) -> None:
-        rows = self._db.execute(
-            "SELECT id, grp, topic, part FROM sample_keys WHERE cluster = ? AND id > ?",
-            (cluster, cache.last_key_id)).fetchall()
-        keys = {row[0]: row[1:] for row in rows}  # (id, grp, topic, part): the key is a slice
+        """The cluster's keys past the last one known, read as one JSON array: a row per
+        key is a GIL release and re-take per key (`_rows` says why that costs)."""
+        args = (cluster, cache.last_key_id)
+        try:
+            doc = self._db.execute(
+                "SELECT json_group_array(json_array(id, grp, topic, part)) FROM sample_keys "
+                "WHERE cluster = ? AND id > ?", args).fetchone()[0]
+            rows = orjson.loads(doc) if doc else []
+        except (sqlite3.OperationalError, orjson.JSONDecodeError):  # no JSON functions
+            rows = self._db.execute("SELECT id, grp, topic, part FROM sample_keys "
+                                    "WHERE cluster = ? AND id > ?", args).fetchall()
+        keys = {row[0]: (row[1], row[2], row[3]) for row in rows}
         cache.keys.update(keys)
         cache.key_ids.update(zip(keys.values(), keys, strict=True))
-        if rows:
-            cache.last_key_id = max(cache.last_key_id, max(r[0] for r in rows))
+        if keys:
+            cache.last_key_id = max(cache.last_key_id, max(keys))
 
     def _write_points(self, cluster: str, cache: _ClusterCache,
                       points: Iterable[tuple[str, int, Point, str]]
                       ) -> list[tuple[str, int, Point]]:
         inserts = []
+        moved: dict[float, list[int]] = {}  # flat runs' tails, by their new time
         for topic, partition, point, kind in points:
             known = cache.points.get((topic, partition), [])
             if (
@@ -398,16 +398,43 @@ class LagHistory:
             ):
                 # a flat run: move its tail instead of adding a point
                 row_id = known[-1][0]
-                self._db.execute("UPDATE points SET ts = ? WHERE id = ?", (point.time, row_id))
+                moved.setdefault(point.time, []).append(row_id)
                 known[-1] = (row_id, point)
                 continue
             inserts.append((topic, partition, point, kind))
-        self._db.executemany(
+        for at, ids in moved.items():  # one statement per time (a refresh's ends share one)
+            self._db.execute("UPDATE points SET ts = ? WHERE id IN "
+                             "(SELECT value FROM json_each(?))", (at, orjson.dumps(ids)))
+        self._rows(
+            "INSERT INTO points (cluster, topic, part, ts, end_offset, kind) SELECT ?, "
+            "value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?)",
             "INSERT INTO points (cluster, topic, part, ts, end_offset, kind) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(cluster, t, p, pt.time, pt.end, kind) for t, p, pt, kind in inserts],
-        )
+            (cluster,), [(t, p, pt.time, pt.end, kind) for t, p, pt, kind in inserts])
         return [(t, p, pt) for t, p, pt, _ in inserts]
+
+    def _rows(self, json_sql: str, plain_sql: str, head: tuple, rows: Sequence[tuple]) -> None:
+        """Many rows in one statement over a JSON array (`json_sql`, bound to `head` and
+        the array), else `executemany` (`plain_sql`, bound to `head` + each row).
+
+        Each statement releases the GIL while SQLite runs and takes it back after;
+        `executemany` does so for every row. The writer runs while the collector judges
+        statuses on the main thread, and each take-back then waits up to the
+        interpreter's switch interval (5 ms): 100 points and 10,000 group totals cost
+        0.3-0.6 s that way, against milliseconds alone. `value ->> N` (SQLite 3.38)
+        gives a JSON number back exactly (`json_extract` did not, for most floats).
+        Rows JSON cannot carry exactly (a NUL in a name, a lone surrogate, an integer
+        past 64 bits), or an SQLite without `->>`, take `executemany`."""
+        if not rows:
+            return
+        doc = _json_rows(rows)
+        if doc is not None:
+            try:
+                self._db.execute(json_sql, (*head, doc))
+                return
+            except sqlite3.OperationalError as exc:
+                _log.debug("lag history: %s; rows written one by one", exc)
+        self._db.executemany(plain_sql, [(*head, *row) for row in rows])
 
     def _maybe_prune(self, now: float) -> None:
         """Prune at most every `PRUNE_EVERY` seconds, across all processes sharing the file."""
@@ -698,9 +725,11 @@ class LagHistory:
                 self._add_samples(cache, [
                     (s[:3], Sample(taken_at, s.committed, s.end, s.active)) for s in samples])
 
-    def _follow(self, cluster: str, cache: _ClusterCache) -> None:
-        """Take in what other processes wrote since the last read (rows past the last id)."""
-        self._flush(cache)
+    def _follow(self, cluster: str, cache: _ClusterCache, *, flush: bool = True) -> None:
+        """Take in what other processes wrote since the last read (rows past the last id),
+        and (`flush`) this process's own pending samples."""
+        if flush:
+            self._flush(cache)
         self._follow_keys(cluster, cache)
         rows = self._db.execute(
             # `+cluster`: walk the row ids past the last one seen, not the cluster index
@@ -758,11 +787,11 @@ def _columns(samples: list[PartitionSample]) -> tuple[bytes, bytes, bytes]:
             fmt.pack_active([s[5] for s in samples]))
 
 
-def _keys_json(keys: list[SampleKey]) -> bytes | None:
-    """New keys as a JSON array for `_add_keys`, or None when JSON would not carry them
+def _json_rows(rows: Sequence[tuple]) -> bytes | None:
+    """Rows as a JSON array for `LagHistory._rows`, or None when JSON would not carry them
     exactly (a NUL in a name: SQLite's JSON functions stop at it)."""
     try:
-        doc = orjson.dumps(keys)
+        doc = orjson.dumps(rows)
     except (TypeError, orjson.JSONEncodeError):
         return None
     return None if b"\\u0000" in doc else doc

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collectors import history_format as fmt
-from collectors.history import LagHistory, PartitionSample
+from collectors.history import GroupTotal, LagHistory, PartitionSample
 from collectors.status import Sample
 from collectors.timelag import Point
 
@@ -174,3 +174,20 @@ def test_first_read_cuts_each_key_to_its_newest_samples(tmp_path: Path) -> None:
     assert [s.committed for s in win[("a", "t", 0)]] == [7, 8, 9, 10]
     assert win[("a", "t", 1)] == [Sample(T, 0, 20, False), Sample(T + 1, 1, 20, False)]
     assert win[("b", "t", 0)] == [Sample(T, 0, 20, True), Sample(T + 1, 1, 20, True)]
+
+
+def test_points_and_totals_read_back_exactly(tmp_path: Path) -> None:
+    """Written in one statement over JSON (no GIL take-back per row): floats come back
+    bit for bit, and rows JSON cannot carry (a NUL in a topic) still go in."""
+    times = [T + 0.1 * i + 1e-7 * (i % 7) for i in range(1, 50)]
+    with LagHistory(tmp_path / "h.db") as h:
+        h.record(C, T, points=[("t", i, Point(at, i), "record") for i, at in enumerate(times)],
+                 groups=[GroupTotal("ü", 2**40, "STOP")])  # JSON
+        h.record(C, T, points=[("nul\x00t", 0, Point(times[3], 5), "end")],
+                 groups=[GroupTotal("g\x00nul", 3, "OK")])  # executemany
+    with LagHistory(tmp_path / "h.db") as other:
+        assert other.points(C, [("t", i) for i in range(len(times))]) == {
+            ("t", i): [Point(at, i)] for i, at in enumerate(times)}
+        assert other.points(C, [("nul\x00t", 0)]) == {("nul\x00t", 0): [Point(times[3], 5)]}
+        assert other.group_trend("ü", cluster=C) == [(T, 2**40)]
+        assert other.group_statuses("g\x00nul", cluster=C) == [(T, "OK")]
