@@ -511,11 +511,14 @@ class LagHistory:
                     "SELECT key_ids FROM refreshes WHERE id IN (SELECT MAX(id) FROM refreshes "
                     "WHERE cluster = ? GROUP BY keyset)", (cluster,)):
                 used.update(fmt.unpack_ids(blob))
-            unused = [row_id for (row_id,) in self._db.execute(
-                "SELECT id FROM sample_keys WHERE cluster = ?", (cluster,)) if row_id not in used]
+            # ids in and out as one JSON array each: a row per key would take the GIL back
+            # per key (`_rows`), and the prune runs beside a refresh
+            doc = self._db.execute("SELECT json_group_array(id) FROM sample_keys "
+                                   "WHERE cluster = ?", (cluster,)).fetchone()[0]
+            unused = [i for i in orjson.loads(doc or "[]") if i not in used]
             if unused:
-                self._db.executemany("DELETE FROM sample_keys WHERE id = ?",
-                                     [(i,) for i in unused])
+                self._db.execute("DELETE FROM sample_keys WHERE id IN "
+                                 "(SELECT value FROM json_each(?))", (orjson.dumps(unused),))
                 dropped[cluster] = unused
         return dropped
 
