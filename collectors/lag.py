@@ -43,7 +43,12 @@ from confluent_kafka import (
 from confluent_kafka.admin import OffsetSpec
 
 from collectors import kafka, timelag
-from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
+from collectors.batched_groups import (
+    DEFAULT_CHUNK,
+    BatchedGroupReader,
+    BatchedUnavailable,
+    GroupRead,
+)
 from collectors.config import ClusterConfig, Settings, require_bootstrap
 from collectors.durations import parse_duration
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
@@ -305,6 +310,9 @@ class _Judged:
 class LagCollector:
     """Refreshes lag for every group of one cluster; reusable, keeps its clients open."""
 
+    #: groups per batched request (one part of the read, judged as it lands)
+    batched_chunk: int = DEFAULT_CHUNK
+
     def __init__(
         self,
         cluster: ClusterConfig,
@@ -562,7 +570,8 @@ class LagCollector:
             self._batched_reason = self._batched_retry_at = None
         if self._batched is None and self._batched_reason is None:
             try:
-                reader = BatchedGroupReader(self.cluster, timeout=self.timeout)
+                reader = BatchedGroupReader(self.cluster, timeout=self.timeout,
+                                            chunk=self.batched_chunk)
                 reader.open()
             except BatchedUnavailable as exc:
                 self._batched_reason = str(exc)
