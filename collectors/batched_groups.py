@@ -260,8 +260,16 @@ class BatchedGroupReader:
         self._admin = admin
         return admin
 
-    def read(self, groups: Sequence[str]) -> BatchedRead:
-        """Every group's state, members and committed offsets; errors stay on their group."""
+    def read(self, groups: Sequence[str],
+             on_part: Callable[[list[GroupRead]], None] | None = None) -> BatchedRead:
+        """Every group's state, members and committed offsets; errors stay on their group.
+
+        `on_part`, if given, is called with the groups of each part (a chunk of one
+        coordinator's groups) as soon as both its answers landed, so a caller can work
+        on them while the broker answers the next parts (`LagCollector.refresh`). It
+        runs on kafka-python's IO thread: hand the list over (a queue), nothing more.
+        Groups asked again (their coordinator moved) or failed before being asked come
+        only in the returned read, which holds every group as always."""
         with self._lock:
             admin = self._open()
             before = Counter(self.requests)
@@ -271,7 +279,8 @@ class BatchedGroupReader:
             refused = {g: problem for g in wanted if (problem := _unsendable(g))}
             asked = [g for g in wanted if g not in refused]
             try:
-                reads = admin._manager.run(self._read_all, admin, asked) if asked else {}
+                reads = admin._manager.run(self._read_all, admin, asked, on_part) \
+                    if asked else {}
             except Exception as exc:  # the connection failed: every group says so
                 text = describe(exc)
                 _log.warning("batched group read failed: %s", text)
@@ -286,12 +295,14 @@ class BatchedGroupReader:
 
     # ---------------------------------------------------------- on kafka-python's IO thread
 
-    async def _read_all(self, admin: Any, groups: list[str]) -> dict[str, GroupRead]:
+    async def _read_all(self, admin: Any, groups: list[str],
+                        on_part: Callable[[list[GroupRead]], None] | None = None
+                        ) -> dict[str, GroupRead]:
         found = await self._find(admin, [g for g in groups if g not in self._coordinators])
         state: dict[str, _Partial] = {g: _Partial() for g in groups}
         for g, error in found.items():
             state[g].errors.append(f"coordinator: {error}")
-        await self._ask(admin, [g for g in groups if g in self._coordinators], state)
+        await self._ask(admin, [g for g in groups if g in self._coordinators], state, on_part)
         moved = [g for g, s in state.items() if s.moved]
         if moved:  # the coordinator moved: look it up again and ask once more
             for g in moved:
@@ -353,8 +364,10 @@ class BatchedGroupReader:
 
         return int(manager.broker_version_data.api_version(FindCoordinatorRequest))
 
-    async def _ask(self, admin: Any, groups: list[str], state: dict[str, _Partial]) -> None:
-        """OffsetFetch v8 and DescribeGroups per coordinator, through the window."""
+    async def _ask(self, admin: Any, groups: list[str], state: dict[str, _Partial],
+                   on_part: Callable[[list[GroupRead]], None] | None = None) -> None:
+        """OffsetFetch v8 and DescribeGroups per coordinator, through the window; each
+        part handed to `on_part` once both its answers landed (see `read`)."""
         from kafka.protocol.admin import DescribeGroupsRequest
         from kafka.protocol.consumer import OffsetFetchRequest
 
@@ -375,18 +388,21 @@ class BatchedGroupReader:
         calls: list[_Call] = []
         for node, members in by_node.items():
             for part in _chunks(members, self.chunk):
+                landed = _PartLanded(part, state, on_part)
                 calls.append(_Call(
                     "OffsetFetch",
                     OffsetFetchRequest(groups=[group_spec(group_id=g, topics=None)
                                                for g in part],
                                        require_stable=False, min_version=8, max_version=8),
-                    node, functools.partial(_take_offsets, asked=part, state=state),
-                    failed("committed offsets", part)))
+                    node, landed.then(functools.partial(_take_offsets, asked=part,
+                                                        state=state)),
+                    landed.then(failed("committed offsets", part))))
                 calls.append(_Call(
                     "DescribeGroups",
                     DescribeGroupsRequest(groups=part, include_authorized_operations=False),
-                    node, functools.partial(_take_descriptions, asked=part, state=state),
-                    failed("describe", part)))
+                    node, landed.then(functools.partial(_take_descriptions, asked=part,
+                                                        state=state)),
+                    landed.then(failed("describe", part))))
         await self._send(admin._manager, calls)
 
     async def _send(self, manager: Any, calls: list[_Call]) -> None:
@@ -396,6 +412,27 @@ class BatchedGroupReader:
     @property
     def _timeout_ms(self) -> int:
         return int(self.timeout * 1000)
+
+
+class _PartLanded:
+    """Counts a part's two answers (or failures); at the second, hands the part's groups
+    that are final (not to be asked again) to `on_part`."""
+
+    def __init__(self, part: list[str], state: dict[str, _Partial],
+                 on_part: Callable[[list[GroupRead]], None] | None) -> None:
+        self.part, self.state, self.on_part = part, state, on_part
+        self.left = 2
+
+    def then(self, handle: Callable[[Any], None]) -> Callable[[Any], None]:
+        """`handle`, then the count. An answer `handle` cannot read raises before the
+        count: the window then calls the failure handler, which counts it once."""
+        def landed(value: Any) -> None:
+            handle(value)
+            self.left -= 1
+            if self.left == 0 and self.on_part is not None:
+                state = self.state
+                self.on_part([state[g].build(g) for g in self.part if not state[g].moved])
+        return landed
 
 
 # ---------------------------------------------------------------- the window

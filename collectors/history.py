@@ -462,14 +462,18 @@ class LagHistory:
             self._last_prune = time.time()
             try:
                 with self._transaction():
-                    for table in ("refreshes", "points", "groups"):
+                    aged = self._db.execute("DELETE FROM refreshes WHERE ts < ?",
+                                            (cutoff,)).rowcount
+                    for table in ("points", "groups"):
                         self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
                     # refreshes of the same keys keep their newest `max_samples`
-                    self._db.execute(
+                    capped = self._db.execute(
                         "DELETE FROM refreshes WHERE id IN (SELECT id FROM (SELECT id, "
                         "ROW_NUMBER() OVER (PARTITION BY cluster, keyset ORDER BY ts DESC, "
-                        "id DESC) AS rn FROM refreshes) WHERE rn > ?)", (self.max_samples,))
-                    dropped = self._drop_unused_keys()
+                        "id DESC) AS rn FROM refreshes) WHERE rn > ?)",
+                        (self.max_samples,)).rowcount
+                    # keys fall out of use only with the refreshes that used them
+                    dropped = self._drop_unused_keys() if aged or capped else {}
                     self._cap("points", ("cluster", "topic", "part"), self.max_points)
                     self._cap("groups", ("cluster", "grp"), self.max_trend)
                     self._db.execute(
@@ -484,13 +488,14 @@ class LagHistory:
                     key = cache.keys.pop(row_id, None)
                     if key is not None:
                         del cache.key_ids[key]
-                self._flush(cache)
-                for key, rows in list(cache.samples.items()):
-                    kept = [s for s in rows if s.time >= cutoff]
-                    if kept:
-                        cache.samples[key] = kept
-                    else:
-                        del cache.samples[key]
+                if aged:  # else nothing this old was stored (a scan of every key is not free)
+                    self._flush(cache)
+                    for key, rows in list(cache.samples.items()):
+                        kept = [s for s in rows if s.time >= cutoff]
+                        if kept:
+                            cache.samples[key] = kept
+                        else:
+                            del cache.samples[key]
                 for tp, pts in list(cache.points.items()):
                     kept_points = [(i, p) for i, p in pts if p.time >= cutoff]
                     if kept_points:
@@ -511,11 +516,14 @@ class LagHistory:
                     "SELECT key_ids FROM refreshes WHERE id IN (SELECT MAX(id) FROM refreshes "
                     "WHERE cluster = ? GROUP BY keyset)", (cluster,)):
                 used.update(fmt.unpack_ids(blob))
-            unused = [row_id for (row_id,) in self._db.execute(
-                "SELECT id FROM sample_keys WHERE cluster = ?", (cluster,)) if row_id not in used]
+            # ids in and out as one JSON array each: a row per key would take the GIL back
+            # per key (`_rows`), and the prune runs beside a refresh
+            doc = self._db.execute("SELECT json_group_array(id) FROM sample_keys "
+                                   "WHERE cluster = ?", (cluster,)).fetchone()[0]
+            unused = [i for i in orjson.loads(doc or "[]") if i not in used]
             if unused:
-                self._db.executemany("DELETE FROM sample_keys WHERE id = ?",
-                                     [(i,) for i in unused])
+                self._db.execute("DELETE FROM sample_keys WHERE id IN "
+                                 "(SELECT value FROM json_each(?))", (orjson.dumps(unused),))
                 dropped[cluster] = unused
         return dropped
 

@@ -27,8 +27,9 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 from confluent_kafka import (
@@ -42,7 +43,12 @@ from confluent_kafka import (
 from confluent_kafka.admin import OffsetSpec
 
 from collectors import kafka, timelag
-from collectors.batched_groups import BatchedGroupReader, BatchedUnavailable, GroupRead
+from collectors.batched_groups import (
+    DEFAULT_CHUNK,
+    BatchedGroupReader,
+    BatchedUnavailable,
+    GroupRead,
+)
 from collectors.config import ClusterConfig, Settings, require_bootstrap
 from collectors.durations import parse_duration
 from collectors.errors import BrokerUnavailable, ConfigError, UsageError
@@ -246,11 +252,66 @@ class BrokerView:
     offsets_via_reason: str = ""
 
 
+@dataclass
+class _Judged:
+    """Passes 1 and 2 of the evaluation for some groups, as `LagCollector._judge` left them:
+    flat lists in the groups' order, `bounds[i]` where group i's samples start."""
+
+    groups: list[str]
+    bounds: list[int]
+    samples: list[PartitionSample]
+    #: per sample: (topic, partition, committed) when the group is behind there
+    ats: list[tuple[str, int, int] | None]
+    #: per group: every partition of it has a sample (its end offset is known)
+    whole: list[bool]
+    verdicts: list[tuple[Status, str] | None]
+
+    def columns(self, groups: Sequence[GroupData]) -> tuple[
+            list[PartitionSample], list[tuple[str, int, int] | None], list[bool],
+            list[tuple[Status, str] | None]]:
+        """samples, ats, whole, verdicts in the order of `groups` (each judged)."""
+        order = [d.group for d in groups]
+        if order == self.groups:
+            return self.samples, self.ats, self.whole, self.verdicts
+        at = {g: i for i, g in enumerate(self.groups)}
+        cut = self.bounds
+        samples: list[PartitionSample] = []
+        ats: list[tuple[str, int, int] | None] = []
+        verdicts: list[tuple[Status, str] | None] = []
+        whole: list[bool] = []
+        for g in order:
+            i = at[g]
+            a, b = cut[i], cut[i + 1]
+            samples += self.samples[a:b]
+            ats += self.ats[a:b]
+            verdicts += self.verdicts[a:b]
+            whole.append(self.whole[i])
+        return samples, ats, whole, verdicts
+
+    @classmethod
+    def joined(cls, parts: Sequence[_Judged]) -> _Judged:
+        if len(parts) == 1:
+            return parts[0]
+        out = cls([], [0], [], [], [], [])
+        for part in parts:
+            shift = len(out.samples)
+            out.groups += part.groups
+            out.bounds += [b + shift for b in part.bounds[1:]]
+            out.samples += part.samples
+            out.ats += part.ats
+            out.whole += part.whole
+            out.verdicts += part.verdicts
+        return out
+
+
 # ---------------------------------------------------------------- the collector
 
 
 class LagCollector:
     """Refreshes lag for every group of one cluster; reusable, keeps its clients open."""
+
+    #: groups per batched request (one part of the read, judged as it lands)
+    batched_chunk: int = DEFAULT_CHUNK
 
     def __init__(
         self,
@@ -384,10 +445,10 @@ class LagCollector:
         regex = compile_group_regex(group_regex)
         with self._lock:
             started = time.monotonic()
-            view = self.fetch(regex)
+            view, early = self._fetch(regex, judge=True)
             fetched = time.monotonic()
             with gc_paused():
-                snapshot = self._evaluate(view)
+                snapshot = self._evaluate(view, early)
             for admin in self._admins:
                 admin.poll(0)  # error_cb: broker trouble reaches the log
             self.last_stats.update(
@@ -400,6 +461,14 @@ class LagCollector:
 
     def fetch(self, regex: re.Pattern[str] | None = None) -> BrokerView:
         """Everything one refresh asks the cluster, batched (see the module docstring)."""
+        return self._fetch(regex, judge=False)[0]
+
+    def _fetch(self, regex: re.Pattern[str] | None, *, judge: bool
+               ) -> tuple[BrokerView, _Judged | None]:
+        """`fetch`; with `judge`, the groups of the batched read are also judged (passes 1
+        and 2 of the evaluation) part by part as the broker answers, each part with end
+        offsets read right after its committed offsets (`_Parts`). At 10,000 groups the
+        broker answers ten parts over ~1.3 s, during which this thread had nothing to do."""
         pool = self._admin_pool()
         admin = pool[0]
         t = self.timeout
@@ -429,12 +498,9 @@ class LagCollector:
         # the opener thread (kafka-python's import and connection), which is on the path
         threading.Thread(target=self.history.last_seen, args=(self.key, time.time()),
                          name="lagdeck-history-load", daemon=True).start()
-        read = self._read_groups(wanted)
-        # groups seen recently whose topics may have been deleted (Tansu drops their offsets)
-        recent: dict[str, dict[TP, Sample]] = {}
-        for (g, topic, partition), sample in self.history.last_seen(
-                self.key, time.time() - VANISHED_HORIZON).items():
-            recent.setdefault(g, {})[(topic, partition)] = sample
+        parts = _Parts(self, topics) if judge and self._batched_reader() is not None else None
+        read = parts.read(wanted) if parts is not None else self._read_groups(wanted)
+        recent = parts.recent if parts is not None else self._recent()
         listed_set = set(listed)
         ghosts = sorted(g for g in recent if g not in listed_set
                         and (regex is None or regex.search(g))
@@ -444,9 +510,13 @@ class LagCollector:
 
         raw: list[GroupData] = []
         ghost_set = set(ghosts)
-        # topics the history knows that no longer exist (usually none: nothing to add then)
-        gone = any(t not in topics for seen in recent.values() for t, _p in seen)
+        gone = _gone(recent, topics)
+        done = parts.done if parts is not None else {}
         for data in read:
+            judged = done.get(data.group)
+            if judged is not None:  # read, completed and judged while the read went on
+                raw.append(judged)
+                continue
             seen = recent.get(data.group, {})
             if data.group in ghost_set:
                 ghost = _ghost(data, seen, topics)
@@ -457,14 +527,29 @@ class LagCollector:
                 data = _with_vanished(data, seen, topics)
             raw.append(data)
 
-        wanted_tps = sorted({tp for d in raw for tp in d.committed
-                             if tp[0] in topics and tp[1] < topics[tp[0]]})
-        ends, end_errors = self._end_offsets(wanted_tps)
+        rest = [d for d in raw if d.group not in done]
+        ends, end_errors = self._end_offsets(_valid_tps(rest, topics))
+        early = None
+        if parts is not None:
+            ends = {**parts.ends, **ends}
+            end_errors = {**parts.end_errors, **end_errors}
+            if rest:
+                parts.judged.append(self._judge(rest, ends, time.time()))
+            early = _Judged.joined(parts.judged)
         return BrokerView(
             taken_at=time.time(), groups=tuple(raw), topics=topics, ends=ends,
             end_errors=end_errors, listed=len(listed), errors=tuple(errors),
             offsets_via=self.offsets_via, offsets_via_reason=self.offsets_via_reason,
-        )
+        ), early
+
+    def _recent(self) -> dict[str, dict[TP, Sample]]:
+        """Groups seen within VANISHED_HORIZON, with their partitions' newest samples:
+        their topics may have been deleted since (Tansu drops their offsets)."""
+        recent: dict[str, dict[TP, Sample]] = {}
+        for (g, topic, partition), sample in self.history.last_seen(
+                self.key, time.time() - VANISHED_HORIZON).items():
+            recent.setdefault(g, {})[(topic, partition)] = sample
+        return recent
 
     def _open_batched_soon(self) -> threading.Thread | None:
         """Open the batched reader in a thread (kafka-python's import and connection,
@@ -485,7 +570,8 @@ class LagCollector:
             self._batched_reason = self._batched_retry_at = None
         if self._batched is None and self._batched_reason is None:
             try:
-                reader = BatchedGroupReader(self.cluster, timeout=self.timeout)
+                reader = BatchedGroupReader(self.cluster, timeout=self.timeout,
+                                            chunk=self.batched_chunk)
                 reader.open()
             except BatchedUnavailable as exc:
                 self._batched_reason = str(exc)
@@ -499,7 +585,9 @@ class LagCollector:
             self._batched = reader
         return self._batched
 
-    def _read_groups(self, ids: list[str], *, more: bool = False) -> list[GroupData]:
+    def _read_groups(self, ids: list[str], *, more: bool = False,
+                     on_part: Callable[[list[GroupRead]], None] | None = None
+                     ) -> list[GroupData]:
         """Every group's state and committed offsets: batched when possible, else per group.
 
         `more`: a second read in the same refresh (groups known only from the history),
@@ -511,7 +599,7 @@ class LagCollector:
         self._groups_read += len(ids)
         reader = self._batched_reader()
         if reader is not None:
-            result = reader.read(ids) if ids else None
+            result = reader.read(ids, on_part) if ids else None
             for kind, n in (result.requests if result else {}).items():
                 self.batched_requests[kind] = self.batched_requests.get(kind, 0) + n
             self.offsets_via = "batched"
@@ -569,23 +657,14 @@ class LagCollector:
         with self._lock:
             return self._evaluate(view)
 
-    def _evaluate(self, view: BrokerView) -> LagSnapshot:
-        """Three passes over the group partitions (100,000 at 10,000 groups), each doing
-        all its work at once: the samples (and the offsets groups are behind at), the
-        verdicts (while exact reads run in a thread), then the snapshot. Results go from
-        one pass to the next in lists in the same order, not in dicts keyed by tuples."""
-        now = view.taken_at
-        opts = self.options
-        ends = view.ends
-        end: int | None
-        at: tuple[str, int, int] | None
-        # partitions whose end offset went down were recreated: forget cached record times
-        for tp, end in ends.items():
-            if tp in self._last_end and end < self._last_end[tp]:
-                for stale in [k for k in self._timestamps if k[:2] == tp]:
-                    del self._timestamps[stale]
-            self._last_end[tp] = end
+    def _judge(self, groups: Sequence[GroupData], ends: Mapping[TP, int],
+               now: float) -> _Judged:
+        """Passes 1 and 2 of `_evaluate` for `groups`: their samples and verdicts.
 
+        `refresh` judges each part of the batched read here as soon as it landed (with
+        the end offsets read right after it), while the broker answers the next parts;
+        `_evaluate` then only builds the snapshot."""
+        end: int | None
         # pass 1: a sample (and its history key) per group partition with a known end
         # offset, in group order; and how many group partitions are behind at each
         # (topic, partition, committed offset), what lag in seconds is worked out for
@@ -596,7 +675,9 @@ class LagCollector:
         ats: list[tuple[str, int, int] | None] = []
         #: per group: every partition of it has a sample (its end offset is known)
         whole: list[bool] = []
-        for d in view.groups:
+        #: where each group's samples start (and, last, where they end)
+        bounds: list[int] = [0]
+        for d in groups:
             group, active = d.group, d.active
             complete = True
             for tp, committed in d.committed.items():
@@ -614,34 +695,12 @@ class LagCollector:
                 else:
                     ats.append(None)
             whole.append(complete)
-        # counted in C, keys in the order first seen
-        behind: Counter[tuple[str, int, int]] = Counter(filter(None, ats))
-
-        # exact reads go to the broker in a thread while statuses are judged here
-        times, rounds = self._plan_time_lags(view, behind)
-        reads: dict[tuple[str, int, int], tuple[int, float]] = {}
-        tried: set[tuple[str, int, int]] = set()
-        reader = None
-        if rounds:
-            reader = threading.Thread(
-                target=lambda: reads.update(self._read_timestamps(
-                    rounds, opts.exact_budget_seconds, tried)),
-                name="lagdeck-exact-reads", daemon=True,
-            )
-            reader.start()
-
-        windows = self.history.windows(self.key, keys, LOOKBACK)
-        # samples and end offsets are stored now (with `background_writes`, SQLite inserts
-        # them on the other core while statuses are judged); record times and group
-        # totals, known only after, follow in a second, small write
-        self.history.record(
-            self.key, now, samples=samples,
-            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in ends.items()],
-            background=self._background_writes,
-        )
+            bounds.append(len(samples))
 
         # pass 2: the verdict of each sample, (status, reason), in the samples' order
-        allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
+        windows = self.history.windows(self.key, keys, LOOKBACK)
+        opts = self.options
+        allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in groups}
         policy = opts.policy
         verdicts: list[tuple[Status, str] | None] = []
         judged = verdicts.append
@@ -660,6 +719,53 @@ class LagCollector:
                 held = evaluate_window(window, policy=policy,
                                        allowed_lag=allowed_by_group[s[0]])
                 judged((held.status, held.reason))
+        return _Judged([d.group for d in groups], bounds, samples, ats, whole, verdicts)
+
+    def _evaluate(self, view: BrokerView, early: _Judged | None = None) -> LagSnapshot:
+        """Three passes over the group partitions (100,000 at 10,000 groups), each doing
+        all its work at once: the samples (and the offsets groups are behind at) and their
+        verdicts (`_judge`; `early` when `refresh` judged them while the read went on),
+        then, while exact reads run in a thread, the snapshot. Results go from one pass to
+        the next in lists in the same order, not in dicts keyed by tuples."""
+        now = view.taken_at
+        opts = self.options
+        ends = view.ends
+        end: int | None
+        at: tuple[str, int, int] | None
+        # partitions whose end offset went down were recreated: forget cached record times
+        for tp, end in ends.items():
+            if tp in self._last_end and end < self._last_end[tp]:
+                for stale in [k for k in self._timestamps if k[:2] == tp]:
+                    del self._timestamps[stale]
+            self._last_end[tp] = end
+
+        judged = early if early is not None else self._judge(view.groups, ends, now)
+        samples, ats, whole, verdicts = judged.columns(view.groups)
+        # counted in C, keys in the order first seen
+        behind: Counter[tuple[str, int, int]] = Counter(filter(None, ats))
+
+        # exact reads go to the broker in a thread while the history write is queued
+        times, rounds = self._plan_time_lags(view, behind)
+        reads: dict[tuple[str, int, int], tuple[int, float]] = {}
+        tried: set[tuple[str, int, int]] = set()
+        reader = None
+        if rounds:
+            reader = threading.Thread(
+                target=lambda: reads.update(self._read_timestamps(
+                    rounds, opts.exact_budget_seconds, tried)),
+                name="lagdeck-exact-reads", daemon=True,
+            )
+            reader.start()
+
+        # samples and end offsets are stored now (with `background_writes`, SQLite writes
+        # them on the other core while the snapshot is built); record times and group
+        # totals, known only after, follow in a second, small write
+        self.history.record(
+            self.key, now, samples=samples,
+            points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in ends.items()],
+            background=self._background_writes,
+        )
+        allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
@@ -863,6 +969,76 @@ class LagCollector:
         while len(self._timestamps) > _TS_CACHE:
             self._timestamps.popitem(last=False)
         return found
+
+
+class _Parts:
+    """A batched read whose parts are completed and judged as they land (`_fetch`).
+
+    The read runs in a thread; each part its `on_part` hands over is taken here, on the
+    refreshing thread: its groups' vanished partitions added, the end offsets of their
+    partitions read (after their committed offsets, as for a whole read), and the part
+    judged (`LagCollector._judge`). What no part carried (groups asked again, failed
+    before being asked) is completed after the read, with the ghosts."""
+
+    def __init__(self, collector: LagCollector, topics: Mapping[str, int]) -> None:
+        self.collector = collector
+        self.topics = topics
+        self.recent: dict[str, dict[TP, Sample]] = {}
+        self.ends: dict[TP, int] = {}
+        self.end_errors: dict[TP, str] = {}
+        self.judged: list[_Judged] = []
+        #: completed groups, by name
+        self.done: dict[str, GroupData] = {}
+
+    def read(self, ids: list[str]) -> list[GroupData]:
+        queue: SimpleQueue[list[GroupRead] | None] = SimpleQueue()
+        out: list[list[GroupData]] = []
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                out.append(self.collector._read_groups(ids, on_part=queue.put))
+            except BaseException as exc:  # raised again on the refreshing thread
+                failed.append(exc)
+            finally:
+                queue.put(None)
+
+        reader = threading.Thread(target=run, name="lagdeck-group-read", daemon=True)
+        reader.start()
+        # the history's first read is on its way (started by `_fetch`); waited for here
+        self.recent = self.collector._recent()
+        gone = _gone(self.recent, self.topics)
+        while (part := queue.get()) is not None:
+            self._take(part, gone)
+        reader.join()
+        if failed:
+            raise failed[0]
+        return out[0]
+
+    def _take(self, part: list[GroupRead], gone: bool) -> None:
+        datas = []
+        for read in part:
+            data = _from_batched(read)
+            seen = self.recent.get(data.group)
+            if seen and gone:
+                data = _with_vanished(data, seen, self.topics)
+            datas.append(data)
+        ends, errors = self.collector._end_offsets(_valid_tps(datas, self.topics))
+        self.ends.update(ends)
+        self.end_errors.update(errors)
+        self.judged.append(self.collector._judge(datas, ends, time.time()))
+        self.done.update((d.group, d) for d in datas)
+
+
+def _gone(recent: Mapping[str, Mapping[TP, Sample]], topics: Mapping[str, int]) -> bool:
+    """Topics the history knows that no longer exist (usually none: nothing to add then)."""
+    return any(t not in topics for seen in recent.values() for t, _p in seen)
+
+
+def _valid_tps(groups: Iterable[GroupData], topics: Mapping[str, int]) -> list[TP]:
+    """The partitions of `groups` that exist, for their end offsets."""
+    return sorted({tp for d in groups for tp in d.committed
+                   if tp[0] in topics and tp[1] < topics[tp[0]]})
 
 
 def collect_lag(

@@ -8,6 +8,7 @@ is tested as a plain function.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -96,8 +97,38 @@ def test_batched_and_per_group_paths_give_identical_lag(cluster: ClusterConfig,
 
 
 @integration
+def test_parts_judged_as_they_land_give_what_one_whole_read_gives(
+        cluster: ClusterConfig, world: dict[str, str]) -> None:
+    """`refresh` judges each part of the batched read as it lands (`LagCollector._fetch`):
+    one group per part here, so every group is its own part; the snapshot is the one
+    judged from the whole read at once (`fetch` then `evaluate`)."""
+    judged: list[list[str]] = []
+
+    class Counting(LagCollector):
+        def _judge(self, groups, ends, now):  # type: ignore[no-untyped-def]
+            judged.append([d.group for d in groups])
+            return super()._judge(groups, ends, now)
+
+    with Counting(cluster, LagHistory.in_memory()) as parts, \
+            LagCollector(cluster, LagHistory.in_memory()) as whole:
+        parts.batched_chunk = 1
+        by_parts = parts.refresh(regex(world))
+        by_whole = whole.evaluate(whole.fetch(re.compile(regex(world))))
+    assert sorted(len(groups) for groups in judged) == [1, 1, 1]  # three parts of one group
+
+    def timeless(snapshot: LagSnapshot) -> list:  # lag in seconds runs with the clock
+        return [dataclasses.replace(g, max_lag_seconds=None, partitions=tuple(
+            dataclasses.replace(p, lag_seconds=None) for p in g.partitions))
+            for g in snapshot.groups]
+
+    assert timeless(by_parts) == timeless(by_whole)  # statuses and reasons included
+
+
+@integration
+@pytest.mark.parametrize("chunk", [1000, 1])
 def test_an_error_on_one_group_leaves_the_others_right(broker, cluster: ClusterConfig,
-                                                       world: dict[str, str], names) -> None:
+                                                       world: dict[str, str], names,
+                                                       chunk: int) -> None:
     denied, moved = names("batched-denied"), names("batched-moved")
     a = world["a"]
     kp_commit(broker.bootstrap, denied, {(a, 0): 2})
@@ -115,6 +146,7 @@ def test_an_error_on_one_group_leaves_the_others_right(broker, cluster: ClusterC
     with FaultProxy(port, faults) as proxy, LagCollector(
             ClusterConfig({"bootstrap.servers": proxy.bootstrap}),
             LagHistory.in_memory()) as collector:
+        collector.batched_chunk = chunk  # 1: a part per group, the moved one read again
         snapshot = collector.refresh(wanted)
         requests = dict(collector.batched_requests)
     assert snapshot.offsets_via == "batched"
@@ -135,8 +167,9 @@ def test_an_error_on_one_group_leaves_the_others_right(broker, cluster: ClusterC
     # the group whose coordinator "moved" was looked up and asked again: right numbers
     assert moved in faults.seen_once
     assert numbers(snapshot)[moved] == ("EMPTY", 3, None, ((a, 0, 3, 6, 3, None),))
-    assert requests["OffsetFetch"] == 2 and requests["FindCoordinator"] == 2
-    assert faults.offset_fetches[0] == 5  # all five groups in the first request
+    asked = 5 if chunk == 1 else 1  # requests of the first ask: a group each, or one
+    assert requests["OffsetFetch"] == asked + 1 and requests["FindCoordinator"] == asked + 1
+    assert faults.offset_fetches[0] == 5 // asked  # groups in the first request
 
 
 @integration
