@@ -528,7 +528,9 @@ class LagCollector:
             raw.append(data)
 
         rest = [d for d in raw if d.group not in done]
-        ends, end_errors = self._end_offsets(_valid_tps(rest, topics))
+        failed_ends = parts.end_errors if parts is not None else {}
+        ends, end_errors = self._end_offsets(
+            [tp for tp in _valid_tps(rest, topics) if tp not in failed_ends])
         early = None
         if parts is not None:
             ends = {**parts.ends, **ends}
@@ -645,9 +647,17 @@ class LagCollector:
         for tp, future in futures.items():
             key = (tp.topic, tp.partition)
             try:
-                ends[key] = int(future.result(timeout=0).offset)
+                end = int(future.result(timeout=0).offset)
             except (KafkaException, concurrent.futures.TimeoutError) as exc:
                 errors[key] = kafka.describe(_as_kafka(exc))
+                continue
+            if end < 0:
+                # librdkafka answers a ListOffsets that timed out with OFFSET_INVALID
+                # (-1001), not an error: taken as an end offset, every group on the
+                # partition looked caught up (OK) while its leader did not answer
+                errors[key] = f"no end offset in the broker's answer ({end})"
+                continue
+            ends[key] = end
         return ends, errors
 
     # ---------------------------------------------------------- evaluation
@@ -1005,12 +1015,14 @@ class _Parts:
 
         reader = threading.Thread(target=run, name="lagdeck-group-read", daemon=True)
         reader.start()
-        # the history's first read is on its way (started by `_fetch`); waited for here
-        self.recent = self.collector._recent()
-        gone = _gone(self.recent, self.topics)
-        while (part := queue.get()) is not None:
-            self._take(part, gone)
-        reader.join()
+        try:
+            # the history's first read is on its way (started by `_fetch`); waited for here
+            self.recent = self.collector._recent()
+            gone = _gone(self.recent, self.topics)
+            while (part := queue.get()) is not None:
+                self._take(part, gone)
+        finally:  # even when judging failed: no read left running behind the next refresh
+            reader.join()
         if failed:
             raise failed[0]
         return out[0]
@@ -1023,7 +1035,10 @@ class _Parts:
             if seen and gone:
                 data = _with_vanished(data, seen, self.topics)
             datas.append(data)
-        ends, errors = self.collector._end_offsets(_valid_tps(datas, self.topics))
+        # a partition whose end offset an earlier part could not read (a leader that does
+        # not answer) is not asked again: one timeout per refresh, not one per part
+        ends, errors = self.collector._end_offsets(
+            [tp for tp in _valid_tps(datas, self.topics) if tp not in self.end_errors])
         self.ends.update(ends)
         self.end_errors.update(errors)
         self.judged.append(self.collector._judge(datas, ends, time.time()))

@@ -169,8 +169,14 @@ def offset_bounds(cluster: ClusterConfig, partitions: Iterable[TP], *,
         raise translate(exc, "reading partition offsets") from None
     for which, futures in enumerate((early, late)):
         for tp, future in futures.items():
-            info = _result(future, timeout + 1, f"reading offsets of {tp.topic}[{tp.partition}]")
-            bounds.setdefault((tp.topic, tp.partition), [0, 0])[which] = max(0, info.offset)
+            doing = f"reading offsets of {tp.topic}[{tp.partition}]"
+            info = _result(future, timeout + 1, doing)
+            if info.offset < 0:
+                # librdkafka answers a ListOffsets that timed out with OFFSET_INVALID
+                # (-1001) rather than an error: read as 0, the partition looked empty
+                raise BrokerUnavailable(f"{doing}: no offset in the broker's answer "
+                                        f"({info.offset}; no answer within {timeout:g}s?)")
+            bounds.setdefault((tp.topic, tp.partition), [0, 0])[which] = info.offset
     return {k: (v[0], v[1]) for k, v in bounds.items()}
 
 

@@ -16,6 +16,7 @@ import contextlib
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -43,6 +44,10 @@ class Faults:
     #: groups whose coordinator (batched FindCoordinator) is said to be another node:
     #: group -> (node id, port), e.g. a port where nothing listens
     elsewhere: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: API keys whose requests are swallowed (never answered: a leader that hangs)
+    swallow: set[int] = field(default_factory=set)
+    #: requests seen, by API key
+    seen: Counter[int] = field(default_factory=Counter)
 
 
 class FaultProxy:
@@ -92,6 +97,9 @@ class FaultProxy:
                   asked: dict[int, tuple[int, int]]) -> None:
         for frame in _frames(src):
             key, version, correlation = struct.unpack(">hhi", frame[:8])
+            self.faults.seen[key] += 1
+            if key in self.faults.swallow:
+                continue
             asked[correlation] = (key, version)
             if key == OFFSET_FETCH and version >= 8:
                 with contextlib.suppress(Exception):

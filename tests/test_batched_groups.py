@@ -382,3 +382,34 @@ def test_what_kafka_python_cannot_express_falls_back(props: dict, named: str) ->
         settings(**props)
     assert named in str(caught.value)
     assert "hush" not in str(caught.value)
+
+
+LIST_OFFSETS = 2
+
+
+@integration
+def test_end_offsets_that_hang_cost_one_timeout_not_one_per_part(
+        broker, cluster: ClusterConfig, world: dict[str, str]) -> None:
+    """A partition leader that never answers ListOffsets: every partition says its end
+    offset is unknown (librdkafka answers a timed-out ListOffsets with offset -1001,
+    which once made every such group look caught up, OK); the first part that asks
+    waits its timeout, later parts do not ask those partitions again (a refresh of ten
+    parts must not wait ten timeouts)."""
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    seen = {}
+    for chunk in (1000, 1):  # one part; then a part per group (three)
+        faults = Faults(swallow={LIST_OFFSETS})
+        with FaultProxy(port, faults) as proxy, LagCollector(
+                ClusterConfig({"bootstrap.servers": proxy.bootstrap}),
+                LagHistory.in_memory(), timeout=1.0) as collector:
+            collector.batched_chunk = chunk
+            snapshot = collector.refresh(regex(world))
+        seen[chunk] = faults.seen[LIST_OFFSETS]
+        assert len(snapshot.groups) == 3
+        for g in snapshot.groups:
+            assert g.status is Status.ERR
+            assert all("end offset unknown" in (p.error or "") for p in g.partitions), g
+            assert g.total_lag == 0 and g.status_reason != "caught up"
+    # parts: "both" asks a2 and b0, "caught" asks a0 and a1 (a2 failed already),
+    # "lagging" asks nothing; asking every part's partitions would be three calls
+    assert 0 < seen[1] <= 2 * seen[1000], seen
