@@ -160,6 +160,7 @@ def build_view(args: argparse.Namespace, r: int) -> Any:
 def run_once(args: argparse.Namespace) -> dict[str, Any]:
     """Fill the history, then time `--repeat-inner` evaluations and outputs in this process."""
     from collectors.config import ClusterConfig
+    from collectors.gcpause import gc_paused
     from collectors.lag import LagCollector, LagSettings
     from collectors.status import StatusPolicy
     from console.commands.lag import _report
@@ -180,7 +181,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             # what `fetch` does before evaluating: the history brought up to date
             collector.history.last_seen(collector.key, view.taken_at)
             gc.collect()
-            with _gc_off():
+            with gc_paused():
                 w0, c0 = time.perf_counter(), time.thread_time()
                 snapshot = collector.evaluate(view)
                 w1, c1 = time.perf_counter(), time.thread_time()
@@ -202,17 +203,6 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         partitions = sum(len(g.committed) for g in build_view(args, total - 1).groups)
     return {"digest": digest.hexdigest(), "partitions": partitions,
             **{k: statistics.median(v) for k, v in figures.items()}}
-
-
-@contextlib.contextmanager
-def _gc_off():
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 # ---------------------------------------------------------------- side by side
