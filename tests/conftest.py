@@ -43,6 +43,22 @@ def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return state
 
 
+@pytest.fixture(autouse=True)
+def forgotten_secrets() -> Iterator[None]:
+    """Secret values are remembered process-wide (`collectors.redact`), as in lagdeck
+    itself; a test that configured a password like "error" made a later test's audit
+    line read `"outcome": "[redacted]"` in the same worker. Each test starts with the
+    secrets it found and leaves none of its own behind."""
+    from collectors import redact
+
+    with redact._lock:
+        before = set(redact._known_secrets)
+    yield
+    with redact._lock:
+        redact._known_secrets.clear()
+        redact._known_secrets.update(before)
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """One real Tansu broker for the session, on a free loopback port."""
