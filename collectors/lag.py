@@ -265,6 +265,8 @@ class _Judged:
     #: per group: every partition of it has a sample (its end offset is known)
     whole: list[bool]
     verdicts: list[tuple[Status, str] | None]
+    #: `[lag.allowed_lag]` of each group (matched once, in `_judge`)
+    allowed: dict[str, int]
 
     def columns(self, groups: Sequence[GroupData]) -> tuple[
             list[PartitionSample], list[tuple[str, int, int] | None], list[bool],
@@ -292,7 +294,7 @@ class _Judged:
     def joined(cls, parts: Sequence[_Judged]) -> _Judged:
         if len(parts) == 1:
             return parts[0]
-        out = cls([], [0], [], [], [], [])
+        out = cls([], [0], [], [], [], [], {})
         for part in parts:
             shift = len(out.samples)
             out.groups += part.groups
@@ -301,6 +303,7 @@ class _Judged:
             out.ats += part.ats
             out.whole += part.whole
             out.verdicts += part.verdicts
+            out.allowed.update(part.allowed)
         return out
 
 
@@ -729,14 +732,16 @@ class LagCollector:
                 held = evaluate_window(window, policy=policy,
                                        allowed_lag=allowed_by_group[s[0]])
                 judged((held.status, held.reason))
-        return _Judged([d.group for d in groups], bounds, samples, ats, whole, verdicts)
+        return _Judged([d.group for d in groups], bounds, samples, ats, whole, verdicts,
+                       allowed_by_group)
 
     def _evaluate(self, view: BrokerView, early: _Judged | None = None) -> LagSnapshot:
         """Three passes over the group partitions (100,000 at 10,000 groups), each doing
         all its work at once: the samples (and the offsets groups are behind at) and their
         verdicts (`_judge`; `early` when `refresh` judged them while the read went on),
-        then, while exact reads run in a thread, the snapshot. Results go from one pass to
-        the next in lists in the same order, not in dicts keyed by tuples."""
+        then the snapshot, once the exact reads (a thread, started while the history
+        write is queued) are in. Results go from one pass to the next in lists in the
+        same order, not in dicts keyed by tuples."""
         now = view.taken_at
         opts = self.options
         ends = view.ends
@@ -775,7 +780,7 @@ class LagCollector:
             points=[(tp[0], tp[1], Point(now, end), "end") for tp, end in ends.items()],
             background=self._background_writes,
         )
-        allowed_by_group = {d.group: opts.allowed_lag_for(d.group) for d in view.groups}
+        allowed_by_group = judged.allowed
 
         if reader is not None:
             reader.join(opts.exact_budget_seconds + self.timeout)
